@@ -1,0 +1,1 @@
+"""Pure logic of the dashboard (no streamlit): parsing, statistics, models, charts, exports."""

@@ -1,0 +1,1 @@
+"""Persistence layer: engine factory, typed models, queries and migrations."""

@@ -1,0 +1,227 @@
+"""Typed ORM models. Schema changes go through Alembic migrations (db/migrations/versions).
+
+Inference results and face detections are keyed by the stimulus *content* hash, so two studies
+sharing an image share the cached work, and a renamed file keeps its predictions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Study(Base):
+    """A set of stimuli and ratings analysed together (e.g. a pilot and the main study)."""
+
+    __tablename__ = "study"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    # How rating files name stimuli: "name" (file name), "stem" (no extension) or "path".
+    stimulus_key: Mapped[str] = mapped_column(String(10), default="name")
+    key_case_insensitive: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    stimuli: Mapped[list[Stimulus]] = relationship(
+        back_populates="study", cascade="all, delete-orphan", passive_deletes=True
+    )
+    batches: Mapped[list[RatingBatch]] = relationship(
+        back_populates="study", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Stimulus(Base):
+    """One face image of a study; the bytes live in content-addressed storage by ``sha256``."""
+
+    __tablename__ = "stimulus"
+    __table_args__ = (UniqueConstraint("study_id", "path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    # Relative path inside the upload (folders of a ZIP kept), POSIX separators.
+    path: Mapped[str] = mapped_column(String(1000))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    media_type: Mapped[str] = mapped_column(String(50))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    thumbnail: Mapped[bytes] = mapped_column(LargeBinary)
+    # Canonical label of the emotion a posed stimulus intends to show (None if not posed).
+    intended_emotion: Mapped[str | None] = mapped_column(String(20))
+    # Stimulus is already a face crop: skip detection and use the whole image.
+    precropped: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    study: Mapped[Study] = relationship(back_populates="stimuli")
+    attributes: Mapped[list[StimulusAttribute]] = relationship(
+        back_populates="stimulus", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class StimulusAttribute(Base):
+    """Free metadata of a stimulus (poser gender, age group, stimulus set, ...)."""
+
+    __tablename__ = "stimulus_attribute"
+    __table_args__ = (UniqueConstraint("stimulus_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stimulus_id: Mapped[int] = mapped_column(
+        ForeignKey("stimulus.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str | None] = mapped_column(Text)
+
+    stimulus: Mapped[Stimulus] = relationship(back_populates="attributes")
+
+
+class RatingBatch(Base):
+    """One uploaded rating file with the provenance needed to reproduce its import."""
+
+    __tablename__ = "rating_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    file_name: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    uploaded_by: Mapped[str] = mapped_column(String(200), default="")
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # "long", "wide_rater", "wide_stimulus" or "votes".
+    layout: Mapped[str] = mapped_column(String(20))
+    # Column mapping, scales and label code map exactly as used for this import.
+    mapping: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    scales: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    label_map: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    n_rows: Mapped[int] = mapped_column(Integer, default=0)
+    n_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Soft delete: set on delete, purged after the undo window.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    study: Mapped[Study] = relationship(back_populates="batches")
+    ratings: Mapped[list[Rating]] = relationship(
+        back_populates="batch", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Rating(Base):
+    """One rater's judgement of one stimulus: raw values as uploaded plus normalised ones."""
+
+    __tablename__ = "rating"
+    __table_args__ = (UniqueConstraint("batch_id", "stimulus_id", "rater"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("rating_batch.id", ondelete="CASCADE"), index=True
+    )
+    stimulus_id: Mapped[int] = mapped_column(
+        ForeignKey("stimulus.id", ondelete="CASCADE"), index=True
+    )
+    rater: Mapped[str] = mapped_column(String(200))
+    emotion: Mapped[str | None] = mapped_column(String(20))
+    emotion_raw: Mapped[str | None] = mapped_column(String(200))
+    valence: Mapped[float | None] = mapped_column(Float)
+    arousal: Mapped[float | None] = mapped_column(Float)
+    valence_raw: Mapped[float | None] = mapped_column(Float)
+    arousal_raw: Mapped[float | None] = mapped_column(Float)
+
+    batch: Mapped[RatingBatch] = relationship(back_populates="ratings")
+
+
+class RegisteredModel(Base):
+    """A model added at run time: a model card + ONNX/TorchScript file, or imported predictions.
+
+    Built-in models live in code (core.models.registry) and need no row here.
+    """
+
+    __tablename__ = "registered_model"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # "card" (file + model card) or "imported" (precomputed predictions).
+    source: Mapped[str] = mapped_column(String(20))
+    card: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    checkpoint_path: Mapped[str | None] = mapped_column(String(1000))
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FaceDetection(Base):
+    """Faces found on one image by one detector; shared by every model and study."""
+
+    __tablename__ = "face_detection"
+    __table_args__ = (UniqueConstraint("stimulus_sha256", "detector"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stimulus_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # Detector name and version, e.g. "mtcnn-v1", "haar-v1", "precropped".
+    detector: Mapped[str] = mapped_column(String(50))
+    # List of {"box": [x1,y1,x2,y2], "score": p, "landmarks": [[x,y]*5] | None}.
+    faces: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    chosen: Mapped[int | None] = mapped_column(Integer)
+    choice_rule: Mapped[str] = mapped_column(String(50), default="largest")
+    # "one", "several", "none", "precropped" or "error".
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Prediction(Base):
+    """One model's output on one image; the cache key is the unique constraint."""
+
+    __tablename__ = "prediction"
+    __table_args__ = (
+        UniqueConstraint(
+            "stimulus_sha256", "model_id", "checkpoint_sha256", "preprocessing", "detector"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stimulus_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    model_id: Mapped[str] = mapped_column(String(100), index=True)
+    checkpoint_sha256: Mapped[str] = mapped_column(String(64))
+    # Preprocessing version of the model spec: a change invalidates the cache.
+    preprocessing: Mapped[str] = mapped_column(String(50))
+    detector: Mapped[str] = mapped_column(String(50))
+    # "ok" or "error" (the stimulus is skipped, never fatal to a run).
+    status: Mapped[str] = mapped_column(String(10), default="ok")
+    error: Mapped[str | None] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(String(20))
+    # Canonical label -> probability (only labels the model can output).
+    probs: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    valence: Mapped[float | None] = mapped_column(Float)
+    arousal: Mapped[float | None] = mapped_column(Float)
+    # Action units (Multitask-CNN): {"AU1": p, ...}.
+    extras: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

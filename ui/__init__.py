@@ -1,0 +1,1 @@
+"""Streamlit widgets and page chrome shared by several pages (UI layer only)."""
