@@ -1,0 +1,103 @@
+"""Long DataFrames for the agreement engine, read from the selected study.
+
+Column contracts (the statistics in core.agreement take exactly these):
+- ratings:     stimulus, stimulus_id, rater, batch_id, emotion, valence, arousal
+- predictions: stimulus, stimulus_id, model_id, label, valence, arousal, p_<canonical label>...
+  (p_* is NaN for labels the model cannot output)
+- stimuli:     stimulus, stimulus_id, sha256, intended_emotion, precropped, <one column per attribute>
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.labels import CANONICAL
+from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute
+
+RATING_COLUMNS = ["stimulus", "stimulus_id", "rater", "batch_id", "emotion", "valence", "arousal"]
+PREDICTION_COLUMNS = ["stimulus", "stimulus_id", "model_id", "label", "valence", "arousal"] + [
+    f"p_{label}" for label in CANONICAL
+]
+
+
+def load_ratings(
+    session: Session, study_id: int, batch_ids: Iterable[int] | None = None
+) -> pd.DataFrame:
+    """Ratings of active batches (not excluded, not deleted), optionally only ``batch_ids``."""
+    query = (
+        select(
+            Stimulus.path, Rating.stimulus_id, Rating.rater, Rating.batch_id,
+            Rating.emotion, Rating.valence, Rating.arousal,
+        )
+        .join(RatingBatch, Rating.batch_id == RatingBatch.id)
+        .join(Stimulus, Rating.stimulus_id == Stimulus.id)
+        .where(
+            RatingBatch.study_id == study_id,
+            RatingBatch.deleted_at.is_(None),
+            RatingBatch.excluded.is_(False),
+        )
+    )
+    if batch_ids is not None:
+        query = query.where(RatingBatch.id.in_(list(batch_ids)))
+    frame = pd.DataFrame(session.execute(query).all(), columns=RATING_COLUMNS)
+    return frame.astype({"valence": float, "arousal": float})
+
+
+def load_stimuli(session: Session, study_id: int) -> pd.DataFrame:
+    """One row per stimulus with its intended emotion and every metadata attribute as a column."""
+    rows = session.execute(
+        select(
+            Stimulus.path, Stimulus.id, Stimulus.sha256, Stimulus.intended_emotion,
+            Stimulus.precropped,
+        ).where(Stimulus.study_id == study_id).order_by(Stimulus.path)
+    ).all()
+    frame = pd.DataFrame(
+        rows, columns=["stimulus", "stimulus_id", "sha256", "intended_emotion", "precropped"]
+    )
+    attributes = session.execute(
+        select(StimulusAttribute.stimulus_id, StimulusAttribute.key, StimulusAttribute.value)
+        .join(Stimulus)
+        .where(Stimulus.study_id == study_id)
+    ).all()
+    if attributes:
+        wide = (
+            pd.DataFrame(attributes, columns=["stimulus_id", "key", "value"])
+            .pivot(index="stimulus_id", columns="key", values="value")
+            .reset_index()
+        )
+        wide.columns.name = None
+        frame = frame.merge(wide, on="stimulus_id", how="left")
+    return frame
+
+
+def load_predictions(
+    session: Session, study_id: int, model_ids: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """The newest successful prediction per (stimulus, model) for the study's stimuli."""
+    query = (
+        select(
+            Stimulus.path, Stimulus.id, Prediction.model_id, Prediction.label,
+            Prediction.valence, Prediction.arousal, Prediction.probs, Prediction.created_at,
+            Prediction.id,
+        )
+        .join(Stimulus, Stimulus.sha256 == Prediction.stimulus_sha256)
+        .where(Stimulus.study_id == study_id, Prediction.status == "ok")
+        .order_by(Prediction.created_at, Prediction.id)
+    )
+    if model_ids is not None:
+        query = query.where(Prediction.model_id.in_(list(model_ids)))
+    rows = session.execute(query).all()
+    records = {}
+    for path, stimulus_id, model_id, label, valence, arousal, probs, _, _ in rows:
+        probs = probs or {}
+        records[(stimulus_id, model_id)] = {
+            "stimulus": path, "stimulus_id": stimulus_id, "model_id": model_id, "label": label,
+            "valence": valence, "arousal": arousal,
+            **{f"p_{name}": probs.get(name, float("nan")) for name in CANONICAL},
+        }
+    frame = pd.DataFrame(list(records.values()), columns=PREDICTION_COLUMNS)
+    return frame.astype({c: float for c in PREDICTION_COLUMNS[4:]})
