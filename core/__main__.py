@@ -10,7 +10,8 @@ import importlib
 import sys
 
 COMMAND_MODULES = (
-    "core.cli.imports",
+    "core.cli.stimuli",
+    "core.cli.ratings",
     "core.cli.report",
     "core.cli.models",
 )

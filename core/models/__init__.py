@@ -1,0 +1,1 @@
+"""Model zoo: specs (data), adapters (behaviour), checkpoints and the registry."""
