@@ -1,0 +1,1 @@
+"""Adapters turn a ModelSpec plus verified checkpoint files into a runnable model."""
