@@ -1,0 +1,166 @@
+"""Exports of tables and charts: CSV, XLSX, paper-ready LaTeX, SVG and PNG.
+
+Tables are the tidy frames of :mod:`core.analysis` (one row per estimate with ``estimate``,
+``ci_low``, ``ci_high``, ``n``). The LaTeX export merges an estimate and its CI into one cell,
+``0.62 [0.55, 0.68]``, so a table can go into a paper unchanged (needs ``\\usepackage{booktabs}``).
+Charts are rendered offline by vl-convert (no browser, no network).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import vl_convert
+
+ESTIMATE_COLUMNS = ("estimate", "ci_low", "ci_high")
+MISSING = "--"
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+_LATEX_PATTERN = re.compile("|".join(re.escape(c) for c in _LATEX_SPECIALS))
+_SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
+SHEET_NAME_MAX = 31  # Excel's limit
+
+
+def to_csv_bytes(df: pd.DataFrame) -> bytes:
+    """UTF-8 CSV with a byte-order mark so Excel opens non-ASCII labels (e.g. Korean) correctly."""
+    return df.to_csv(index=False).encode("utf-8-sig")
+
+
+def _sheet_names(names: list[str]) -> list[str]:
+    """Excel-legal, unique sheet names (at most 31 characters, no []:*?/\\)."""
+    result: list[str] = []
+    for name in names:
+        base = _SHEET_FORBIDDEN.sub("_", str(name)).strip("'")[:SHEET_NAME_MAX] or "sheet"
+        candidate, suffix = base, 2
+        while candidate.lower() in {r.lower() for r in result}:
+            tail = f" ({suffix})"
+            candidate, suffix = base[: SHEET_NAME_MAX - len(tail)] + tail, suffix + 1
+        result.append(candidate)
+    return result
+
+
+def to_xlsx_bytes(tables: Mapping[str, pd.DataFrame]) -> bytes:
+    """One workbook with one sheet per table, named after its key (shortened to Excel's limit)."""
+    if not tables:
+        raise ValueError("no tables to export: pass at least one named table")
+    buffer = io.BytesIO()
+    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
+        for sheet, frame in zip(_sheet_names(list(tables)), tables.values()):
+            frame.to_excel(writer, sheet_name=sheet, index=False)
+    return buffer.getvalue()
+
+
+def latex_escape(text: object) -> str:
+    """Escape LaTeX's special characters in a cell or header."""
+    return _LATEX_PATTERN.sub(lambda m: _LATEX_SPECIALS[m.group()], str(text))
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def format_number(value: object, digits: int = 2) -> str:
+    """A number rounded to ``digits`` (integers stay integers); missing values become ``--``."""
+    if _is_missing(value):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.{digits}f}"
+    return str(value)
+
+
+def format_estimate(estimate: object, low: object, high: object, digits: int = 2) -> str:
+    """``0.62 [0.55, 0.68]``; the estimate alone when it has no CI."""
+    text = format_number(estimate, digits)
+    if _is_missing(low) or _is_missing(high):
+        return text
+    return f"{text} [{format_number(low, digits)}, {format_number(high, digits)}]"
+
+
+def with_estimate_text(table: pd.DataFrame, digits: int = 2, column: str = "estimate") -> pd.DataFrame:
+    """The table with ``estimate``/``ci_low``/``ci_high`` merged into one text column.
+
+    The merged column takes the place of ``estimate`` and is titled ``estimate [95% CI]``.
+    """
+    if not set(ESTIMATE_COLUMNS) <= set(table.columns):
+        return table.copy()
+    merged = [
+        format_estimate(e, lo, hi, digits)
+        for e, lo, hi in zip(table["estimate"], table["ci_low"], table["ci_high"])
+    ]
+    out = table.drop(columns=["ci_low", "ci_high"]).copy()
+    out["estimate"] = merged
+    return out.rename(columns={"estimate": f"{column} [95% CI]"})
+
+
+def _column_alignment(series: pd.Series) -> str:
+    return "r" if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series) else "l"
+
+
+def to_latex(table: pd.DataFrame, caption: str, label: str, *, digits: int = 2) -> str:
+    """A booktabs ``table`` environment; estimates with their CI in one cell.
+
+    Every header and cell is escaped (underscores in model ids such as ``enet_b0_8_va_mtl``).
+    """
+    shown = with_estimate_text(table, digits)
+    alignment = "".join(
+        "l" if col.endswith("[95% CI]") else _column_alignment(shown[col]) for col in shown.columns
+    )
+    header = " & ".join(latex_escape(col) for col in shown.columns) + r" \\"
+    rows = [
+        " & ".join(latex_escape(format_number(value, digits)) for value in row) + r" \\"
+        for row in shown.itertuples(index=False, name=None)
+    ]
+    lines = [
+        r"\begin{table}[ht]",
+        r"\centering",
+        rf"\caption{{{latex_escape(caption)}}}",
+        rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{alignment}}}",
+        r"\toprule",
+        header,
+        r"\midrule",
+        *rows,
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _vegalite_version() -> str:
+    """The Vega-Lite version of Altair's schema (e.g. ``v6.4``), so rendering matches the app."""
+    major, minor = alt.SCHEMA_VERSION.lstrip("v").split(".")[:2]
+    return f"v{major}.{minor}"
+
+
+def chart_to_svg(chart: alt.TopLevelMixin) -> str:
+    """The chart as an SVG document."""
+    return vl_convert.vegalite_to_svg(chart.to_dict(), vl_version=_vegalite_version())
+
+
+def chart_to_png(chart: alt.TopLevelMixin, scale: float = 2) -> bytes:
+    """The chart as PNG bytes; ``scale=2`` gives print resolution for a single-column figure."""
+    return vl_convert.vegalite_to_png(chart.to_dict(), vl_version=_vegalite_version(), scale=scale)
+
+
+def save_chart(chart: alt.TopLevelMixin, stem: Path) -> list[Path]:
+    """Write ``<stem>.svg`` and ``<stem>.png``; returns both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    svg, png = stem.parent / f"{stem.name}.svg", stem.parent / f"{stem.name}.png"
+    svg.write_text(chart_to_svg(chart), encoding="utf-8")
+    png.write_bytes(chart_to_png(chart))
+    return [svg, png]
