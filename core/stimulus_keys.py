@@ -1,0 +1,51 @@
+"""How rating and metadata files name a stimulus: file name, stem or relative path.
+
+Kept apart from core.stimuli so db.stimuli can build key indexes without an import cycle;
+core.stimuli re-exports these names.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import PurePosixPath
+
+from core.images import IMAGE_SUFFIXES
+
+KEY_MODES: dict[str, str] = {
+    "name": "file name (face01.jpg)",
+    "stem": "file name without extension (face01)",
+    "path": "relative path (set1/face01.jpg)",
+}
+
+
+def normalise_path(path: str) -> str:
+    """POSIX separators, no leading ``./`` or ``/``, NFC (macOS ZIPs store Korean names as NFD)."""
+    text = unicodedata.normalize("NFC", str(path)).strip().replace("\\", "/")
+    while text.startswith("./"):
+        text = text[2:]
+    return text.strip("/")
+
+
+def stimulus_key(path: str, mode: str, case_insensitive: bool) -> str:
+    """The id a rating file uses for the stimulus stored at ``path`` under key ``mode``."""
+    if mode not in KEY_MODES:
+        raise ValueError(f"unknown stimulus key mode {mode!r}; use one of {sorted(KEY_MODES)}")
+    clean = normalise_path(path)
+    name = PurePosixPath(clean).name
+    key = {"name": name, "stem": PurePosixPath(name).stem, "path": clean}[mode]
+    return key.casefold() if case_insensitive else key
+
+
+def lookup_key(raw_id: object, mode: str, case_insensitive: bool) -> str:
+    """Normalise an id as written in a rating/metadata file for lookup in a key index.
+
+    Unlike :func:`stimulus_key`, "stem" mode strips only an image suffix, so an id such as
+    ``"anger.v2"`` (a stem containing a dot) still matches ``anger.v2.jpg``; an id written as a
+    full file name (``face01.jpg``) also matches in "stem" mode.
+    """
+    clean = normalise_path(str(raw_id))
+    if mode in ("name", "stem"):
+        clean = PurePosixPath(clean).name
+    if mode == "stem" and clean.lower().endswith(IMAGE_SUFFIXES):
+        clean = PurePosixPath(clean).stem
+    return clean.casefold() if case_insensitive else clean
