@@ -33,6 +33,9 @@ class CheckpointFile:
     sha256: str | None = None
     git_blob: str | None = None
     size: int | None = None
+    # Other official files accepted in this slot (e.g. EmotiEffLib's .pt pickle next to its ONNX
+    # export); each is verified by its own hash. The first file above is the one downloaded.
+    alternatives: tuple[CheckpointFile, ...] = ()
 
 
 @dataclass(frozen=True)
