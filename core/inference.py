@@ -1,0 +1,400 @@
+"""Batched, cached inference: one model (or several in turn) over a study's images.
+
+Flow per model: resolve the spec and its weights fingerprint, make sure every image has its
+face (the shared face stage), skip images whose prediction is already stored under the full
+cache key (one bulk query), then prepare crops on a thread pool one batch ahead of the network,
+run each batch, decode it and commit its rows. A run interrupted at any point resumes where it
+stopped; a stimulus that cannot be processed (undecodable, no face, no landmarks for an aligned
+crop) is stored as a failure with its reason and never stops the run.
+
+Cache key: (stimulus sha256, model id, weights fingerprint, preprocessing version [+fp16],
+detector key). The detector key names the detector version and, for detected faces, the rule
+that chose one face among several: both change which pixels the model sees.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import face_stage
+from core.devices import (
+    PrecisionCheck,
+    check_half,
+    compare_outputs,
+    free_memory,
+    precision_tag,
+    resolve_device,
+)
+from core.face import Face
+from core.images import load_rgb
+from core.models import checkpoints, registry
+from core.models.adapters.base import Adapter, ModelOutput
+from core.models.spec import ModelSpec
+from db.predictions import (
+    CacheKey,
+    PredictionRow,
+    StudyImage,
+    cached_statuses,
+    delete_failed,
+    save_predictions,
+    study_images,
+)
+
+Progress = Callable[[int, int], None]
+StopFlag = Callable[[], bool]
+# (spec, device, half) -> a loaded adapter; the UI passes a cached one, the CLI the registry's.
+AdapterSource = Callable[[ModelSpec, str, bool], Adapter]
+
+PREPARE_WORKERS = max(1, min(8, os.cpu_count() or 1))
+
+
+class RunError(RuntimeError):
+    """A model-level failure (the network itself fails on a batch); results so far are kept."""
+
+
+@dataclass
+class RunReport:
+    """What one run did. ``skipped``: images left for a later run because it was cancelled."""
+
+    model_id: str
+    computed: int = 0
+    cached: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    device: str = ""
+    half: bool = False
+    cancelled: bool = False
+    error: str | None = None
+
+    @property
+    def images(self) -> int:
+        return self.computed + self.cached + self.failed + self.skipped
+
+    def summary(self) -> str:
+        text = (
+            f"{self.model_id}: {self.computed} computed, {self.cached} cached, "
+            f"{self.failed} failed, {self.skipped} left, {self.seconds:.1f} s"
+        )
+        if self.cancelled:
+            text += " (cancelled)"
+        return text + (f" -- {self.error}" if self.error else "")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to compute, with the face the shared face stage chose for it."""
+
+    sha256: str
+    detector: str
+    face: Face | None
+    face_error: str | None = None
+
+
+@dataclass
+class Prepared:
+    job: Job
+    array: np.ndarray | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Clock:
+    started: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def eta_seconds(elapsed: float, done: int, total: int) -> float | None:
+    """Seconds left at the rate so far; None before the first unit of work is done."""
+    if done <= 0 or total <= 0:
+        return None
+    return max(0.0, elapsed / done * (total - done))
+
+
+def detector_key(face_detector: str, rule: str) -> str:
+    """The detector part of the cache key: pre-cropped images need no choice rule."""
+    return face_detector if face_detector == face_stage.PRECROPPED else f"{face_detector}|{rule}"
+
+
+def run_model(
+    factory: sessionmaker[Session],
+    study_id: int,
+    model_id: str,
+    *,
+    device: str | None = None,
+    half: bool = False,
+    batch_size: int = 32,
+    detector: str = "mtcnn",
+    rule: str = "largest",
+    progress: Progress | None = None,
+    should_stop: StopFlag | None = None,
+    face_progress: Progress | None = None,
+    retry_failed: bool = False,
+    adapter_source: AdapterSource | None = None,
+) -> RunReport:
+    """Run ``model_id`` over the study's images; stored predictions are reused, not recomputed.
+
+    ``progress(done, total)`` counts images computed in this run (cached ones excluded);
+    ``should_stop()`` is polled between batches. ``adapter_source`` lets the caller supply a
+    cached loaded model (then it is not released here); by default the registry loads one and
+    it is released at the end. Raises CheckpointError when the weights are not available.
+    """
+    with factory() as session:
+        spec = registry.get_spec(model_id, session)
+    return run_spec(
+        factory, study_id, spec, checkpoints.weights_fingerprint(spec),
+        device=device, half=half, batch_size=batch_size, detector=detector, rule=rule,
+        progress=progress, should_stop=should_stop, face_progress=face_progress,
+        retry_failed=retry_failed, adapter_source=adapter_source,
+    )
+
+
+def run_spec(
+    factory: sessionmaker[Session],
+    study_id: int,
+    spec: ModelSpec,
+    weights: str,
+    *,
+    device: str | None = None,
+    half: bool = False,
+    batch_size: int = 32,
+    detector: str = "mtcnn",
+    rule: str = "largest",
+    progress: Progress | None = None,
+    should_stop: StopFlag | None = None,
+    face_progress: Progress | None = None,
+    retry_failed: bool = False,
+    adapter_source: AdapterSource | None = None,
+) -> RunReport:
+    """:func:`run_model` for an already resolved spec and weights fingerprint."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    clock = _Clock()
+    device = resolve_device(device)
+    check_half(device, half)
+    key = CacheKey(spec.id, weights, spec.preprocessing.version + precision_tag(half))
+    report = RunReport(spec.id, device=device, half=half)
+    with factory() as session:
+        images = study_images(session, study_id)
+    jobs = _face_jobs(factory, images, detector, rule, face_progress)
+    todo = _uncached(factory, key, jobs, retry_failed)
+    report.cached = len(jobs) - len(todo)
+    if todo:
+        owned = adapter_source is None
+        adapter = (adapter_source or registry.load_adapter)(spec, device, half)
+        try:
+            _compute(factory, key, adapter, todo, batch_size, progress, should_stop, report)
+        finally:
+            if owned:
+                release_adapter(adapter)
+    report.seconds = clock.elapsed()
+    return report
+
+
+def run_models(
+    factory: sessionmaker[Session],
+    study_id: int,
+    model_ids: Sequence[str],
+    *,
+    on_model: Callable[[str, int, int], None] | None = None,
+    should_stop: StopFlag | None = None,
+    **options,
+) -> list[RunReport]:
+    """Run several models in turn. A model that cannot run (missing weights, failing network)
+    gets a report with ``error`` set and the others still run; cancelling stops the sequence.
+
+    ``on_model(model_id, index, count)`` is called before each model; ``options`` are those of
+    :func:`run_model`.
+    """
+    reports = []
+    for index, model_id in enumerate(model_ids):
+        if should_stop and should_stop():
+            break
+        if on_model:
+            on_model(model_id, index, len(model_ids))
+        try:
+            report = run_model(factory, study_id, model_id, should_stop=should_stop, **options)
+        except (checkpoints.CheckpointError, RunError, LookupError) as error:
+            report = RunReport(model_id, error=str(error))
+        reports.append(report)
+        if report.cancelled:
+            break
+    return reports
+
+
+def release_adapter(adapter: Adapter) -> None:
+    """Free a loaded model and give its accelerator memory back (st.cache_resource on_release)."""
+    adapter.release()
+    free_memory()
+
+
+def check_half_precision(
+    factory: sessionmaker[Session],
+    study_id: int,
+    model_id: str,
+    *,
+    device: str | None = None,
+    n: int = 16,
+    detector: str = "mtcnn",
+    rule: str = "largest",
+) -> PrecisionCheck:
+    """Compare fp16 with fp32 outputs of ``model_id`` on up to ``n`` of the study's images.
+
+    Needs CUDA (raises DeviceError elsewhere) and at least one image with a face.
+    """
+    device = resolve_device(device)
+    check_half(device, True)
+    with factory() as session:
+        spec = registry.get_spec(model_id, session)
+        images = study_images(session, study_id)
+    jobs = [job for job in _face_jobs(factory, images, detector, rule, None) if job.face][:n]
+    reference = registry.load_adapter(spec, device, False)
+    try:
+        arrays = [item.array for item in (_prepare(reference, job) for job in jobs)
+                  if item.array is not None]
+        if not arrays:
+            raise RunError("no image of this study could be prepared for the fp16 check")
+        batch = np.stack(arrays)
+        fp32 = reference.decode(reference.forward(batch))
+    finally:
+        release_adapter(reference)
+    halved = registry.load_adapter(spec, device, True)
+    try:
+        fp16 = halved.decode(halved.forward(batch))
+    finally:
+        release_adapter(halved)
+    return compare_outputs(fp32, fp16)
+
+
+def _face_jobs(
+    factory: sessionmaker[Session], images: list[StudyImage], detector: str, rule: str,
+    progress: Progress | None,
+) -> list[Job]:
+    results = face_stage.ensure_faces(
+        factory, [image.sha256 for image in images], detector=detector, rule=rule,
+        precropped=frozenset(image.sha256 for image in images if image.precropped),
+        progress=progress,
+    )
+    jobs = []
+    for image in images:
+        result = results[image.sha256]
+        jobs.append(Job(image.sha256, detector_key(result.detector, rule), result.face,
+                        None if result.face else _no_face_message(result)))
+    return jobs
+
+
+def _no_face_message(result: face_stage.FaceResult) -> str:
+    if result.error:
+        return f"face stage failed: {result.error}"
+    return f"no face found by {result.detector}; mark the stimulus as pre-cropped or try another detector"
+
+
+def _uncached(factory: sessionmaker[Session], key: CacheKey, jobs: list[Job], retry_failed: bool) -> list[Job]:
+    wanted = {job.sha256: job.detector for job in jobs}
+    with factory.begin() as session:
+        statuses = cached_statuses(session, key, wanted)
+        if retry_failed:
+            failed = [sha for sha, status in statuses.items() if status == "error"]
+            delete_failed(session, key, failed)
+            statuses = {sha: s for sha, s in statuses.items() if s != "error"}
+    return [job for job in jobs if job.sha256 not in statuses]
+
+
+def _compute(
+    factory: sessionmaker[Session], key: CacheKey, adapter: Adapter, jobs: list[Job],
+    batch_size: int, progress: Progress | None, should_stop: StopFlag | None, report: RunReport,
+) -> None:
+    done, total = 0, len(jobs)
+    if progress:
+        progress(0, total)
+    with ThreadPoolExecutor(max_workers=PREPARE_WORKERS, thread_name_prefix="prepare") as pool:
+        for batch in _prefetched(jobs, batch_size, adapter, pool):
+            rows = _run_batch(adapter, batch)
+            with factory.begin() as session:
+                save_predictions(session, key, rows)
+            report.computed += sum(row.status == "ok" for row in rows)
+            report.failed += sum(row.status == "error" for row in rows)
+            done += len(batch)
+            if progress:
+                progress(done, total)
+            if should_stop and should_stop() and done < total:
+                report.cancelled = True
+                break
+    report.skipped = total - done
+
+
+def _prefetched(
+    jobs: list[Job], batch_size: int, adapter: Adapter, pool: ThreadPoolExecutor
+) -> Iterator[list[Prepared]]:
+    """Yield prepared batches while the next batch is being prepared in the background."""
+    batches = [jobs[start:start + batch_size] for start in range(0, len(jobs), batch_size)]
+    submit: Callable[[list[Job]], list[Future]] = lambda batch: [
+        pool.submit(_prepare, adapter, job) for job in batch
+    ]
+    pending = submit(batches[0]) if batches else []
+    try:
+        for index in range(len(batches)):
+            current = pending
+            pending = submit(batches[index + 1]) if index + 1 < len(batches) else []
+            yield [future.result() for future in current]
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _prepare(adapter: Adapter, job: Job) -> Prepared:
+    if job.face is None:
+        return Prepared(job, error=job.face_error)
+    try:
+        array = adapter.prepare(load_rgb(job.sha256), job.face)
+    except Exception as error:  # any per-image failure is recorded, never fatal
+        return Prepared(job, error=_describe(error))
+    return Prepared(job, array=array)
+
+
+def _run_batch(adapter: Adapter, batch: list[Prepared]) -> list[PredictionRow]:
+    ready = [item for item in batch if item.array is not None]
+    outputs: list[ModelOutput] = []
+    if ready:
+        try:
+            outputs = adapter.decode(adapter.forward(np.stack([item.array for item in ready])))
+        except Exception as error:
+            raise RunError(f"{adapter.spec.id} failed on a batch of {len(ready)}: {_describe(error)}") from error
+        if len(outputs) != len(ready):
+            raise RunError(f"{adapter.spec.id} decoded {len(outputs)} outputs for {len(ready)} images")
+    decoded = {id(item): output for item, output in zip(ready, outputs)}
+    return [
+        _row(item.job, decoded.get(id(item)), item.error)
+        for item in batch
+    ]
+
+
+def _row(job: Job, output: ModelOutput | None, error: str | None) -> PredictionRow:
+    if output is None:
+        return PredictionRow(job.sha256, job.detector, status="error", error=error or "not computed")
+    if not _finite(output):
+        return PredictionRow(job.sha256, job.detector, status="error",
+                             error="the model returned a non-finite value (NaN or infinity)")
+    return PredictionRow(
+        job.sha256, job.detector, label=output.label, probs=output.probs,
+        valence=output.valence, arousal=output.arousal, extras=output.extras or None,
+    )
+
+
+def _finite(output: ModelOutput) -> bool:
+    values = [output.valence, output.arousal, *(output.probs or {}).values()]
+    return all(math.isfinite(value) for value in values if value is not None)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
