@@ -32,6 +32,7 @@ import pandas as pd
 
 from core.labels import CANONICAL, normalise_token, to_canonical
 from core.scales import Scale, normalise, out_of_scale
+from core.stimulus_keys import KEY_MODES, lookup_key
 from core.tabular import parse_number
 
 LAYOUTS: dict[str, str] = {
@@ -110,8 +111,8 @@ class MappingError(ValueError):
 class StimulusIndex:
     """How a study's stimuli are named in rating files: normalised key -> stimulus id.
 
-    Keys and lookups are NFC-normalised (macOS stores Korean file names decomposed), use ``/``
-    as folder separator and, for case-insensitive studies, are case-folded.
+    Keys and lookups go through :func:`core.stimulus_keys.lookup_key` (NFC, ``/`` separators,
+    the study's key mode and case folding), as for metadata files.
     """
 
     keys: dict[str, int]
@@ -122,11 +123,11 @@ class StimulusIndex:
     def build(
         cls, index: dict[str, int], case_insensitive: bool = True, mode: str = "name"
     ) -> StimulusIndex:
-        keys = {_normalise_key(key, case_insensitive): sid for key, sid in index.items()}
+        keys = {lookup_key(key, mode, case_insensitive): sid for key, sid in index.items()}
         return cls(keys, case_insensitive, mode)
 
     def normalise(self, key: str) -> str:
-        return _normalise_key(key, self.case_insensitive)
+        return lookup_key(key, self.mode, self.case_insensitive)
 
     def resolve(self, keys: pd.Series) -> pd.Series:
         """Stimulus ids for raw keys (nullable Int64; <NA> where unknown)."""
@@ -136,14 +137,8 @@ class StimulusIndex:
 
     def describe(self) -> str:
         example = next(iter(self.keys), None)
-        how = {"name": "file name", "stem": "file name without extension", "path": "path"}
-        text = f"this study names stimuli by {how.get(self.mode, self.mode)}"
+        text = f"this study names stimuli by {KEY_MODES.get(self.mode, self.mode)}"
         return text + (f", e.g. {example!r}" if example else " and has no stimuli yet")
-
-
-def _normalise_key(key: str, case_insensitive: bool) -> str:
-    text = unicodedata.normalize("NFC", str(key)).strip().replace("\\", "/")
-    return text.casefold() if case_insensitive else text
 
 
 @dataclass

@@ -1,0 +1,289 @@
+"""Rating batches: all-or-nothing import, duplicate files, listing, exclusion, soft delete.
+
+Every write here happens in the caller's transaction (``with factory.begin() as session:``),
+so an import either stores its batch and every rating or, on any error, nothing at all.
+Human ratings cannot be regenerated: a deleted batch stays restorable for :data:`UNDO_WINDOW`
+and the uploaded file itself is kept in content-addressed storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from core.ratings import PreparedRatings, StimulusIndex, assign_vote_raters
+from core.storage import read_blob, sha256_bytes, store_bytes
+from db.models import Rating, RatingBatch, utcnow
+from db.stimuli import get_study, key_index
+
+UNDO_WINDOW = timedelta(hours=24)
+STORED_COLUMNS = [
+    "stimulus_id", "rater", "emotion", "emotion_raw",
+    "valence", "arousal", "valence_raw", "arousal_raw",
+]
+NOTE_ROWS = 20  # rejected row numbers spelled out in a batch's note
+
+
+class ImportRejected(ValueError):
+    """Validation found problems and the caller did not ask to import the valid rows only."""
+
+    def __init__(self, prepared: PreparedRatings, message: str | None = None) -> None:
+        self.prepared = prepared
+        rows = len(prepared.rejected_rows)
+        super().__init__(message or (
+            f"{rows} of {prepared.n_file_rows} rows have problems, so nothing was imported. "
+            "Fix them and upload again, or import the valid rows only and download the "
+            "rejected ones."
+        ))
+
+
+class DuplicateFileError(ValueError):
+    """The same file (by sha256) is already imported in this study."""
+
+    def __init__(self, batch: RatingBatch) -> None:
+        self.batch_id = batch.id
+        super().__init__(
+            f"this file was already imported as batch #{batch.id} ({batch.file_name}, "
+            f"{_aware(batch.uploaded_at):%Y-%m-%d %H:%M} UTC"
+            + (f" by {batch.uploaded_by}" if batch.uploaded_by else "")
+            + "). Import it again only if you really mean to (allow duplicates)."
+        )
+
+
+class UndoExpired(ValueError):
+    """The batch was deleted longer ago than the undo window (or is not deleted)."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    batch_id: int
+    n_ratings: int
+    rejected_rows: list[int]
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """One batch with its provenance and counts, as listed on the Ratings page."""
+
+    id: int
+    file_name: str
+    sha256: str
+    uploaded_by: str
+    uploaded_at: datetime
+    layout: str
+    mapping: dict[str, Any]
+    scales: dict[str, Any]
+    label_map: dict[str, Any]
+    n_ratings: int
+    n_raters: int
+    n_stimuli: int
+    n_rejected: int
+    excluded: bool
+    deleted_at: datetime | None
+    undo_until: datetime | None
+    note: str
+
+
+def stimulus_index(session: Session, study_id: int) -> StimulusIndex:
+    """The study's stimulus ids as rating files name them (raises AmbiguousKeyError)."""
+    study = get_study(session, study_id)
+    return StimulusIndex.build(
+        key_index(session, study_id), study.key_case_insensitive, study.stimulus_key
+    )
+
+
+def find_duplicate_file(session: Session, study_id: int, sha256: str) -> RatingBatch | None:
+    """The live (not deleted) batch of this study imported from a file with this hash."""
+    return session.scalar(
+        select(RatingBatch)
+        .where(
+            RatingBatch.study_id == study_id,
+            RatingBatch.sha256 == sha256,
+            RatingBatch.deleted_at.is_(None),
+        )
+        .order_by(RatingBatch.id)
+        .limit(1)
+    )
+
+
+def import_batch(
+    session: Session,
+    study_id: int,
+    prepared: PreparedRatings,
+    *,
+    file_name: str,
+    data: bytes,
+    uploaded_by: str = "",
+    partial: bool = False,
+    allow_duplicate: bool = False,
+) -> ImportResult:
+    """Store a validated rating file as one batch, in the caller's transaction.
+
+    Raises :class:`ImportRejected` when rows were rejected and ``partial`` is False (nothing is
+    written), and :class:`DuplicateFileError` for a file already imported unless
+    ``allow_duplicate``. With ``partial`` only the valid rows are stored; the rejected row
+    numbers are returned and noted on the batch.
+    """
+    sha = sha256_bytes(data)
+    duplicate = None if allow_duplicate else find_duplicate_file(session, study_id, sha)
+    if duplicate is not None:
+        raise DuplicateFileError(duplicate)
+    if not prepared.ok and not partial:
+        raise ImportRejected(prepared)
+    if prepared.ratings.empty:
+        raise ImportRejected(prepared, "no valid rows to import; nothing was stored.")
+    store_bytes(data)
+    batch = RatingBatch(
+        study_id=study_id, file_name=file_name, sha256=sha, uploaded_by=uploaded_by,
+        layout=prepared.layout, mapping=prepared.mapping, scales=prepared.scales,
+        label_map=prepared.label_map, n_rows=len(prepared.ratings),
+        n_rejected=len(prepared.rejected_rows), note=_rejection_note(prepared.rejected_rows),
+    )
+    session.add(batch)
+    session.flush()
+    session.execute(insert(Rating), _rating_rows(prepared, batch.id))
+    return ImportResult(batch.id, len(prepared.ratings), prepared.rejected_rows)
+
+
+def _rating_rows(prepared: PreparedRatings, batch_id: int) -> list[dict[str, Any]]:
+    ratings = prepared.ratings
+    if prepared.layout == "votes":
+        ratings = assign_vote_raters(ratings, batch_id)
+    table = ratings[STORED_COLUMNS].astype({"stimulus_id": "int64"}).astype(object)
+    table = table.where(ratings[STORED_COLUMNS].notna(), None)
+    table["batch_id"] = batch_id
+    return table.to_dict("records")
+
+
+def _rejection_note(rows: list[int]) -> str:
+    if not rows:
+        return ""
+    listed = ", ".join(str(row) for row in rows[:NOTE_ROWS])
+    more = f" and {len(rows) - NOTE_ROWS} more" if len(rows) > NOTE_ROWS else ""
+    return f"{len(rows)} file rows rejected at import (rows {listed}{more})."
+
+
+def list_batches(
+    session: Session, study_id: int, *, include_deleted: bool = True, now: datetime | None = None
+) -> list[BatchSummary]:
+    """Batches of a study, newest first, with rating/rater/stimulus counts."""
+    counts = {
+        batch_id: (n, raters, stimuli)
+        for batch_id, n, raters, stimuli in session.execute(
+            select(
+                Rating.batch_id, func.count(), func.count(func.distinct(Rating.rater)),
+                func.count(func.distinct(Rating.stimulus_id)),
+            )
+            .join(RatingBatch)
+            .where(RatingBatch.study_id == study_id)
+            .group_by(Rating.batch_id)
+        )
+    }
+    query = select(RatingBatch).where(RatingBatch.study_id == study_id)
+    if not include_deleted:
+        query = query.where(RatingBatch.deleted_at.is_(None))
+    now = now or utcnow()
+    return [
+        _summary(batch, counts.get(batch.id, (0, 0, 0)), now)
+        for batch in session.scalars(query.order_by(RatingBatch.id.desc()))
+    ]
+
+
+def _summary(batch: RatingBatch, counts: tuple[int, int, int], now: datetime) -> BatchSummary:
+    deleted = _aware(batch.deleted_at) if batch.deleted_at else None
+    undo_until = deleted + UNDO_WINDOW if deleted else None
+    return BatchSummary(
+        id=batch.id, file_name=batch.file_name, sha256=batch.sha256,
+        uploaded_by=batch.uploaded_by, uploaded_at=_aware(batch.uploaded_at),
+        layout=batch.layout, mapping=batch.mapping, scales=batch.scales,
+        label_map=batch.label_map, n_ratings=counts[0], n_raters=counts[1],
+        n_stimuli=counts[2], n_rejected=batch.n_rejected, excluded=batch.excluded,
+        deleted_at=deleted, undo_until=undo_until if undo_until and undo_until > now else None,
+        note=batch.note,
+    )
+
+
+def batches_frame(batches: list[BatchSummary]) -> pd.DataFrame:
+    """The batch list as a table for display and export (provenance in plain columns)."""
+    return pd.DataFrame([
+        {
+            "batch": b.id, "file": b.file_name, "layout": b.layout, "ratings": b.n_ratings,
+            "raters": b.n_raters, "stimuli": b.n_stimuli, "rejected rows": b.n_rejected,
+            "uploaded by": b.uploaded_by, "uploaded at (UTC)": b.uploaded_at,
+            "excluded": b.excluded, "deleted at (UTC)": b.deleted_at,
+            "scales": ", ".join(
+                f"{dim} {s['low']:g}..{s['high']:g} ({s.get('name', 'custom')})"
+                for dim, s in b.scales.items()
+            ),
+            "label codes": ", ".join(f"{k}={v}" for k, v in b.label_map.items()),
+            "columns": ", ".join(f"{role}={col}" for role, col in b.mapping.get("columns", {}).items()),
+            "sha256": b.sha256, "note": b.note,
+        }
+        for b in batches
+    ])
+
+
+def set_excluded(session: Session, batch_id: int, excluded: bool) -> None:
+    """Exclude a batch from every analysis (or include it again); nothing is deleted."""
+    _batch(session, batch_id).excluded = excluded
+
+
+def delete_batch(session: Session, batch_id: int, now: datetime | None = None) -> datetime:
+    """Soft-delete: the batch disappears from analyses and can be restored until the deadline
+    returned (deleted at + :data:`UNDO_WINDOW`)."""
+    batch = _batch(session, batch_id)
+    if batch.deleted_at is None:
+        batch.deleted_at = now or utcnow()
+    return _aware(batch.deleted_at) + UNDO_WINDOW
+
+
+def undo_delete(session: Session, batch_id: int, now: datetime | None = None) -> None:
+    """Restore a soft-deleted batch; raises :class:`UndoExpired` after the undo window."""
+    batch = _batch(session, batch_id)
+    if batch.deleted_at is None:
+        raise UndoExpired(f"batch #{batch_id} is not deleted")
+    if _aware(batch.deleted_at) + UNDO_WINDOW < (now or utcnow()):
+        raise UndoExpired(
+            f"batch #{batch_id} was deleted more than {UNDO_WINDOW} ago; upload its file again"
+        )
+    batch.deleted_at = None
+
+
+def purge_deleted(
+    session: Session, older_than: timedelta = UNDO_WINDOW, now: datetime | None = None
+) -> int:
+    """Remove batches soft-deleted more than ``older_than`` ago, with their ratings.
+
+    Returns the number of batches removed. The uploaded files stay in blob storage.
+    """
+    cutoff = (now or utcnow()) - older_than
+    deleted = session.execute(
+        select(RatingBatch.id, RatingBatch.deleted_at).where(RatingBatch.deleted_at.is_not(None))
+    ).all()
+    expired = [batch_id for batch_id, when in deleted if _aware(when) < cutoff]
+    if expired:
+        session.execute(delete(Rating).where(Rating.batch_id.in_(expired)))
+        session.execute(delete(RatingBatch).where(RatingBatch.id.in_(expired)))
+    return len(expired)
+
+
+def batch_file(session: Session, batch_id: int) -> bytes:
+    """The file exactly as uploaded for this batch."""
+    return read_blob(_batch(session, batch_id).sha256)
+
+
+def _batch(session: Session, batch_id: int) -> RatingBatch:
+    batch = session.get(RatingBatch, batch_id)
+    if batch is None:
+        raise LookupError(f"rating batch {batch_id} does not exist")
+    return batch
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
