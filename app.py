@@ -1,8 +1,125 @@
-"""Home page: study picker, counts, coverage and what to do next."""
+"""Home page: create or pick a study, load the demo, see counts, coverage and what to do next."""
 
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
-from ui.chrome import page_setup
+from core.stimulus_keys import KEY_MODES
+from db import stimuli as stimulus_db
+from db.queries import study_counts
+from ui.chrome import STUDY_KEY, page_setup
+
+PAGES = Path(__file__).parent / "pages"
 
 factory, study_id = page_setup("FaceAgree", needs_study=False)
-st.write("Facial-emotion AI vs human judgement.")
+st.caption("How well do facial-emotion AI models agree with human raters?")
+
+
+def page_path(word: str) -> str | None:
+    """The pages/ file whose name contains ``word`` (pages are added by several issues)."""
+    matches = sorted(PAGES.glob(f"*{word}*.py"))
+    return f"pages/{matches[0].name}" if matches else None
+
+
+def create_study_form() -> None:
+    with st.form("create_study", clear_on_submit=True):
+        name = st.text_input("Study name", placeholder="e.g. Pilot 2026")
+        description = st.text_area("Description", height=80)
+        mode = st.selectbox(
+            "Rating files name stimuli by", list(KEY_MODES), format_func=KEY_MODES.get
+        )
+        folded = st.checkbox("Ignore upper/lower case in stimulus ids", value=True)
+        if st.form_submit_button("Create study"):
+            try:
+                with factory.begin() as session:
+                    study = stimulus_db.create_study(
+                        session, name, description, stimulus_key_mode=mode,
+                        case_insensitive=folded,
+                    )
+            except ValueError as error:
+                st.error(str(error))
+                return
+            st.session_state[STUDY_KEY] = study.id
+            st.rerun()
+
+
+def load_demo_button() -> None:
+    st.write("A small study of **synthetic cartoon faces** with simulated raters, to try every page.")
+    if not st.button("Load demo study"):
+        return
+    try:
+        from core.demo import load_demo  # lands with the ratings work; absent in early builds
+    except ImportError:
+        st.warning("The demo study is not available in this build.")
+        return
+    with st.status("Loading the synthetic demo study…", expanded=True) as status:
+        with factory.begin() as session:
+            demo_id = load_demo(session)
+        status.update(label="Demo study loaded.", state="complete")
+    st.session_state[STUDY_KEY] = demo_id
+    st.rerun()
+
+
+def checklist(progress: dict[str, int]) -> None:
+    steps = [
+        ("Import stimulus images", progress["stimuli"] > 0, "Stimuli"),
+        ("Attach metadata (intended emotion, poser attributes)", progress["described"] > 0, "Stimuli"),
+        ("Upload human rating batches", progress["batches"] > 0, "Ratings"),
+        ("Run or import model predictions", progress["models"] > 0, "Models"),
+        ("Compare models with the human ceiling", False, "Agreement"),
+    ]
+    for label, done, page in steps:
+        text = f"{'✅' if done else '⬜'} {label}"
+        path = page_path(page)
+        if path:
+            st.page_link(path, label=text)
+        else:
+            st.markdown(text)
+
+
+with st.expander("Create a study", expanded=study_id is None):
+    create_study_form()
+with st.expander("Demo", expanded=study_id is None):
+    load_demo_button()
+
+if study_id is None:
+    st.info("Create a study or load the demo study to begin.")
+    st.stop()
+
+with factory() as session:
+    counts = study_counts(session, study_id)
+    progress = stimulus_db.setup_progress(session, study_id)
+    distribution = stimulus_db.rater_count_distribution(session, study_id)
+
+cols = st.columns(4)
+for col, (label, key) in zip(
+    cols, [("Stimuli", "stimuli"), ("Rating batches", "batches"), ("Ratings", "ratings"), ("Raters", "raters")]
+):
+    col.metric(label, f"{counts[key]:,}")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Raters per stimulus")
+    if distribution:
+        frame = pd.DataFrame(
+            {"raters": list(distribution), "stimuli": list(distribution.values())}
+        ).set_index("raters")
+        st.bar_chart(frame, x_label="raters per stimulus", y_label="stimuli")
+    else:
+        st.caption("No stimuli yet.")
+with right:
+    st.subheader("Coverage gaps")
+    min_raters = st.number_input("Flag stimuli with fewer raters than", 1, 1000, 3)
+    with factory() as session:
+        gaps = stimulus_db.coverage_gaps(session, study_id, int(min_raters))
+    if gaps:
+        st.warning(f"{len(gaps)} stimuli have fewer than {min_raters} raters.")
+        st.dataframe(
+            pd.DataFrame(gaps, columns=["stimulus", "raters"]), hide_index=True, height=240
+        )
+    elif counts["stimuli"]:
+        st.success(f"Every stimulus has at least {min_raters} raters.")
+
+st.subheader("What to do next")
+checklist(progress)

@@ -33,7 +33,8 @@ from db.stimuli import get_study, key_index, stimulus_rows, upsert_attributes
 
 __all__ = [
     "KEY_MODES", "MetadataImportReport", "ReportEntry", "RowIssue", "StimulusImportReport",
-    "ZipLimits", "import_files", "import_metadata", "lookup_key", "stimulus_key",
+    "ZipLimits", "import_files", "import_metadata", "lookup_key", "parse_code_map",
+    "stimulus_key",
 ]
 
 Progress = Callable[[int, int], None]
@@ -544,6 +545,19 @@ def import_metadata(
     if intended_col:
         _apply_intended(session, rows, intended_col, code_map, report)
     return report
+
+
+def parse_code_map(text: str) -> dict[str, str]:
+    """Parse ``"1=anger, 2=disgust"`` (comma, semicolon or newline separated) into a code map."""
+    codes = {}
+    for item in re.split(r"[,;\n]", text):
+        if not item.strip():
+            continue
+        code, sep, label = item.partition("=")
+        if not sep or not code.strip() or not label.strip():
+            raise ValueError(f"code map entry {item.strip()!r}: write it as CODE=LABEL, e.g. 1=anger")
+        codes[code.strip()] = label.strip()
+    return codes
 
 
 def _id_column(

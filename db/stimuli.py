@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from core.labels import CANONICAL
 from core.stimulus_keys import KEY_MODES, stimulus_key
-from db.models import Rating, RatingBatch, Stimulus, StimulusAttribute, Study
+from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute, Study
 
 NO_INTENDED = "(none)"  # filter value for stimuli without an intended emotion
 
@@ -31,6 +32,27 @@ def get_study(session: Session, study_id: int) -> Study:
     study = session.get(Study, study_id)
     if study is None:
         raise LookupError(f"study {study_id} does not exist")
+    return study
+
+
+def create_study(
+    session: Session, name: str, description: str = "", *, stimulus_key_mode: str = "name",
+    case_insensitive: bool = True,
+) -> Study:
+    """A new study; raises ValueError for an empty or already used name or an unknown mode."""
+    name = name.strip()
+    if not name:
+        raise ValueError("Give the study a name.")
+    if stimulus_key_mode not in KEY_MODES:
+        raise ValueError(f"unknown stimulus key mode {stimulus_key_mode!r}")
+    if session.scalar(select(Study.id).where(Study.name == name)) is not None:
+        raise ValueError(f"A study named {name!r} already exists; pick another name.")
+    study = Study(
+        name=name, description=description.strip(), stimulus_key=stimulus_key_mode,
+        key_case_insensitive=case_insensitive,
+    )
+    session.add(study)
+    session.flush()
     return study
 
 
@@ -160,6 +182,16 @@ def upsert_attributes(session: Session, values: Mapping[int, Mapping[str, str]])
     return changed
 
 
+def set_intended(session: Session, stimulus_id: int, label: str | None) -> None:
+    """Set (or clear with None) the canonical intended emotion of one stimulus."""
+    if label is not None and label not in CANONICAL:
+        raise ValueError(f"{label!r} is not one of the canonical emotions {CANONICAL}")
+    stimulus = session.get(Stimulus, stimulus_id)
+    if stimulus is None:
+        raise LookupError(f"stimulus {stimulus_id} does not exist")
+    stimulus.intended_emotion = label
+
+
 def attribute_keys(session: Session, study_id: int) -> list[str]:
     """Names of the metadata attributes used in the study."""
     query = (
@@ -215,6 +247,32 @@ def coverage_gaps(session: Session, study_id: int, min_raters: int) -> list[tupl
     """(path, raters) of stimuli rated by fewer than ``min_raters`` raters, fewest first."""
     rows = [(path, n) for _, path, n in raters_per_stimulus(session, study_id) if n < min_raters]
     return sorted(rows, key=lambda row: (row[1], row[0]))
+
+
+def setup_progress(session: Session, study_id: int) -> dict[str, int]:
+    """What the home page checklist needs: stimuli, described stimuli, batches, models run."""
+    stimuli = select(Stimulus.id).where(Stimulus.study_id == study_id)
+    has_attribute = select(StimulusAttribute.id).where(
+        StimulusAttribute.stimulus_id == Stimulus.id
+    ).exists()
+    described = select(func.count()).select_from(Stimulus).where(
+        Stimulus.study_id == study_id,
+        or_(Stimulus.intended_emotion.is_not(None), has_attribute),
+    )
+    batches = select(func.count()).select_from(RatingBatch).where(
+        RatingBatch.study_id == study_id, RatingBatch.deleted_at.is_(None)
+    )
+    models = select(func.count(func.distinct(Prediction.model_id))).where(
+        Prediction.stimulus_sha256.in_(
+            select(Stimulus.sha256).where(Stimulus.study_id == study_id)
+        )
+    )
+    return {
+        "stimuli": session.scalar(select(func.count()).select_from(stimuli.subquery())) or 0,
+        "described": session.scalar(described) or 0,
+        "batches": session.scalar(batches) or 0,
+        "models": session.scalar(models) or 0,
+    }
 
 
 def _escape_like(text: str) -> str:
