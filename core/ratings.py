@@ -664,8 +664,10 @@ def _parse_numbers(text: pd.Series) -> pd.Series:
 def _duplicate_errors(
     records: pd.DataFrame, stimulus_ids: pd.Series, index: StimulusIndex, mapping: ColumnMapping
 ) -> pd.DataFrame:
-    unresolved = "?" + records["stimulus_key"].map(index.normalise)
-    key = stimulus_ids.astype(str).where(stimulus_ids.notna(), unresolved)
+    key = stimulus_ids.astype(str)
+    missing = stimulus_ids.isna()
+    # Unknown stimuli still count as duplicates when their normalised names are equal.
+    key.loc[missing] = "?" + records.loc[missing, "stimulus_key"].map(index.normalise)
     pairs = pd.DataFrame({"stimulus": key.to_numpy(), "rater": records["rater"].to_numpy()})
     pairs = pairs.loc[records["rater"].to_numpy() != ""]
     dup = pairs.duplicated(["stimulus", "rater"], keep=False)
