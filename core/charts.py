@@ -2,13 +2,14 @@
 
 Every builder takes tidy frames (the tables of :mod:`core.analysis`) and returns an Altair
 chart; pages render them and :mod:`core.exports` writes them as SVG/PNG. Data is embedded
-inline (``alt.InlineData``) so charts have no row limit and ``chart.to_dict()`` is
+inline (``{"values": [...]}``) so charts have no row limit and ``chart.to_dict()`` is
 self-contained. The builders only reshape for display (row shares of a confusion matrix,
 axis labels); every statistic comes from the engine.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 import altair as alt
@@ -31,14 +32,13 @@ EMOTION_COLORS = dict(
 EMOTION_SCALE = alt.Scale(domain=list(EMOTION_COLORS), range=list(EMOTION_COLORS.values()))
 
 
-def inline(frame: pd.DataFrame) -> alt.InlineData:
-    """JSON-safe inline data (NaN becomes null, numpy scalars become Python numbers)."""
-    clean = frame.astype(object).where(frame.notna(), None)
-    records = [
-        {key: (value.item() if isinstance(value, np.generic) else value) for key, value in row.items()}
-        for row in clean.to_dict(orient="records")
-    ]
-    return alt.InlineData(values=records)
+def inline(frame: pd.DataFrame) -> dict[str, list[dict[str, object]]]:
+    """Inline data as a plain Vega-Lite ``{"values": [...]}`` (NaN -> null).
+
+    A plain dict skips Altair's per-record schema validation (seconds for 16,000 rows) and its
+    5,000-row limit for DataFrames.
+    """
+    return {"values": json.loads(frame.to_json(orient="records", date_format="iso"))}
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
