@@ -1,0 +1,170 @@
+"""Pipeline B: EmoNet (Toisoul et al. 2021), 8 AffectNet expressions plus valence and arousal.
+
+Crop policy (preprocessing version ``emonet-evalcrop-1``). The official code holds two crops:
+``demo.py`` resizes a detector box with no margin, while the evaluation behind the published
+AffectNet numbers (``test.py`` through ``DataAugmentor``) warps a square of side
+``(w + h) / 1.1`` around the centre of the face box (about 1.8 times the box, zero padding
+outside the image) to 256 x 256 with bilinear interpolation. Training used the same
+``DataAugmentor`` geometry, so we use the evaluation crop: it is what the network learned on and
+what the anchors we compare against were measured with. The evaluation box came from 68 FAN
+landmarks; ours is the face stage's detector box, which covers nearly the same region.
+
+A face whose box is the whole image (a pre-cropped stimulus) is already a face crop: it goes
+through ``demo.py``'s path instead (the whole image resized to 256 x 256), which also reproduces
+the official example output.
+
+Decoding: softmax over the 8 expression logits (labels mapped by name); valence and arousal
+clamped to [-1, 1] as the official demos do, raw values kept in ``extras``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.face import Face
+from core.models.adapters.base import ModelOutput
+from core.models.nets.emonet import EmoNet
+from core.models.nets.state_dict import load_strict
+from core.models.preprocess import ensure_rgb, normalise
+from core.models.runtime import TorchNet, to_numpy
+from core.models.spec import CheckpointFile, ModelSpec, Preprocessing
+
+INPUT_SIDE = 256
+# DataAugmentor: scale = (w + h) / 220 and the crop side is 200 * scale.
+CROP_SIDE_PER_BOX_SUM = 200.0 / 220.0
+EMONET_PARAMS = 13_963_410
+HOMEPAGE = "https://github.com/face-analysis/emonet"
+
+PREPROCESSING = Preprocessing(
+    version="emonet-evalcrop-1",
+    input_size=(INPUT_SIDE, INPUT_SIDE),
+    colour="RGB",
+    crop="box_margin",
+    # Per-side margin of the equivalent square for a square box: (200/110 - 1) / 2.
+    crop_margin=round((2 * CROP_SIDE_PER_BOX_SUM - 1) / 2, 4),
+    resize="cv2_linear",
+    scale=1.0 / 255.0,
+)
+
+EMONET_8 = ModelSpec(
+    id="emonet_8",
+    name="EmoNet (8 classes)",
+    pipeline="B EmoNet",
+    adapter="emonet",
+    paper="Toisoul, Kossaifi, Bulat, Tzimiropoulos & Pantic, Estimation of continuous valence "
+          "and arousal levels from faces in naturalistic conditions, Nature Machine Intelligence 3, "
+          "42-50 (2021)",
+    license="CC BY-NC-ND 4.0 (code and weights: non-commercial, no derivatives; do not re-export "
+            "the weights)",
+    architecture="FAN face-alignment network (2 stacked hourglasses, frozen) + emotion head with "
+                 "landmark-heatmap attention",
+    pretraining="FAN facial landmark localisation",
+    training_data="AffectNet (8 expressions, valence, arousal)",
+    strategy="single network; joint expression classification and valence/arousal regression",
+    params=EMONET_PARAMS,
+    checkpoints=(CheckpointFile(
+        name="emonet_8.pth",
+        url=f"{HOMEPAGE}/raw/master/pretrained/emonet_8.pth",
+        fmt="legacy_state_dict",
+        git_blob="6833bfdcf8fc761deb7630256a750cf1f7c850c1",
+    ),),
+    preprocessing=PREPROCESSING,
+    native_labels=("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt"),
+    outputs=frozenset({"probs", "va"}),
+    va_decode="clip",
+    homepage=HOMEPAGE,
+    notes="State dict with a DataParallel 'module.' prefix (stripped, then loaded strictly). "
+          "Anchors on the authors' cleaned AffectNet test set: accuracy 0.75, CCC valence 0.82, "
+          "arousal 0.75.",
+)
+
+SPECS: tuple[ModelSpec, ...] = (EMONET_8,)
+
+
+def is_whole_image(face: Face, image: np.ndarray) -> bool:
+    """True when the face box spans the image (pre-cropped stimulus)."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = face.box
+    return x1 <= 0.5 and y1 <= 0.5 and x2 >= width - 0.5 and y2 >= height - 0.5
+
+
+def evaluation_crop_matrix(box: tuple[float, float, float, float], side: int = INPUT_SIDE) -> np.ndarray:
+    """2x3 affine map from image pixels to the ``side`` x ``side`` evaluation crop of ``box``."""
+    x1, y1, x2, y2 = box
+    crop_side = CROP_SIDE_PER_BOX_SUM * ((x2 - x1) + (y2 - y1))
+    if crop_side <= 0:
+        raise ValueError(f"face box {box} is empty")
+    zoom = side / crop_side
+    centre_x, centre_y = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    return np.array([[zoom, 0.0, side / 2.0 - zoom * centre_x],
+                     [0.0, zoom, side / 2.0 - zoom * centre_y]])
+
+
+def emonet_crop(image_rgb: np.ndarray, face: Face) -> np.ndarray:
+    """The 256 x 256 uint8 RGB face the network sees (see the module docstring)."""
+    image = ensure_rgb(image_rgb)
+    if is_whole_image(face, image):
+        return cv2.resize(image, (INPUT_SIDE, INPUT_SIDE), interpolation=cv2.INTER_LINEAR)
+    matrix = evaluation_crop_matrix(face.box)
+    return cv2.warpAffine(image, matrix, (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=axis, keepdims=True)
+
+
+def decode_emonet(spec: ModelSpec, raw: dict[str, np.ndarray]) -> list[ModelOutput]:
+    """Expression softmax by canonical label; V/A clamped to the spec's range, raw in extras."""
+    probs = softmax(np.asarray(raw["expression"], np.float64))
+    low, high = spec.va_range
+    labels = spec.canonical_labels
+    outputs = []
+    for row, valence, arousal in zip(probs, raw["valence"], raw["arousal"]):
+        outputs.append(ModelOutput(
+            label=labels[int(np.argmax(row))],
+            probs={label: float(p) for label, p in zip(labels, row)},
+            valence=float(np.clip(valence, low, high)),
+            arousal=float(np.clip(arousal, low, high)),
+            extras={"valence_raw": float(valence), "arousal_raw": float(arousal)},
+        ))
+    return outputs
+
+
+class EmoNetAdapter:
+    """Runs EmoNet; see the module docstring for crop and decoding."""
+
+    def __init__(self, spec: ModelSpec, net: TorchNet) -> None:
+        self.spec = spec
+        self.net = net
+
+    def prepare(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
+        if image_rgb.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 image, got {image_rgb.dtype}")
+        return normalise(emonet_crop(image_rgb, face), self.spec.preprocessing)
+
+    def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.net.run(batch)
+        # The 68 landmark heatmaps (1.1 MB per image) are not needed downstream.
+        return {key: to_numpy(out[key]) for key in ("expression", "valence", "arousal")}
+
+    def decode(self, raw: dict[str, np.ndarray]) -> list[ModelOutput]:
+        return decode_emonet(self.spec, raw)
+
+    def release(self) -> None:
+        self.net.release()
+
+
+def build_network(spec: ModelSpec) -> EmoNet:
+    return EmoNet(n_expression=len(spec.native_labels))
+
+
+def load(spec: ModelSpec, paths: list[Path], device: str, half: bool) -> EmoNetAdapter:
+    """Build EmoNet, load the verified state_dict strictly, move it to ``device``."""
+    net = load_strict(build_network(spec), paths[0])
+    return EmoNetAdapter(spec, TorchNet(net, device, half))
