@@ -1,0 +1,1 @@
+"""Network architectures rebuilt with the module names their official checkpoints use."""
