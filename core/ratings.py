@@ -727,8 +727,13 @@ def _provenance(
 # ------------------------------------------------------------------------- helpers for the UI
 
 
-def parse_code_map(items: Iterable[str]) -> dict[str, str]:
-    """``["1=anger", "2 = happy"]`` -> ``{"1": "anger", "2": "happiness"}``; raises on bad items."""
+def parse_label_codes(items: str | Iterable[str]) -> dict[str, str]:
+    """``"1=anger, 2=happy"`` or ``["1=anger", "2=happy"]`` -> ``{"1": "anger", "2": "happiness"}``.
+
+    Every label must be canonical or a known synonym; raises ValueError naming the bad item.
+    """
+    if isinstance(items, str):
+        items = re.split(r"[,;\n]", items)
     codes = {}
     for item in items:
         if not item.strip():
@@ -737,7 +742,8 @@ def parse_code_map(items: Iterable[str]) -> dict[str, str]:
         canonical = to_canonical(label) if sep else None
         if not code.strip() or canonical is None:
             raise ValueError(
-                f"bad code {item!r}: write CODE=LABEL with one of {', '.join(CANONICAL)}"
+                f"bad label code {item.strip()!r}: write CODE=LABEL with LABEL one of "
+                f"{', '.join(CANONICAL)} (or a synonym), e.g. 1=anger"
             )
         codes[code.strip()] = canonical
     return codes
