@@ -1,0 +1,73 @@
+"""Agreement of continuous ratings (valence, arousal): Lin's CCC, Pearson r, RMSE, MAE.
+
+All moments are population moments (ddof=0), as in Lin (1989); never mixed with ddof=1.
+Pairs where either value is missing are dropped (pairwise deletion); ``n`` counts the pairs used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CONTINUOUS_METRICS: tuple[str, ...] = ("ccc", "pearson_r", "rmse", "mae", "mean_bias")
+N_MOMENTS = 9
+
+
+def ccc(x: np.ndarray, y: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient with population moments (pairwise complete)."""
+    return float(_statistics_of(x, y)["ccc"])
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation over pairwise-complete values."""
+    return float(_statistics_of(x, y)["pearson_r"])
+
+
+def _statistics_of(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    moments = paired_moments(np.asarray(x, float), np.asarray(y, float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return moment_statistics(moments.sum(axis=0))
+
+
+def paired_moments(x: np.ndarray, y: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Per-stimulus contributions (..., N_MOMENTS) to the sums behind every continuous metric.
+
+    ``x`` and ``y`` share a shape whose first axis is stimuli; pairs with a missing value (or
+    ``valid`` False) contribute zeros. Values are centred on their full-sample means so sums of
+    squares keep their precision; the statistics need only differences, so the shift cancels
+    (the mean difference comes from the uncentred ``x - y``).
+    """
+    ok = np.isfinite(x) & np.isfinite(y)
+    if valid is not None:
+        ok &= valid
+    w = ok.astype(np.float64)
+    n = np.maximum(w.sum(axis=0), 1)
+    xc = np.where(ok, x, 0.0)
+    yc = np.where(ok, y, 0.0)
+    xc = np.where(ok, xc - xc.sum(axis=0) / n, 0.0)
+    yc = np.where(ok, yc - yc.sum(axis=0) / n, 0.0)
+    d = np.where(ok, x - y, 0.0)
+    return np.stack([w, xc, yc, xc * xc, yc * yc, xc * yc, np.abs(d), d * d, d], axis=-1)
+
+
+def moment_statistics(sums: np.ndarray) -> dict[str, np.ndarray]:
+    """Every continuous metric from summed contributions shaped (..., N_MOMENTS).
+
+    CCC = 2 cov / (var_x + var_y + (mean_x - mean_y)^2), population moments (Lin 1989);
+    ``mean_bias`` = mean(x - y). Undefined values (no pairs, zero variance) are NaN.
+    """
+    n, sx, sy, sxx, syy, sxy, sabs, ssq, sd = np.moveaxis(sums, -1, 0)
+    n_safe = np.where(n > 0, n, np.nan)
+    mx, my = sx / n_safe, sy / n_safe
+    var_x = np.maximum(sxx / n_safe - mx * mx, 0.0)
+    var_y = np.maximum(syy / n_safe - my * my, 0.0)
+    cov = sxy / n_safe - mx * my
+    bias = sd / n_safe
+    denominator = var_x + var_y + bias * bias
+    return {
+        "ccc": np.where(denominator > 0, 2 * cov / np.where(denominator > 0, denominator, 1), np.nan),
+        "pearson_r": cov / np.sqrt(var_x * var_y),
+        "rmse": np.sqrt(ssq / n_safe),
+        "mae": sabs / n_safe,
+        "mean_bias": bias,
+        "n": n,
+    }
