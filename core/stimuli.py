@@ -253,7 +253,7 @@ class _Spool:
             if size > limit:
                 self.file.close()
                 raise ValueError(
-                    f"it expands beyond the {limit >> 20} MB per-file limit (ZIP bomb "
+                    f"it expands beyond the {_human(limit)} per-file limit (ZIP bomb "
                     "protection or an oversized image); split or downscale it"
                 )
             digest.update(chunk)
@@ -344,41 +344,43 @@ def _plan_zip(
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
         return reject(f"not a readable ZIP archive ({error}). Re-create the ZIP and upload again.")
-    problem = _archive_problem(infos, limits)
-    if problem:
-        return reject(problem + " Split it into smaller ZIPs of ordinary images.")
-    jobs, hidden = [], []
+    if len(infos) > limits.max_entries:
+        return reject(
+            f"the ZIP has {len(infos):,} entries, more than the {limits.max_entries:,} limit. "
+            "Split it into smaller ZIPs."
+        )
+    jobs, accepted, hidden = [], [], []
     for info in infos:
         if info.is_dir():
             continue
         entry_name = _entry_name(info)
-        label = f"{name}: {entry_name}"
         path, problem = _check_path(entry_name)
         if problem is None and _is_hidden(path):
             hidden.append(entry_name)
             continue
         problem = problem or _entry_problem(info, limits)
         if problem:
-            report.entries.append(ReportEntry(label, "", "error", problem))
+            report.entries.append(ReportEntry(f"{name}: {entry_name}", "", "error", problem))
             continue
-        jobs.append(_Job(label, path, lambda info=info: archive.open(info)))
+        accepted.append(info)
+        jobs.append(_Job(f"{name}: {entry_name}", path, lambda info=info: archive.open(info)))
     if hidden:
         examples = ", ".join(hidden[:3]) + (", ..." if len(hidden) > 3 else "")
         report.entries.append(ReportEntry(name, "", "ignored", (
             f"{len(hidden)} hidden or system entries skipped (__MACOSX/, dotfiles): {examples}"
         )))
-    return jobs
+    # One bomb entry rejects only itself (above); many inflating entries reject the archive.
+    problem = _archive_problem(accepted, limits)
+    return reject(problem + " Split it into smaller ZIPs of ordinary images.") if problem else jobs
 
 
 def _archive_problem(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> str | None:
     total = sum(info.file_size for info in infos)
     packed = sum(info.compress_size for info in infos)
-    if len(infos) > limits.max_entries:
-        return f"the ZIP has {len(infos):,} entries, more than the {limits.max_entries:,} limit."
     if total > limits.max_total_bytes:
         return (
-            f"the ZIP expands to {total / 2**30:.1f} GB, above the "
-            f"{limits.max_total_bytes / 2**30:.0f} GB limit (ZIP bomb protection)."
+            f"the ZIP expands to {_human(total)}, above the {_human(limits.max_total_bytes)} "
+            "limit (ZIP bomb protection)."
         )
     if total > limits.ratio_floor_bytes and total > limits.max_ratio * max(packed, 1):
         return (
@@ -393,8 +395,8 @@ def _entry_problem(info: zipfile.ZipInfo, limits: ZipLimits) -> str | None:
         return "the entry is password-protected. Re-create the ZIP without a password."
     if info.file_size > limits.max_entry_bytes:
         return (
-            f"the entry expands to {info.file_size / 2**20:.0f} MB, above the "
-            f"{limits.max_entry_bytes >> 20} MB per-file limit (ZIP bomb protection)."
+            f"the entry expands to {_human(info.file_size)}, above the "
+            f"{_human(limits.max_entry_bytes)} per-file limit (ZIP bomb protection)."
         )
     ratio = info.file_size / max(info.compress_size, 1)
     if info.file_size > limits.ratio_floor_bytes and ratio > limits.max_ratio:
@@ -403,6 +405,13 @@ def _entry_problem(info: zipfile.ZipInfo, limits: ZipLimits) -> str | None:
             "(ZIP bomb protection). Images do not compress like that; check the archive."
         )
     return None
+
+
+def _human(size: int) -> str:
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def _entry_name(info: zipfile.ZipInfo) -> str:
