@@ -137,7 +137,8 @@ class StimulusIndex:
 
     def describe(self) -> str:
         example = next(iter(self.keys), None)
-        text = f"this study names stimuli by {KEY_MODES.get(self.mode, self.mode)}"
+        how = KEY_MODES.get(self.mode, self.mode).split(" (")[0]
+        text = f"this study names stimuli by {how}"
         return text + (f", e.g. {example!r}" if example else " and has no stimuli yet")
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from core.ratings import PreparedRatings, StimulusIndex, assign_vote_raters
+from core.scales import Scale
 from core.storage import read_blob, sha256_bytes, store_bytes
 from db.models import Rating, RatingBatch, utcnow
 from db.stimuli import get_study, key_index
@@ -222,8 +223,7 @@ def batches_frame(batches: list[BatchSummary]) -> pd.DataFrame:
             "uploaded by": b.uploaded_by, "uploaded at (UTC)": b.uploaded_at,
             "excluded": b.excluded, "deleted at (UTC)": b.deleted_at,
             "scales": ", ".join(
-                f"{dim} {s['low']:g}..{s['high']:g} ({s.get('name', 'custom')})"
-                for dim, s in b.scales.items()
+                f"{dim} {Scale.from_dict(scale).label}" for dim, scale in b.scales.items()
             ),
             "label codes": ", ".join(f"{k}={v}" for k, v in b.label_map.items()),
             "columns": ", ".join(f"{role}={col}" for role, col in b.mapping.get("columns", {}).items()),

@@ -1,0 +1,220 @@
+"""``import-ratings``, ``rating-batches`` and ``demo`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+
+from core.ratings import (
+    DIMENSIONS,
+    LAYOUTS,
+    NUMERIC_DIMENSIONS,
+    ROLES,
+    ColumnMapping,
+    MappingError,
+    PreparedRatings,
+    detect_mapping,
+    numeric_summary,
+    parse_label_codes,
+    prepare_ratings,
+    rejected_rows_table,
+    to_csv_bytes,
+)
+from core.scales import Scale, parse_scale, suggest_scale
+from core.tabular import TableError, read_table
+from db.engine import make_engine, make_sessionmaker
+from db.models import Study
+from db.ratings import (
+    DuplicateFileError,
+    ImportRejected,
+    batches_frame,
+    import_batch,
+    list_batches,
+    stimulus_index,
+)
+from db.stimuli import AmbiguousKeyError
+
+ERRORS_SHOWN = 30
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ratings = subparsers.add_parser(
+        "import-ratings",
+        help="import a rating file (CSV/TSV/XLSX) into a study as one batch",
+        description="Import a rating file as one batch: all rows, or with --partial only the "
+        "valid rows (the rejected rows are written to a CSV). Layout and columns are detected; "
+        "every numeric dimension needs a declared scale.",
+    )
+    ratings.add_argument("--study", required=True, help="study name")
+    ratings.add_argument("file", type=Path, help="the rating file")
+    ratings.add_argument("--layout", choices=sorted(LAYOUTS), help="override the detected layout")
+    ratings.add_argument(
+        "--map", action="append", default=[], metavar="ROLE=COLUMN",
+        help=f"column for a role ({', '.join(ROLES)}), e.g. --map rater=Participant; "
+        "ROLE= unmaps it (repeatable)",
+    )
+    ratings.add_argument(
+        "--dimension", choices=DIMENSIONS,
+        help="wide layouts: the dimension of columns whose header names none",
+    )
+    ratings.add_argument(
+        "--ignore", action="append", default=[], metavar="COLUMN", help="leave a column out"
+    )
+    for dim in NUMERIC_DIMENSIONS:
+        ratings.add_argument(
+            f"--{dim}-scale", metavar="SCALE",
+            help="sam9, likert7, likert5, -100..100, 0..100, 0..1, -1..1 or MIN..MAX",
+        )
+    ratings.add_argument(
+        "--code", action="append", default=[], metavar="CODE=LABEL",
+        help="emotion code, e.g. --code 1=anger (repeatable)",
+    )
+    ratings.add_argument(
+        "--partial", action="store_true",
+        help="import the valid rows only and write the rejected ones to --rejected",
+    )
+    ratings.add_argument(
+        "--rejected", type=Path,
+        help="where to write rejected rows (default: FILE.rejected.csv next to the file)",
+    )
+    ratings.add_argument(
+        "--allow-duplicate", action="store_true", help="import a file already imported"
+    )
+    ratings.add_argument("--by", default="", help="who uploads (stored as provenance)")
+    ratings.add_argument(
+        "--dry-run", action="store_true", help="detect and validate only; store nothing"
+    )
+    ratings.set_defaults(handler=run_import_ratings)
+
+    batches = subparsers.add_parser("rating-batches", help="list a study's rating batches")
+    batches.add_argument("--study", required=True, help="study name")
+    batches.set_defaults(handler=run_list_batches)
+
+    demo = subparsers.add_parser("demo", help="load the small synthetic demo study")
+    demo.set_defaults(handler=run_demo)
+
+
+def run_import_ratings(args: argparse.Namespace) -> int:
+    try:
+        data = args.file.read_bytes()
+        frame = read_table(args.file.name, data)
+        codes = parse_label_codes(args.code)
+        scales = {dim: _scale(args, dim) for dim in NUMERIC_DIMENSIONS}
+    except (OSError, TableError, ValueError) as error:
+        return _fail(str(error))
+    factory = make_sessionmaker(make_engine(args.db))
+    with factory.begin() as session:
+        study = session.scalar(select(Study).where(Study.name == args.study))
+        if study is None:
+            return _fail(f"no study named {args.study!r}; create it with import-stimuli --create")
+        try:
+            index = stimulus_index(session, study.id)
+            mapping = _mapping(args, frame, index, codes)
+            _print_mapping(mapping, frame, index, scales)
+            prepared = prepare_ratings(frame, mapping, index=index, scales=scales, codes=codes)
+        except (AmbiguousKeyError, MappingError, ValueError) as error:
+            problems = getattr(error, "problems", [str(error)])
+            return _fail("cannot apply the mapping:\n  " + "\n  ".join(problems))
+        _report_errors(prepared, frame, args)
+        if args.dry_run:
+            print(f"dry run: {len(prepared.ratings)} valid ratings, nothing stored")
+            return 0 if prepared.ok else 1
+        try:
+            result = import_batch(
+                session, study.id, prepared, file_name=args.file.name, data=data,
+                uploaded_by=args.by, partial=args.partial, allow_duplicate=args.allow_duplicate,
+            )
+        except (ImportRejected, DuplicateFileError) as error:
+            hint = " (or rerun with --partial)" if isinstance(error, ImportRejected) else ""
+            return _fail(f"{error}{hint}", code=1)
+    rejected = f", {len(result.rejected_rows)} rows rejected" if result.rejected_rows else ""
+    print(f"{study.name}: batch #{result.batch_id} stored with {result.n_ratings} ratings{rejected}")
+    return 0
+
+
+def _scale(args: argparse.Namespace, dim: str) -> Scale | None:
+    text = getattr(args, f"{dim}_scale")
+    return parse_scale(text) if text else None
+
+
+def _mapping(args, frame, index, codes) -> ColumnMapping:
+    mapping = detect_mapping(frame, index, codes, layout=args.layout)
+    for item in args.map:
+        role, sep, column = item.partition("=")
+        if not sep or role.strip() not in ROLES:
+            raise ValueError(f"bad --map {item!r}: write ROLE=COLUMN with ROLE one of {ROLES}")
+        if column.strip():
+            mapping.columns[role.strip()] = column.strip()
+        else:
+            mapping.columns.pop(role.strip(), None)
+    mapping.dimension = args.dimension or mapping.dimension
+    mapping.ignored = sorted(set(mapping.ignored) | set(args.ignore))
+    return mapping
+
+
+def _print_mapping(mapping: ColumnMapping, frame, index, scales: dict) -> None:
+    print(f"layout: {mapping.layout} ({LAYOUTS[mapping.layout]})")
+    for role, column in mapping.columns.items():
+        print(f"  {role:9} <- {column!r}")
+    if mapping.dimension:
+        print(f"  dimension of unlabelled columns: {mapping.dimension}")
+    if mapping.ignored:
+        print(f"  ignored columns: {', '.join(mapping.ignored)}")
+    for dim, seen in numeric_summary(frame, mapping, index).items():
+        if seen is None:
+            continue
+        declared = scales.get(dim)
+        suggestion = suggest_scale(seen)
+        note = declared.label if declared else (
+            f"NOT DECLARED: pass --{dim}-scale (suggested: {suggestion.label})"
+        )
+        print(f"  {dim}: values {seen[0]:g}..{seen[1]:g}; scale {note}")
+
+
+def _report_errors(prepared: PreparedRatings, frame, args: argparse.Namespace) -> None:
+    rows = prepared.rejected_rows
+    print(f"{prepared.n_file_rows} rows read, {len(prepared.ratings)} valid ratings, "
+          f"{len(rows)} rows with problems")
+    for error in prepared.errors.head(ERRORS_SHOWN).itertuples():
+        column = f" [{error.column}]" if error.column else ""
+        print(f"  row {error.row}{column}: {error.kind}: {error.message} ({error.value!r})")
+    if len(prepared.errors) > ERRORS_SHOWN:
+        print(f"  ... {len(prepared.errors) - ERRORS_SHOWN} more problems")
+    if rows and (args.partial or args.rejected):
+        target = args.rejected or args.file.with_name(args.file.name + ".rejected.csv")
+        target.write_bytes(to_csv_bytes(rejected_rows_table(frame, prepared.errors)))
+        print(f"rejected rows with reasons written to {target}")
+
+
+def run_list_batches(args: argparse.Namespace) -> int:
+    factory = make_sessionmaker(make_engine(args.db))
+    with factory() as session:
+        study = session.scalar(select(Study).where(Study.name == args.study))
+        if study is None:
+            return _fail(f"no study named {args.study!r}")
+        table = batches_frame(list_batches(session, study.id))
+    if table.empty:
+        print(f"{study.name}: no rating batches")
+        return 0
+    shown = ["batch", "file", "layout", "ratings", "raters", "stimuli", "rejected rows",
+             "uploaded by", "uploaded at (UTC)", "excluded", "deleted at (UTC)", "scales"]
+    print(table[shown].to_string(index=False))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from core.demo import DEMO_NAME, load_demo
+
+    factory = make_sessionmaker(make_engine(args.db))
+    with factory.begin() as session:
+        study_id = load_demo(session)
+    print(f"demo study {DEMO_NAME!r} ready (id {study_id}); all of its data is synthetic")
+    return 0
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
