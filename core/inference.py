@@ -8,8 +8,9 @@ stopped; a stimulus that cannot be processed (undecodable, no face, no landmarks
 crop) is stored as a failure with its reason and never stops the run.
 
 Cache key: (stimulus sha256, model id, weights fingerprint, preprocessing version [+fp16],
-detector key). The detector key names the detector version and, for detected faces, the rule
-that chose one face among several: both change which pixels the model sees.
+detector key). The detector key comes from the face stage (FaceResult.detector): the detector
+version, plus the chosen face's index when an image holds several faces, so a changed choice
+rule never serves a prediction made on another face.
 """
 
 from __future__ import annotations
@@ -121,11 +122,6 @@ def eta_seconds(elapsed: float, done: int, total: int) -> float | None:
     return max(0.0, elapsed / done * (total - done))
 
 
-def detector_key(face_detector: str, rule: str) -> str:
-    """The detector part of the cache key: pre-cropped images need no choice rule."""
-    return face_detector if face_detector == face_stage.PRECROPPED else f"{face_detector}|{rule}"
-
-
 def run_model(
     factory: sessionmaker[Session],
     study_id: int,
@@ -186,7 +182,7 @@ def run_spec(
     report = RunReport(spec.id, device=device, half=half)
     with factory() as session:
         images = study_images(session, study_id)
-    jobs = _face_jobs(factory, images, detector, rule, face_progress)
+    jobs = _face_jobs(factory, images, detector, rule, device, face_progress)
     todo = _uncached(factory, key, jobs, retry_failed)
     report.cached = len(jobs) - len(todo)
     if todo:
@@ -257,7 +253,7 @@ def check_half_precision(
     with factory() as session:
         spec = registry.get_spec(model_id, session)
         images = study_images(session, study_id)
-    jobs = [job for job in _face_jobs(factory, images, detector, rule, None) if job.face][:n]
+    jobs = [job for job in _face_jobs(factory, images, detector, rule, device, None) if job.face][:n]
     reference = registry.load_adapter(spec, device, False)
     try:
         arrays = [item.array for item in (_prepare(reference, job) for job in jobs)
@@ -278,25 +274,27 @@ def check_half_precision(
 
 def _face_jobs(
     factory: sessionmaker[Session], images: list[StudyImage], detector: str, rule: str,
-    progress: Progress | None,
+    device: str, progress: Progress | None,
 ) -> list[Job]:
     results = face_stage.ensure_faces(
         factory, [image.sha256 for image in images], detector=detector, rule=rule,
         precropped=frozenset(image.sha256 for image in images if image.precropped),
-        progress=progress,
+        progress=progress, device=device,
     )
-    jobs = []
-    for image in images:
-        result = results[image.sha256]
-        jobs.append(Job(image.sha256, detector_key(result.detector, rule), result.face,
-                        None if result.face else _no_face_message(result)))
-    return jobs
+    return [
+        Job(image.sha256, result.detector, result.face, None if result.face else _no_face_message(result))
+        for image, result in ((image, results[image.sha256]) for image in images)
+    ]
 
 
 def _no_face_message(result: face_stage.FaceResult) -> str:
     if result.error:
-        return f"face stage failed: {result.error}"
-    return f"no face found by {result.detector}; mark the stimulus as pre-cropped or try another detector"
+        return f"face stage failed ({result.version}): {result.error}"
+    if result.faces:
+        return (f"{len(result.faces)} faces found and the choice rule {result.rule!r} uses none; "
+                "choose another rule or crop the stimulus")
+    return (f"no face found by {result.version}; mark the stimulus as pre-cropped "
+            "or try another detector")
 
 
 def _uncached(factory: sessionmaker[Session], key: CacheKey, jobs: list[Job], retry_failed: bool) -> list[Job]:

@@ -57,14 +57,17 @@ FAKE_SPEC = ModelSpec(
 class CountingAdapter:
     """Crop, shrink to 8x8, mean colour -> 3 logits and V/A; counts images through forward."""
 
-    def __init__(self, spec: ModelSpec, fail_forward: bool = False) -> None:
+    def __init__(self, spec: ModelSpec, fail_forward: bool = False, needs_landmarks: bool = False) -> None:
         self.spec = spec
+        self.needs_landmarks = needs_landmarks
         self.forwarded = 0
         self.batches: list[int] = []
         self.released = False
         self.fail_forward = fail_forward
 
     def prepare(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
+        if self.needs_landmarks and face.landmarks is None:
+            raise ValueError("the aligned crop needs 5 landmarks")
         crop = Image.fromarray(crop_box(image_rgb, face.box)).resize((8, 8), Image.Resampling.BILINEAR)
         return np.asarray(crop, dtype=np.float32).transpose(2, 0, 1) / 255.0
 
@@ -118,8 +121,9 @@ def _png(seed: int, size: int = 48) -> bytes:
     return buffer.getvalue()
 
 
-def make_study(sessions, n: int, *, bad: set[int] = frozenset(), precropped: bool = True) -> int:
-    """A study of ``n`` small random images; indices in ``bad`` get bytes that are no image."""
+def make_study(sessions, n: int, *, bad: set[int] = frozenset(), detect: set[int] = frozenset()) -> int:
+    """A study of ``n`` small random pre-cropped images; indices in ``bad`` get bytes that are no
+    image, indices in ``detect`` go through face detection instead."""
     with sessions.begin() as session:
         study = Study(name=f"runner-{n}")
         session.add(study)
@@ -128,7 +132,7 @@ def make_study(sessions, n: int, *, bad: set[int] = frozenset(), precropped: boo
             data = b"not an image %d" % index if index in bad else _png(index)
             session.add(Stimulus(
                 study_id=study.id, path=f"img{index:04d}.png", sha256=store_bytes(data),
-                media_type="image/png", width=48, height=48, thumbnail=b"", precropped=precropped,
+                media_type="image/png", width=48, height=48, thumbnail=b"", precropped=index not in detect,
             ))
         return study.id
 
@@ -192,7 +196,7 @@ def test_bad_stimulus_is_recorded_with_its_reason_and_not_retried(data_dir, sess
     report = run(sessions, study_id, source, batch_size=4)
     assert (report.computed, report.failed) == (5, 1)
     failures = [row for row in stored(sessions) if row.status == "error"]
-    assert len(failures) == 1 and "ImageError" in failures[0].error
+    assert len(failures) == 1 and "not an image that can be read" in failures[0].error
     assert failures[0].label is None and failures[0].valence is None
 
     again = run(sessions, study_id, source, batch_size=4)
@@ -209,22 +213,22 @@ def test_bad_stimulus_is_recorded_with_its_reason_and_not_retried(data_dir, sess
     assert failed["stimulus"].tolist() == ["img0002.png"]
 
 
-def test_image_without_face_becomes_a_failure_row(data_dir, sessions, monkeypatch):
-    study_id = make_study(sessions, 3, precropped=False)
-    real = inference.face_stage.ensure_faces
-
-    def no_face_for_first(factory, sha256s, **options):
-        results = real(factory, sha256s, **options)
-        first = sorted(sha256s)[0]
-        results[first] = replace(results[first], face=None, error=None)
-        return results
-
-    monkeypatch.setattr(inference.face_stage, "ensure_faces", no_face_for_first)
+def test_image_without_face_becomes_a_failure_row(data_dir, sessions):
+    """Random noise has no face for the offline Haar detector: that image fails, the rest run."""
+    study_id = make_study(sessions, 3, detect={0})
     report = run(sessions, study_id, Source(), detector="haar")
     assert (report.computed, report.failed) == (2, 1)
     failure = next(row for row in stored(sessions) if row.status == "error")
-    assert "no face found" in failure.error
-    assert all(row.detector.endswith("|largest") for row in stored(sessions))
+    assert "no face found by haar-v1" in failure.error and failure.detector == "haar-v1"
+    assert {row.detector for row in stored(sessions) if row.status == "ok"} == {"precropped"}
+
+
+def test_a_crop_that_cannot_be_made_fails_each_image_without_running_the_network(data_dir, sessions):
+    study_id = make_study(sessions, 3)
+    source = Source(needs_landmarks=True)
+    report = run(sessions, study_id, source)
+    assert (report.computed, report.failed) == (0, 3) and source.forwarded == 0
+    assert {row.error for row in stored(sessions)} == {"ValueError: the aligned crop needs 5 landmarks"}
 
 
 def test_preprocessing_version_weights_and_precision_each_invalidate_the_cache(data_dir, sessions):
