@@ -1,0 +1,36 @@
+"""Streamlit widget: a stimulus with its stored face detection drawn on it, plus a status line."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.face_stage import describe, result_from_row
+from core.overlay import draw_faces
+from db.faces import detections_for
+
+
+def show_detection(factory: sessionmaker[Session], stimulus_sha256: str, image_rgb: np.ndarray) -> None:
+    """Overlay of the stored detection(s) of one stimulus; a hint when detection has not run."""
+    with factory() as session:
+        rows = detections_for(session, stimulus_sha256)
+    if not rows:
+        st.image(image_rgb, width="stretch")
+        st.caption("Face detection has not run on this stimulus yet; it runs with the first model run.")
+        return
+    row = rows[0]
+    if len(rows) > 1:
+        by_detector = {r.detector: r for r in rows}
+        chosen = st.radio(
+            "Detector", list(by_detector), horizontal=True, key=f"face_panel_{stimulus_sha256}"
+        )
+        row = by_detector[chosen]
+    result = result_from_row(row)
+    st.image(draw_faces(image_rgb, result.faces, result.chosen), width="stretch")
+    if result.status == "error":
+        st.error(describe(result))
+    elif result.face is None:
+        st.warning(describe(result))
+    else:
+        st.caption(describe(result))
