@@ -424,7 +424,7 @@ class MTCNNDetector:
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         _check_rgb(image_rgb)
-        pixels = torch.from_numpy(np.ascontiguousarray(image_rgb)).to(self.device)
+        pixels = torch.from_numpy(np.array(image_rgb)).to(self.device)  # copy: inputs may be read-only
         image = pixels.permute(2, 0, 1).unsqueeze(0).float()
         with torch.inference_mode():
             boxes = self._propose(image)

@@ -28,7 +28,7 @@ def draw_faces(image_rgb: np.ndarray, faces: Sequence[Face], chosen: int | None)
 
 def _draw_face(canvas: np.ndarray, face: Face, number: int, colour: tuple, thickness: int) -> None:
     x1, y1, x2, y2 = (int(round(v)) for v in face.box)
-    cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
+    cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
     scale = max(0.4, thickness * 0.4)
     cv2.putText(
         canvas, str(number), (x1 + thickness, max(y1 - 2 * thickness, 10)),
