@@ -169,6 +169,8 @@ def where_to_get(spec: ModelSpec) -> str:
         names = " or ".join(v.name for v in _slot_variants(slot))
         source = slot.url or "no public download; register a local copy"
         lines.append(f"{names}: {source}")
+    if spec.options.get("where_to_get"):
+        lines.append(str(spec.options["where_to_get"]))
     if spec.homepage:
         lines.append(f"Model home page: {spec.homepage}")
     return "\n".join(lines)
