@@ -63,8 +63,8 @@ def _tooltip_number(field: str, title: str | None = None) -> alt.Tooltip:
 def confusion_heatmap(
     confusion: pd.DataFrame,
     *,
-    true_col: str = "true",
-    pred_col: str = "predicted",
+    true_col: str = "true_label",
+    pred_col: str = "predicted_label",
     count_col: str = "count",
     true_title: str = "Human majority",
     pred_title: str = "Model prediction",
@@ -268,25 +268,28 @@ def circumplex_chart(
     predictions: pd.DataFrame | None = None,
     *,
     centroids: bool = True,
+    majority_col: str = "majority_label",
     title: str = "Valence-arousal circumplex",
     size: int = 480,
 ) -> alt.LayerChart:
     """Valence-arousal plane, axes fixed to [-1, 1] with the unit reference circle.
 
     ``consensus``: one row per stimulus with ``stimulus``, ``stimulus_id``, ``valence_mean``,
-    ``valence_sd``, ``arousal_mean``, ``arousal_sd`` and ``majority`` (human majority label).
+    ``valence_sd``, ``arousal_mean``, ``arousal_sd`` and ``majority_col`` (human majority label;
+    the ``consensus`` table of :func:`core.analysis.build_report`).
     ``predictions``: optional rows (``stimulus_id``, ``model_id``, ``label``, ``valence``,
     ``arousal``); each model point is joined to its stimulus' human mean. With several models a
     dropdown in the chart picks one (the first is shown in static exports).
     Human means are circles with +-1 SD rules; models are triangles; diamonds are the mean
     position of the stimuli of each human-majority emotion.
     """
-    _require(
-        consensus,
-        ["stimulus", "stimulus_id", "valence_mean", "valence_sd", "arousal_mean", "arousal_sd", "majority"],
-        "circumplex_chart",
+    columns = ["stimulus", "stimulus_id", "valence_mean", "valence_sd", "arousal_mean", "arousal_sd"]
+    _require(consensus, columns + [majority_col], "circumplex_chart")
+    humans = (
+        consensus[columns + [majority_col]]
+        .rename(columns={majority_col: "majority"})
+        .dropna(subset=["valence_mean", "arousal_mean"])
     )
-    humans = consensus.dropna(subset=["valence_mean", "arousal_mean"])
     chart = _circumplex_frame() + _human_layers(humans)
     if centroids and not humans.empty:
         chart = chart + _centroid_layers(humans)
@@ -444,8 +447,9 @@ def subgroup_gap_chart(
     """Per-group estimates with CIs (left) and the gap between groups with its CI (right).
 
     ``groups``: one row per model x group (``estimate``, ``ci_low``, ``ci_high``, ``n``).
-    ``gaps``: one row per model (``estimate``, ``ci_low``, ``ci_high``); the zero rule marks no
-    gap, so a CI that does not cross it shows a group difference.
+    ``gaps``: one row per model and pair of groups (``estimate``, ``ci_low``, ``ci_high``, and
+    ``group_a``/``group_b`` naming the pair, read as a minus b); the zero rule marks no gap, so
+    a CI that does not cross it shows a group difference.
     """
     _require(groups, [label_col, group_col, "estimate", "ci_low", "ci_high"], "subgroup_gap_chart")
     keep = [label_col, group_col, "estimate", "ci_low", "ci_high"] + (["n"] if "n" in groups else [])
@@ -473,17 +477,21 @@ def subgroup_gap_chart(
     if gaps is None or gaps.empty:
         return per_group
     _require(gaps, [label_col, "estimate", "ci_low", "ci_high"], "subgroup_gap_chart gaps")
-    gap_keep = [label_col, "estimate", "ci_low", "ci_high"] + [c for c in ("comparison",) if c in gaps]
-    gap_data = gaps[gap_keep].rename(columns={label_col: "label"})
+    gap_data = gaps[[label_col, "estimate", "ci_low", "ci_high"]].rename(columns={label_col: "label"})
+    if {"group_a", "group_b"} <= set(gaps.columns):
+        gap_data["comparison"] = gaps["group_a"].astype(str) + " − " + gaps["group_b"].astype(str)
+    else:
+        gap_data["comparison"] = "gap"
     gap_base = alt.Chart(inline(gap_data)).encode(
         y=alt.Y("label:N", sort=order, title=None),
+        yOffset=alt.YOffset("comparison:N"),
         tooltip=[
             alt.Tooltip("label:N", title="model"),
+            alt.Tooltip("comparison:N"),
             _tooltip_number("estimate", "gap"),
             _tooltip_number("ci_low", "CI low"),
             _tooltip_number("ci_high", "CI high"),
-        ]
-        + ([alt.Tooltip("comparison:N")] if "comparison" in gap_data else []),
+        ],
     )
     zero = alt.Chart(inline(pd.DataFrame({"x": [0.0]}))).mark_rule(color="#999999", strokeDash=[4, 3]).encode(x="x:Q")
     gap_panel = (

@@ -38,8 +38,8 @@ def _values(layer: dict) -> list[dict]:
 def test_confusion_rows_are_normalised_and_counts_are_text() -> None:
     confusion = pd.DataFrame(
         {
-            "true": ["anger", "anger", "happiness", "happiness", "contempt"],
-            "predicted": ["anger", "happiness", "happiness", "anger", "anger"],
+            "true_label": ["anger", "anger", "happiness", "happiness", "contempt"],
+            "predicted_label": ["anger", "happiness", "happiness", "anger", "anger"],
             "count": [3, 1, 0, 0, 2],
         }
     )
@@ -67,7 +67,7 @@ def test_confusion_accepts_other_column_names() -> None:
 
 def test_missing_columns_raise_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"confusion_heatmap needs columns \['count'\]"):
-        charts.confusion_heatmap(pd.DataFrame({"true": ["a"], "predicted": ["a"]}))
+        charts.confusion_heatmap(pd.DataFrame({"true_label": ["a"], "predicted_label": ["a"]}))
 
 
 def test_recall_bars_by_model_have_ci_whiskers() -> None:
@@ -107,7 +107,7 @@ def consensus() -> pd.DataFrame:
             "valence_sd": [0.1, 0.2, 0.3, np.nan],
             "arousal_mean": [0.2, 0.4, 0.6, np.nan],
             "arousal_sd": [0.05, np.nan, 0.1, np.nan],
-            "majority": ["happiness", "happiness", "anger", None],
+            "majority_label": ["happiness", "happiness", "anger", None],
         }
     )
 
@@ -240,7 +240,9 @@ def test_subgroup_gap_chart_two_panels() -> None:
             "n": [12, 14],
         }
     )
-    gaps = pd.DataFrame({"model_id": ["m1"], "estimate": [-0.2], "ci_low": [-0.35], "ci_high": [-0.05]})
+    gaps = pd.DataFrame(
+        {"model_id": ["m1"], "group_a": ["female"], "group_b": ["male"], "estimate": [-0.2], "ci_low": [-0.35], "ci_high": [-0.05]}
+    )
     spec = charts.subgroup_gap_chart(groups, gaps, group_col="group", metric="CCC").to_dict()
     assert len(spec["hconcat"]) == 2
     left = _layers(spec["hconcat"][0], spec["datasets"])
@@ -248,6 +250,8 @@ def test_subgroup_gap_chart_two_panels() -> None:
     right = _layers(spec["hconcat"][1], spec["datasets"])
     assert _values(right[0]) == [{"x": 0.0}]  # the no-gap reference
     assert _values(right[2])[0]["estimate"] == -0.2
+    assert _values(right[2])[0]["comparison"] == "female − male"
+    assert right[2]["encoding"]["yOffset"]["field"] == "comparison"
     alone = charts.subgroup_gap_chart(groups).to_dict()
     assert "hconcat" not in alone
 
@@ -264,7 +268,7 @@ def test_large_chart_is_not_row_limited_and_renders() -> None:
             "valence_sd": rng.uniform(0, 0.3, n),
             "arousal_mean": rng.uniform(-1, 1, n),
             "arousal_sd": rng.uniform(0, 0.3, n),
-            "majority": rng.choice(["happiness", "anger"], n),
+            "majority_label": rng.choice(["happiness", "anger"], n),
         }
     )
     predictions = pd.DataFrame(
@@ -285,7 +289,7 @@ def test_every_builder_renders_to_svg(consensus: pd.DataFrame, predictions: pd.D
     """vl-convert compiles each spec: catches encodings Vega-Lite rejects at render time."""
     estimates = pd.DataFrame({"model_id": ["m1"], "group": ["g"], "estimate": [0.5], "ci_low": [0.4], "ci_high": [0.6]})
     built = [
-        charts.confusion_heatmap(pd.DataFrame({"true": ["fear"], "predicted": ["anger"], "count": [2]})),
+        charts.confusion_heatmap(pd.DataFrame({"true_label": ["fear"], "predicted_label": ["anger"], "count": [2]})),
         charts.recall_bars(estimates.assign(emotion="fear")),
         charts.circumplex_chart(consensus, predictions),
         charts.model_heatmap(pd.DataFrame({"model_a": ["m1"], "model_b": ["m1"], "estimate": [1.0]})),
