@@ -259,7 +259,7 @@ def detect_layout(
     with_dimension = sum(split_cell_header(c)[1] is not None for c in rest)
     if in_values > in_header:
         return "wide_stimulus"
-    if in_header or with_dimension >= 2:
+    if in_header or with_dimension:
         if in_header == 0 and roles.get("stimulus") == id_column:
             return "wide_stimulus"
         return "wide_rater"
