@@ -126,7 +126,7 @@ def _file_state(file: CheckpointFile, path: Path) -> tuple[str, str]:
         return "missing", f"{path.name} is missing from {path.parent}"
     digest = sha256_file(path)
     if digest != file.sha256:
-        return "mismatch", f"{path} has sha256 {digest}, expected {file.sha256} (corrupt or a different file)"
+        return "mismatch", f"{path} has sha256 {digest}, expected {file.sha256} (a different file)"
     return "ready", ""
 
 
@@ -305,7 +305,7 @@ class ONet(nn.Module):
         self.dense6_3 = nn.Linear(256, 10)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(offsets (N, 4), landmarks (N, 10) as x1..x5, y1..y5 in [0, 1], face probability (N,))."""
+        """(offsets (N, 4), landmarks (N, 10): x1..x5 then y1..y5 in box units, face prob (N,))."""
         x = self.pool1(self.prelu1(self.conv1(x)))
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.pool3(self.prelu3(self.conv3(x)))
@@ -337,7 +337,7 @@ def _pyramid_scales(height: int, width: int, min_face: int, factor: float) -> li
 def _grid_boxes(
     offsets: torch.Tensor, prob: torch.Tensor, scale: float, threshold: float
 ) -> torch.Tensor:
-    """P-Net cells above ``threshold`` as rows (x1, y1, x2, y2, score, 4 offsets) in image pixels."""
+    """P-Net cells above ``threshold`` as rows (x1, y1, x2, y2, score, 4 offsets), image pixels."""
     rows, cols = torch.nonzero(prob >= threshold, as_tuple=True)
     cell = torch.stack([cols, rows], dim=1).to(offsets.dtype)
     start = ((2 * cell + 1) / scale).floor()
@@ -401,9 +401,10 @@ def nms_min_overlap(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> 
     keep = []
     while order.size:
         best, rest = order[0], order[1:]
-        inter_w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
-        inter_h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
-        overlap = inter_w * inter_h / np.minimum(area[best], area[rest])
+        inter_w = np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1
+        inter_h = np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1
+        inter = np.maximum(0.0, inter_w) * np.maximum(0.0, inter_h)
+        overlap = inter / np.minimum(area[best], area[rest])
         keep.append(best)
         order = rest[overlap <= threshold]
     return np.asarray(keep, dtype=np.int64)
@@ -424,7 +425,8 @@ class MTCNNDetector:
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         _check_rgb(image_rgb)
-        pixels = torch.from_numpy(np.array(image_rgb)).to(self.device)  # copy: inputs may be read-only
+        # np.array copies: decoded images are often read-only, which torch warns about.
+        pixels = torch.from_numpy(np.array(image_rgb)).to(self.device)
         image = pixels.permute(2, 0, 1).unsqueeze(0).float()
         with torch.inference_mode():
             boxes = self._propose(image)
@@ -433,7 +435,7 @@ class MTCNNDetector:
             if not len(boxes):
                 return []
             boxes, points = self._finish(image, boxes)
-        return [_to_face(box, marks) for box, marks in zip(boxes.cpu().numpy(), points.cpu().numpy())]
+        return [_to_face(b, p) for b, p in zip(boxes.cpu().numpy(), points.cpu().numpy())]
 
     def _propose(self, image: torch.Tensor) -> torch.Tensor:
         """Stage 1: P-Net over the pyramid, NMS per scale (IoU 0.5) and overall (IoU 0.7)."""
@@ -457,7 +459,9 @@ class MTCNNDetector:
         picked = nms(boxes[:, :4], boxes[:, 4], 0.7)
         return _square(_apply_offsets(boxes[picked], offsets[keep][picked], plus_one=True))
 
-    def _finish(self, image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _finish(
+        self, image: torch.Tensor, boxes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 3: O-Net score, landmarks (relative to the input box), regression, min-NMS."""
         crops, boxes = _crops(image, boxes, 48)
         offsets, marks, prob = self.onet(crops)
@@ -506,7 +510,7 @@ def load_mtcnn(device: str = "cpu") -> MTCNNDetector:
 
 
 class HaarDetector:
-    """OpenCV's frontal-face Haar cascade; score = the cascade's level weight (not a probability)."""
+    """OpenCV's frontal-face Haar cascade; score = the cascade's level weight, not a probability."""
 
     version = HAAR_VERSION
     cascade_file = "haarcascade_frontalface_default.xml"

@@ -83,7 +83,8 @@ def _centre_distance(face: Face, image_size: tuple[int, int] | None) -> float:
 
 def _check_rule(rule: str) -> None:
     if rule not in CHOICE_RULES:
-        raise ValueError(f"unknown face choice rule {rule!r}; choose one of {', '.join(CHOICE_RULES)}")
+        choices = ", ".join(CHOICE_RULES)
+        raise ValueError(f"unknown face choice rule {rule!r}; choose one of {choices}")
 
 
 def _check_detector(name: str) -> None:

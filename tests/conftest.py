@@ -54,11 +54,13 @@ def facenet_wheel() -> Path:
     found = sorted(folder.glob("facenet_pytorch-2.6.0-*.whl"))
     if not found:
         folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", FACENET_WHEEL, "--no-deps", "-q", "-d", str(folder)]
+        command = [sys.executable, "-m", "pip", "download", FACENET_WHEEL, "--no-deps", "-q"]
+        command += ["-d", str(folder)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         found = sorted(folder.glob("facenet_pytorch-2.6.0-*.whl"))
         if not found:
-            pytest.skip(f"pip could not fetch {FACENET_WHEEL} (MTCNN weights): {done.stderr.strip()[-300:]}")
+            why = done.stderr.strip()[-300:]
+            pytest.skip(f"pip could not fetch {FACENET_WHEEL} (MTCNN weights): {why}")
     return found[0]
 
 

@@ -124,8 +124,8 @@ def test_min_overlap_nms_invariants(items: list) -> None:
     def overlap(i: int, j: int) -> float:
         w = max(0.0, min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]) + 1)
         h = max(0.0, min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]) + 1)
-        area = lambda k: (boxes[k, 2] - boxes[k, 0] + 1) * (boxes[k, 3] - boxes[k, 1] + 1)  # noqa: E731
-        return w * h / min(area(i), area(j))
+        sides = boxes[:, 2:] - boxes[:, :2] + 1
+        return w * h / min(sides[i].prod(), sides[j].prod())
 
     assert [scores[k] for k in kept] == sorted((scores[k] for k in kept), reverse=True)
     assert all(overlap(i, j) <= 0.7 for i in kept for j in kept if i != j)
@@ -154,8 +154,10 @@ def test_a_wrong_cached_file_is_refused_before_loading(
         load_mtcnn()
 
 
-def fake_files(tmp_path: Path, payloads: dict[str, bytes], published: dict[str, bytes]) -> list[CheckpointFile]:
-    """Files served from file:// URLs with ``payloads``; their published hash is of ``published``."""
+def fake_files(
+    tmp_path: Path, payloads: dict[str, bytes], published: dict[str, bytes]
+) -> list[CheckpointFile]:
+    """Files served from file:// URLs with ``payloads``; their published hash is ``published``'s."""
     files = []
     for name, payload in payloads.items():
         (tmp_path / name).write_bytes(payload)
@@ -228,7 +230,8 @@ def test_mtcnn_finds_each_face_of_a_collage(mtcnn_weights: Path, astronaut: np.n
     """Two copies (one mirrored, one half size) on a grey canvas: two faces where they were put."""
     canvas = np.full((400, 700, 3), 128, np.uint8)
     canvas[:, :400] = cv2.resize(astronaut, (400, 400), interpolation=cv2.INTER_AREA)
-    canvas[100:300, 450:650] = cv2.resize(astronaut[:, ::-1], (200, 200), interpolation=cv2.INTER_AREA)
+    mirrored = astronaut[:, ::-1]
+    canvas[100:300, 450:650] = cv2.resize(mirrored, (200, 200), interpolation=cv2.INTER_AREA)
     faces = load_mtcnn().detect(canvas)
     assert len(faces) == 2
     expected = [

@@ -1,4 +1,4 @@
-"""Face stage: detection stored once per stimulus and detector, choice rules, errors, overlay, panel."""
+"""Face stage: stored once per stimulus and detector, choice rules, errors, overlay, panel."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_corrupt_image_is_an_error_not_a_crash(sessions, astronaut_sha: str, mon
     assert counting.calls == 1  # the error row is retried (decoding fails again), the face is not
 
 
-def test_detector_failure_on_one_image_is_recorded(sessions, astronaut_sha: str, monkeypatch) -> None:
+def test_detector_failure_on_one_image_is_recorded(sessions, astronaut_sha, monkeypatch) -> None:
     class Exploding:
         version = "haar-v1"
 
@@ -161,11 +161,12 @@ def test_mtcnn_through_the_stage(sessions, mtcnn_weights: Path, astronaut_sha: s
 
 # --- choice rule ---------------------------------------------------------------------------------
 
-faces_strategy = st.lists(
-    st.tuples(st.integers(0, 300), st.integers(0, 300), st.integers(1, 200), st.integers(1, 200),
-              st.floats(0.0, 1.0)).map(lambda t: Face((t[0], t[1], t[0] + t[2], t[1] + t[3]), t[4])),
-    min_size=1, max_size=8,
+face_strategy = st.builds(
+    lambda x, y, w, h, score: Face((x, y, x + w, y + h), score),
+    st.integers(0, 300), st.integers(0, 300), st.integers(1, 200), st.integers(1, 200),
+    st.floats(0.0, 1.0),
 )
+faces_strategy = st.lists(face_strategy, min_size=1, max_size=8)
 
 
 @settings(max_examples=80, deadline=None)
@@ -187,7 +188,7 @@ def test_none_if_several_keeps_a_single_face() -> None:
     assert choose_face([], "largest", None) is None
 
 
-def test_describe_names_detector_faces_choice_and_scores(sessions, data_dir: Path, monkeypatch) -> None:
+def test_describe_names_detector_faces_choice_and_scores(sessions, data_dir, monkeypatch) -> None:
     sha = store_bytes(png(np.zeros((256, 256, 3), np.uint8)))
     use(monkeypatch, ThreeFaces())
     text = describe(ensure_faces(sessions, [sha], rule="central")[sha])

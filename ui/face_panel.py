@@ -11,13 +11,15 @@ from core.overlay import draw_faces
 from db.faces import detections_for
 
 
-def show_detection(factory: sessionmaker[Session], stimulus_sha256: str, image_rgb: np.ndarray) -> None:
+def show_detection(
+    factory: sessionmaker[Session], stimulus_sha256: str, image_rgb: np.ndarray
+) -> None:
     """Overlay of the stored detection(s) of one stimulus; a hint when detection has not run."""
     with factory() as session:
         rows = detections_for(session, stimulus_sha256)
     if not rows:
         st.image(image_rgb, width="stretch")
-        st.caption("Face detection has not run on this stimulus yet; it runs with the first model run.")
+        st.caption("Face detection has not run on this stimulus yet (it runs before a model).")
         return
     row = rows[0]
     if len(rows) > 1:
