@@ -125,10 +125,10 @@ def decode_emonet(spec: ModelSpec, raw: dict[str, np.ndarray]) -> list[ModelOutp
     low, high = spec.va_range
     labels = spec.canonical_labels
     outputs = []
-    for row, valence, arousal in zip(probs, raw["valence"], raw["arousal"]):
+    for row, valence, arousal in zip(probs, raw["valence"], raw["arousal"], strict=True):
         outputs.append(ModelOutput(
             label=labels[int(np.argmax(row))],
-            probs={label: float(p) for label, p in zip(labels, row)},
+            probs={label: float(p) for label, p in zip(labels, row, strict=True)},
             valence=float(np.clip(valence, low, high)),
             arousal=float(np.clip(arousal, low, high)),
             extras={"valence_raw": float(valence), "arousal_raw": float(arousal)},

@@ -178,12 +178,14 @@ def decode_multitask(spec: ModelSpec, raw: dict[str, np.ndarray]) -> list[ModelO
     for i in range(expr.shape[0]):
         outputs.append(ModelOutput(
             label=labels[int(np.argmax(probs[i]))],
-            probs={label: float(p) for label, p in zip(labels, probs[i])},
+            probs={label: float(p) for label, p in zip(labels, probs[i], strict=True)},
             valence=float(valence[i].mean()),
             arousal=float(arousal[i].mean()),
             extras={
-                "au_probs": {name: float(p) for name, p in zip(au_names, au_probs[i])},
-                "au_occurrence": {name: int(p > t) for name, p, t in zip(au_names, au_probs[i], thresholds)},
+                "au_probs": {name: float(p) for name, p in zip(au_names, au_probs[i], strict=True)},
+                "au_occurrence": {
+                    name: int(p > t) for name, p, t in zip(au_names, au_probs[i], thresholds, strict=True)
+                },
                 "student_valence": [float(v) for v in valence[i]],
                 "student_arousal": [float(a) for a in arousal[i]],
             },
