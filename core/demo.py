@@ -95,7 +95,7 @@ def _stimuli(session: Session, study_id: int) -> dict[str, str]:
     rows = session.execute(
         select(Stimulus.path, Stimulus.sha256).where(Stimulus.study_id == study_id)
     )
-    return dict(sorted(rows.tuples()))
+    return dict(sorted((path, sha) for path, sha in rows))
 
 
 def _emotion_of(path: str) -> str:
