@@ -8,12 +8,10 @@ the legacy serialisation (``torch.load`` reads either).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from core.models import checkpoints
 from core.models.nets.emonet import EmoNet
 from core.models.nets.resnet50_ferplus import MultitaskCNN
 from core.models.spec import ModelSpec
@@ -44,19 +42,3 @@ def make_fake_checkpoint(spec: ModelSpec, folder: Path, seed: int = 0) -> list[P
     """One random-weight file per checkpoint slot of ``spec``, named as the slot, in ``folder``."""
     writer = WRITERS[spec.adapter]
     return [writer(folder / slot.name, seed + index) for index, slot in enumerate(spec.checkpoints)]
-
-
-def without_published_hashes(spec: ModelSpec) -> ModelSpec:
-    """The same spec except that its files carry no published hash, so that random-weight
-    stand-ins are accepted by registration (their sha256 is pinned instead)."""
-    slots = tuple(replace(slot, sha256=None, git_blob=None) for slot in spec.checkpoints)
-    return replace(spec, checkpoints=slots)
-
-
-def register_fakes(spec: ModelSpec, folder: Path, seed: int = 0) -> ModelSpec:
-    """Write fakes for every slot and register them through the real checkpoint cache; returns
-    the spec to load them with."""
-    spec = without_published_hashes(spec)
-    for index, path in enumerate(make_fake_checkpoint(spec, folder, seed)):
-        checkpoints.register_local(spec, index, path)
-    return spec

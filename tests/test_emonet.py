@@ -23,7 +23,8 @@ from core.models.adapters import emonet
 from core.models.nets.emonet import EmoNet
 from core.models.nets.state_dict import load_strict
 from core.models.registry import load_adapter
-from tests.model_fakes_b import register_fakes, write_emonet_checkpoint, write_multitask_student
+from tests.model_fakes import make_fake_checkpoint, register_surrogate
+from tests.model_fakes_b import write_emonet_checkpoint, write_multitask_student
 
 SPEC = emonet.EMONET_8
 ASTRONAUT_BOX = (181.1, 62.2, 267.7, 172.1)  # facenet-pytorch MTCNN on data.astronaut() (MODELS.md)
@@ -181,8 +182,8 @@ def test_decode_maps_labels_by_name_and_clamps_va_keeping_raw() -> None:
 
 @pytest.mark.slow
 def test_full_pipeline_with_random_weights(data_dir: Path, tmp_path: Path) -> None:
-    """Fake official file -> checkpoint cache (hash pinned) -> registry loader -> astronaut."""
-    spec = register_fakes(SPEC, tmp_path / "downloads")
+    """Fake official file -> checkpoint cache (verified by its git blob) -> registry loader."""
+    spec = register_surrogate(SPEC, make_fake_checkpoint(SPEC, tmp_path / "downloads"))
     adapter = load_adapter(spec)
     try:
         image = data.astronaut()

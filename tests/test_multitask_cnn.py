@@ -23,7 +23,8 @@ from core.models.nets.resnet50_ferplus import MultitaskCNN
 from core.models.nets.state_dict import load_strict
 from core.models.registry import load_adapter
 from core.models.runtime import TorchNet
-from tests.model_fakes_b import register_fakes, without_published_hashes, write_multitask_student
+from tests.model_fakes import make_fake_checkpoint, register_surrogate
+from tests.model_fakes_b import write_multitask_student
 
 ENSEMBLE, STUDENTS = mt.SPECS[0], mt.SPECS[1:]
 # Five points marked by hand on skimage's astronaut (eyes, nose tip, mouth corners).
@@ -288,7 +289,7 @@ def test_ensemble_au_occurrence_uses_the_official_thresholds() -> None:
 def test_ensemble_forward_stacks_students_and_decodes_their_mean() -> None:
     torch.manual_seed(0)
     students = [TorchNet(MultitaskCNN()) for _ in range(2)]
-    adapter = mt.MultitaskCNNAdapter(without_published_hashes(ENSEMBLE), students)
+    adapter = mt.MultitaskCNNAdapter(ENSEMBLE, students)
     x = adapter.prepare(data.astronaut(), ASTRONAUT_FACE)[None]
     raw = adapter.forward(x)
     assert {k: v.shape for k, v in raw.items()} == {"expr": (1, 2, 7), "au": (1, 2, 8), "va": (1, 2, 40)}
@@ -302,7 +303,7 @@ def test_ensemble_forward_stacks_students_and_decodes_their_mean() -> None:
 @pytest.mark.slow
 def test_full_pipeline_for_a_student_with_random_weights(data_dir: Path, tmp_path: Path) -> None:
     """Fake student file -> checkpoint cache (sha256 pinned) -> registry loader -> astronaut."""
-    spec = register_fakes(STUDENTS[1], tmp_path / "downloads")
+    spec = register_surrogate(STUDENTS[1], make_fake_checkpoint(STUDENTS[1], tmp_path / "downloads"))
     adapter = load_adapter(spec)
     try:
         outputs = adapter.decode(adapter.forward(adapter.prepare(data.astronaut(), ASTRONAUT_FACE)[None]))
