@@ -1,0 +1,351 @@
+"""Ratings: upload wizard (preview, columns, scales, label codes, validation, confirm) and batches."""
+
+import pandas as pd
+import streamlit as st
+
+from core.labels import CANONICAL
+from core.ratings import (
+    DIMENSIONS,
+    ERROR_KINDS,
+    LAYOUTS,
+    ROLES,
+    ColumnMapping,
+    MappingError,
+    PreparedRatings,
+    cell_columns,
+    detect_mapping,
+    dimensions_present,
+    label_summary,
+    numeric_summary,
+    parse_label_codes,
+    prepare_ratings,
+    rejected_rows_table,
+    to_csv_bytes,
+)
+from core.scales import PRESETS, Scale, suggest_scale
+from core.storage import sha256_bytes
+from core.tabular import TableError, read_table
+from db import ratings as rating_db
+from db.stimuli import AmbiguousKeyError
+from ui.chrome import page_setup
+
+PREVIEW_ROWS = 20
+NONE = "(none)"
+CUSTOM = "custom"
+ROUND_KEY = "ratings_upload_round"  # bumped after an import to empty the uploader
+RESULT_KEY = "ratings_last_import"
+BY_KEY = "ratings_uploaded_by"
+
+factory, study_id = page_setup("Ratings")
+
+
+def wizard() -> None:
+    round_ = st.session_state.setdefault(ROUND_KEY, 0)
+    upload = st.file_uploader(
+        "Rating file (CSV, TSV or XLSX; UTF-8 with or without BOM, `;` and decimal commas fine)",
+        type=["csv", "tsv", "txt", "xlsx"], key=f"rating_file_{round_}",
+    )
+    show_last_import()
+    if upload is None:
+        return
+    data = upload.getvalue()
+    try:
+        frame = read_table(upload.name, data)
+        with factory() as session:
+            index = rating_db.stimulus_index(session, study_id)
+            duplicate = rating_db.find_duplicate_file(session, study_id, sha256_bytes(data))
+    except (TableError, AmbiguousKeyError) as error:
+        st.error(str(error))
+        return
+    if not index.keys:
+        st.warning("This study has no stimuli yet: import the images on the Stimuli page first.")
+    key = f"{sha256_bytes(data)[:12]}:"  # widgets start afresh for every new file
+
+    st.subheader("1 · Preview")
+    st.caption(f"{upload.name}: {len(frame)} data rows, {len(frame.columns)} columns.")
+    st.dataframe(frame.head(PREVIEW_ROWS), hide_index=True)
+    allow_duplicate = duplicate_warning(duplicate, key)
+
+    st.subheader("2 · Columns")
+    codes_text = st.session_state.get(f"{key}codes", "")
+    codes = parse_codes(codes_text, show=False)
+    mapping = mapping_editor(frame, index, codes, key)
+
+    st.subheader("3 · Scales")
+    scales = scale_editor(frame, mapping, index, key)
+
+    st.subheader("4 · Emotion labels")
+    codes = label_editor(frame, mapping, index, key)
+
+    st.subheader("5 · Validation")
+    try:
+        prepared = prepare_ratings(frame, mapping, index=index, scales=scales, codes=codes)
+    except MappingError as error:
+        st.warning("Fix the choices above before validating:\n\n" + "\n".join(
+            f"- {problem}" for problem in error.problems
+        ))
+        return
+    validation_report(frame, prepared)
+
+    st.subheader("6 · Confirm")
+    confirm(upload.name, data, frame, prepared, allow_duplicate)
+
+
+def duplicate_warning(duplicate, key: str) -> bool:
+    if duplicate is None:
+        return False
+    st.warning(str(rating_db.DuplicateFileError(duplicate)))
+    return st.checkbox("Import this file again anyway", key=f"{key}allow_duplicate")
+
+
+def parse_codes(text: str, show: bool = True) -> dict[str, str]:
+    try:
+        return parse_label_codes(text)
+    except ValueError as error:
+        if show:
+            st.error(str(error))
+        return {}
+
+
+def mapping_editor(frame: pd.DataFrame, index, codes: dict[str, str], key: str) -> ColumnMapping:
+    detected = detect_mapping(frame, index, codes)
+    layouts = list(LAYOUTS)
+    layout = st.selectbox(
+        "Layout (detected; change it if wrong)", layouts, index=layouts.index(detected.layout),
+        format_func=LAYOUTS.get, key=f"{key}layout",
+    )
+    detected = detect_mapping(frame, index, codes, layout=layout)
+    options = [NONE, *frame.columns]
+    roles = ROLES if layout == "long" else [next(iter(detected.columns))]
+    chosen = {}
+    for column, role in zip(st.columns(len(roles)), roles):
+        current = detected.columns.get(role)
+        choice = column.selectbox(
+            f"{role} column", options, index=options.index(current) if current else 0,
+            key=f"{key}{layout}:{role}",
+        )
+        if choice != NONE:
+            chosen[role] = choice
+    mapping = ColumnMapping(layout, chosen)
+    if layout == "long":
+        return mapping
+    mapping.ignored = st.multiselect(
+        "Columns to leave out", [c for c in frame.columns if c not in chosen.values()],
+        default=[c for c in detected.ignored if c not in chosen.values()],
+        key=f"{key}{layout}:ignored",
+    )
+    if layout in ("wide_rater", "wide_stimulus"):
+        dims = [NONE, *DIMENSIONS]
+        dimension = st.selectbox(
+            "Dimension of columns whose header names none", dims, key=f"{key}{layout}:dimension",
+        )
+        mapping.dimension = None if dimension == NONE else dimension
+        with st.expander("How each column is read"):
+            other = "stimulus" if layout == "wide_rater" else "rater"
+            st.dataframe(pd.DataFrame(
+                [(c, k, d or "?") for c, (k, d) in cell_columns(frame, mapping, index).items()],
+                columns=["column", other, "dimension"],
+            ), hide_index=True)
+    return mapping
+
+
+def scale_editor(frame: pd.DataFrame, mapping: ColumnMapping, index, key: str) -> dict:
+    try:
+        seen = numeric_summary(frame, mapping, index)
+    except KeyError:  # a mapped column vanished after a layout change; the mapping step says so
+        return {}
+    if not seen:
+        st.caption("No valence or arousal in this file: no scale to declare.")
+        return {}
+    scales = {}
+    choices = [*PRESETS, CUSTOM]
+    for dim, observed in seen.items():
+        suggestion = suggest_scale(observed) if observed else None
+        hint = (f"values in the file: {observed[0]:g} to {observed[1]:g}; "
+                f"suggested: {suggestion.label}") if observed and suggestion else "no numbers"
+        name = st.selectbox(
+            f"{dim} scale ({hint})", choices, index=None, placeholder="Declare the scale",
+            format_func=lambda n: PRESETS[n].label if n in PRESETS else "custom MIN..MAX",
+            key=f"{key}scale:{dim}",
+        )
+        if name == CUSTOM:
+            scales[dim] = custom_scale(dim, observed or (0.0, 1.0), key)
+        elif name is not None:
+            scales[dim] = PRESETS[name]
+    return {dim: scale for dim, scale in scales.items() if scale is not None}
+
+
+def custom_scale(dim: str, observed: tuple[float, float], key: str) -> Scale | None:
+    """Bounds prefilled with the observed range, for the user to widen to the true scale."""
+    low_column, high_column = st.columns(2)
+    low = low_column.number_input(f"{dim} minimum", value=observed[0], key=f"{key}low:{dim}")
+    high = high_column.number_input(f"{dim} maximum", value=observed[1], key=f"{key}high:{dim}")
+    try:
+        return Scale(low, high)
+    except ValueError as error:
+        st.error(f"{dim}: {error}")
+        return None
+
+
+def label_editor(frame: pd.DataFrame, mapping: ColumnMapping, index, key: str) -> dict:
+    if "emotion" not in dimensions_present(frame, mapping, index):
+        st.caption("No emotion labels in this file.")
+        return {}
+    text = st.text_area(
+        "Label codes, one per line as CODE=LABEL (e.g. `1=anger`); labels: "
+        + ", ".join(CANONICAL) + " or a synonym",
+        key=f"{key}codes",
+    )
+    codes = parse_codes(text)
+    summary = label_summary(frame, mapping, codes, index)
+    unknown = summary["canonical"].isna()
+    if unknown.any():
+        st.warning(
+            f"{int(unknown.sum())} labels are not recognised: "
+            + ", ".join(summary.loc[unknown, "raw"].head(20))
+            + ". Declare them above, or their rows will be rejected."
+        )
+    st.dataframe(
+        summary.assign(canonical=summary["canonical"].fillna("unknown")), hide_index=True,
+    )
+    return codes
+
+
+def validation_report(frame: pd.DataFrame, prepared: PreparedRatings) -> None:
+    rejected = prepared.rejected_rows
+    first, second, third = st.columns(3)
+    first.metric("Rows in the file", prepared.n_file_rows)
+    second.metric("Valid ratings", len(prepared.ratings))
+    third.metric("Rows with problems", len(rejected))
+    if prepared.ok:
+        st.success("Every row is valid.")
+        return
+    counts = prepared.errors["kind"].map(ERROR_KINDS).value_counts()
+    st.error("Problems found: " + ", ".join(f"{kind} ({n})" for kind, n in counts.items()))
+    st.dataframe(prepared.errors, hide_index=True)
+    st.download_button(
+        "Download the problem report (CSV)", to_csv_bytes(prepared.errors),
+        "rating_problems.csv", "text/csv", on_click="ignore",
+    )
+
+
+def confirm(file_name: str, data: bytes, frame, prepared: PreparedRatings, allow_duplicate: bool) -> None:
+    uploaded_by = st.text_input("Uploaded by (stored with the batch)", key=BY_KEY)
+    if prepared.ok:
+        if st.button(f"Import {len(prepared.ratings)} ratings", type="primary"):
+            store(file_name, data, frame, prepared, uploaded_by, False, allow_duplicate)
+        return
+    st.caption(
+        "An import is all-or-nothing: fix the file and upload it again, or explicitly import "
+        "the valid rows only and download the rejected ones."
+    )
+    st.button("Import all rows", disabled=True, help="Some rows have problems.")
+    label = (f"Import the {len(prepared.ratings)} valid ratings only and download the "
+             f"{len(prepared.rejected_rows)} rejected rows")
+    if st.button(label, disabled=prepared.ratings.empty):
+        store(file_name, data, frame, prepared, uploaded_by, True, allow_duplicate)
+
+
+def store(file_name, data, frame, prepared, uploaded_by, partial, allow_duplicate) -> None:
+    try:
+        with factory.begin() as session:
+            result = rating_db.import_batch(
+                session, study_id, prepared, file_name=file_name, data=data,
+                uploaded_by=uploaded_by, partial=partial, allow_duplicate=allow_duplicate,
+            )
+    except (rating_db.ImportRejected, rating_db.DuplicateFileError) as error:
+        st.error(str(error))
+        return
+    rejected = rejected_rows_table(frame, prepared.errors) if result.rejected_rows else None
+    st.session_state[RESULT_KEY] = (file_name, result, rejected)
+    st.session_state[ROUND_KEY] += 1
+    st.rerun()
+
+
+def show_last_import() -> None:
+    last = st.session_state.get(RESULT_KEY)
+    if last is None:
+        return
+    file_name, result, rejected = last
+    st.success(f"{file_name}: batch #{result.batch_id} stored with {result.n_ratings} ratings.")
+    if rejected is not None:
+        st.download_button(
+            f"Download the {len(rejected)} rejected rows (CSV)", to_csv_bytes(rejected),
+            f"{file_name}.rejected.csv", "text/csv", on_click="ignore",
+        )
+
+
+def batch_list() -> None:
+    with factory.begin() as session:
+        rating_db.purge_deleted(session)
+    with factory() as session:
+        batches = rating_db.list_batches(session, study_id)
+    live = [b for b in batches if b.deleted_at is None]
+    deleted = [b for b in batches if b.deleted_at is not None and b.undo_until]
+    if not batches:
+        st.info("No rating batches yet.")
+    for batch in live:
+        batch_row(batch)
+    if deleted:
+        st.markdown("**Recently deleted** (restorable for a while, then removed for good)")
+    for batch in deleted:
+        left, right = st.columns([4, 1])
+        left.write(f"#{batch.id} {batch.file_name}: {batch.n_ratings} ratings; can be restored "
+                   f"until {batch.undo_until:%Y-%m-%d %H:%M} UTC")
+        right.button("Undo delete", key=f"undo_{batch.id}", on_click=act,
+                     args=(rating_db.undo_delete, batch.id))
+
+
+def batch_row(batch: rating_db.BatchSummary) -> None:
+    with st.container(border=True):
+        info, exclude, delete = st.columns([4, 1, 1])
+        info.markdown(
+            f"**#{batch.id} {batch.file_name}** · {batch.layout} · {batch.n_ratings} ratings, "
+            f"{batch.n_raters} raters, {batch.n_stimuli} stimuli"
+            + (f" · {batch.n_rejected} rows rejected" if batch.n_rejected else "")
+        )
+        info.caption(
+            f"uploaded {batch.uploaded_at:%Y-%m-%d %H:%M} UTC"
+            + (f" by {batch.uploaded_by}" if batch.uploaded_by else "")
+        )
+        exclude.toggle(
+            "Excluded", value=batch.excluded, key=f"exclude_{batch.id}", on_change=toggle,
+            args=(batch.id,), help="Excluded batches are left out of every analysis.",
+        )
+        delete.button("Delete", key=f"delete_{batch.id}", on_click=act,
+                      args=(rating_db.delete_batch, batch.id))
+        with st.expander("Provenance"):
+            st.dataframe(rating_db.batches_frame([batch]).T.astype(str))
+            st.json({"mapping": batch.mapping, "scales": batch.scales,
+                     "label_map": batch.label_map}, expanded=False)
+            st.download_button(
+                "Download the original file", lambda: original(batch.id), batch.file_name,
+                key=f"original_{batch.id}", on_click="ignore",
+            )
+
+
+def act(action, batch_id: int) -> None:
+    try:
+        with factory.begin() as session:
+            action(session, batch_id)
+    except (rating_db.UndoExpired, LookupError) as error:
+        st.session_state["ratings_batch_error"] = str(error)
+
+
+def toggle(batch_id: int) -> None:
+    with factory.begin() as session:
+        rating_db.set_excluded(session, batch_id, st.session_state[f"exclude_{batch_id}"])
+
+
+def original(batch_id: int) -> bytes:
+    with factory() as session:
+        return rating_db.batch_file(session, batch_id)
+
+
+upload_tab, batches_tab = st.tabs(["Upload ratings", "Batches"])
+with upload_tab:
+    wizard()
+with batches_tab:
+    if "ratings_batch_error" in st.session_state:
+        st.error(st.session_state.pop("ratings_batch_error"))
+    batch_list()
