@@ -63,7 +63,7 @@ EMONET_8 = ModelSpec(
                  "landmark-heatmap attention",
     pretraining="FAN facial landmark localisation",
     training_data="AffectNet (8 expressions, valence, arousal)",
-    strategy="single network; joint expression classification and valence/arousal regression",
+    strategy="Single network: joint expression classification and valence/arousal regression",
     params=EMONET_PARAMS,
     checkpoints=(CheckpointFile(
         name="emonet_8.pth",

@@ -78,7 +78,7 @@ def _spec(model_id: str, name: str, files: tuple[int, ...], thresholds: tuple[fl
                      + (f"; ensemble of {len(files)} students" if ensemble else "; one student"),
         pretraining="FER+ (albanie's resnet50_ferplus_dag, VGGFace2 ResNet-50)",
         training_data="Aff-Wild2 + ExpW (expressions), DISFA (AUs), AFEW-VA (V/A), rebalanced",
-        strategy="multitask learning from incomplete labels: teacher on ground truth, students "
+        strategy="Multi-task learning from incomplete labels: teacher on ground truth, students "
                  "distilled from its soft labels"
                  + ("; mean of student probabilities and V/A" if ensemble else ""),
         params=STUDENT_PARAMS * len(files),
