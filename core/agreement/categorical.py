@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
 LABEL_METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "cohen_kappa")
 
@@ -21,6 +20,8 @@ def cohen_kappa(a: Sequence, b: Sequence, labels: Sequence | None = None) -> flo
     ``labels`` fixes the category set (sklearn's ``labels=``); unused categories do not change
     unweighted kappa but must be given for a reproducible confusion layout.
     """
+    from sklearn.metrics import cohen_kappa_score  # imported here: sklearn takes seconds to load
+
     a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
     keep = np.array([x is not None and x == x and y is not None and y == y for x, y in zip(a, b)])
     if keep.sum() == 0:

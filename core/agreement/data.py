@@ -23,7 +23,7 @@ MISSING = -1
 
 def label_codes(values: pd.Series, where: str) -> np.ndarray:
     """Integer codes of canonical labels (missing -> -1); raises naming any unknown label."""
-    codes = pd.Categorical(values, categories=list(LABELS)).codes.astype(np.int16)
+    codes = pd.Index(LABELS).get_indexer(pd.Series(values, dtype=object)).astype(np.int16)
     unknown = values.notna().to_numpy() & (codes == MISSING)
     if unknown.any():
         bad = sorted(set(values[unknown].astype(str)))[:5]
