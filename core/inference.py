@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import face_stage
@@ -203,14 +204,15 @@ def run_models(
     model_ids: Sequence[str],
     *,
     on_model: Callable[[str, int, int], None] | None = None,
+    progress_for: Callable[[str], Progress] | None = None,
     should_stop: StopFlag | None = None,
     **options,
 ) -> list[RunReport]:
     """Run several models in turn. A model that cannot run (missing weights, failing network)
     gets a report with ``error`` set and the others still run; cancelling stops the sequence.
 
-    ``on_model(model_id, index, count)`` is called before each model; ``options`` are those of
-    :func:`run_model`.
+    ``on_model(model_id, index, count)`` is called before each model and ``progress_for(model_id)``
+    gives that model's progress callback; ``options`` are those of :func:`run_model`.
     """
     reports = []
     for index, model_id in enumerate(model_ids):
@@ -218,14 +220,27 @@ def run_models(
             break
         if on_model:
             on_model(model_id, index, len(model_ids))
+        progress = progress_for(model_id) if progress_for else None
         try:
-            report = run_model(factory, study_id, model_id, should_stop=should_stop, **options)
+            report = run_model(factory, study_id, model_id, should_stop=should_stop,
+                               progress=progress, **options)
         except (checkpoints.CheckpointError, RunError, LookupError) as error:
             report = RunReport(model_id, error=str(error))
         reports.append(report)
         if report.cancelled:
             break
     return reports
+
+
+def model_overview(session: Session) -> pd.DataFrame:
+    """registry.describe_models plus, per model, its checkpoint ``state`` (ready, missing,
+    mismatch, unverified; "imported" for imported predictions), ``message`` and ``where_to_get``."""
+    table = registry.describe_models(session)
+    statuses = {spec.id: checkpoints.checkpoint_status(spec) for spec in registry.all_specs(session)}
+    table["state"] = [statuses[m].state if m in statuses else "imported" for m in table["model_id"]]
+    table["message"] = [statuses[m].message if m in statuses else "" for m in table["model_id"]]
+    table["where_to_get"] = [statuses[m].where_to_get if m in statuses else "" for m in table["model_id"]]
+    return table
 
 
 def release_adapter(adapter: Adapter) -> None:

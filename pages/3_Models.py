@@ -1,0 +1,408 @@
+"""Models: the zoo as the paper's comparison table, checkpoints, cached runs, imported predictions."""
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from core import exports, inference
+from core import predictions_import as pi
+from core.detection import (
+    DETECTOR_VERSIONS,
+    DETECTORS,
+    DetectorUnavailable,
+    download_mtcnn,
+    mtcnn_status,
+)
+from core.devices import DeviceError, available_devices, device_label, resolve_device
+from core.face_stage import CHOICE_RULES, ensure_faces
+from core.labels import CANONICAL
+from core.models import card, checkpoints, registry
+from core.stimuli import parse_code_map
+from core.scales import parse_scale
+from core.storage import sha256_bytes
+from core.tabular import TableError, read_table
+from db.faces import status_counts
+from db.predictions import failed_stimuli, prediction_summary, study_images
+from ui.chrome import page_setup
+
+STATES = {
+    "ready": ("ready", "green"),
+    "missing": ("missing", "orange"),
+    "mismatch": ("hash mismatch", "red"),
+    "unverified": ("unverified", "yellow"),
+    "imported": ("imported", "violet"),
+}
+CANCEL_KEY = "models_cancel_requested"
+REPORTS_KEY = "models_last_reports"
+IMPORT_KEY = "models_last_import"
+NONE = "(none)"
+DETECTOR_CHOICES = [name for name in DETECTORS if name != "precropped"]
+
+factory, study_id = page_setup("Models", needs_study=False)
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading model…", on_release=inference.release_adapter)
+def loaded_adapter(model_id: str, weights: str, device: str, half: bool, _spec):
+    """One loaded network per (model, weights, device, precision), kept across reruns."""
+    return registry.load_adapter(_spec, device, half)
+
+
+def cached_adapter(spec, device: str, half: bool):
+    return loaded_adapter(spec.id, checkpoints.weights_fingerprint(spec), device, half, spec)
+
+
+def overview() -> pd.DataFrame:
+    with factory() as session:
+        table = inference.model_overview(session)
+        counts = prediction_summary(session, study_id) if study_id else None
+    if counts is None or counts.empty:
+        return table.assign(ok=0, failed=0)
+    merged = table.merge(counts, on="model_id", how="left")
+    return merged.fillna({"ok": 0, "failed": 0}).astype({"ok": int, "failed": int})
+
+
+def comparison_section() -> None:
+    st.subheader("Model comparison")
+    with factory() as session:
+        table = registry.comparison_table(session)
+    st.dataframe(table, hide_index=True)
+    left, right = st.columns(2)
+    left.download_button("Download CSV", exports.to_csv_bytes(table), "models.csv", "text/csv")
+    latex = exports.to_latex(table, "Facial emotion recognition models compared", "tab:models")
+    right.download_button("Download LaTeX", latex.encode(), "models.tex", "application/x-tex")
+
+
+def status_section(models: pd.DataFrame) -> None:
+    st.subheader("Checkpoints and predictions")
+    shown = models.assign(state=models["state"].map(lambda s: STATES.get(s, (s, "gray"))[0]))
+    st.dataframe(
+        shown[["model_id", "name", "source", "state", "license", "ok", "failed"]],
+        hide_index=True,
+        column_config={
+            "ok": st.column_config.NumberColumn("predictions", help="stimuli of this study with a stored prediction"),
+            "failed": st.column_config.NumberColumn("failed", help="stimuli whose newest prediction failed"),
+        },
+    )
+    for row in models.itertuples():
+        label, colour = STATES.get(row.state, (row.state, "gray"))
+        with st.expander(f"{row.name} · `{row.model_id}` · {label}"):
+            st.badge(label, color=colour)
+            st.caption(f"License: {row.license or 'not stated'} · pipeline {row.pipeline}")
+            if row.source == "imported":
+                st.write("Predictions imported from another tool; they are analysed like any model.")
+                continue
+            if row.state != "ready":
+                st.warning(row.message)
+                st.text(f"Where to get it:\n{row.where_to_get}")
+                checkpoint_actions(row.model_id)
+
+
+def checkpoint_actions(model_id: str) -> None:
+    spec = registry.get_spec(model_id, None) if model_id in registry.builtin_specs() else None
+    if spec is None:
+        return
+    if all(slot.url for slot in spec.checkpoints):
+        if st.button("Download", key=f"download_{model_id}"):
+            bar = st.progress(0.0, text="Downloading…")
+            try:
+                checkpoints.download(spec, progress=lambda done, total: bar.progress(
+                    min(done / total, 1.0) if total else 0.0, text=f"{done / 1e6:.1f} MB of {total / 1e6:.1f} MB"))
+            except checkpoints.CheckpointError as error:
+                st.error(str(error))
+            else:
+                st.success("Downloaded and verified.")
+                st.rerun()
+    names = [slot.name for slot in spec.checkpoints]
+    index = 0
+    if len(names) > 1:
+        index = st.selectbox("File slot", range(len(names)), format_func=names.__getitem__,
+                             key=f"slot_{model_id}")
+    upload = st.file_uploader(f"Register a local copy of {names[index]}", key=f"upload_{model_id}")
+    if upload is not None and st.button("Register file", key=f"register_{model_id}"):
+        try:
+            path = checkpoints.register_local(spec, index, upload.getvalue())
+        except checkpoints.CheckpointError as error:
+            st.error(str(error))
+        else:
+            st.success(f"Registered {path.name}; {checkpoints.checkpoint_status(spec).message}")
+
+
+def face_options() -> tuple[str, str, str]:
+    weights = mtcnn_status()
+    left, middle, right = st.columns(3)
+    detector = left.selectbox(
+        "Face detector", DETECTOR_CHOICES, index=0 if weights.state == "ready" else DETECTOR_CHOICES.index("haar"),
+        help="MTCNN gives 5 landmarks (needed by aligned crops); Haar works offline without them.",
+    )
+    rule = middle.selectbox("Face used when several are found", CHOICE_RULES)
+    device = right.selectbox("Device", ["auto", *available_devices()],
+                             help=f"auto picks {device_label(resolve_device('auto'))}")
+    if detector == "mtcnn" and weights.state != "ready":
+        st.warning(weights.message)
+        if st.button("Download MTCNN weights"):
+            try:
+                download_mtcnn()
+            except DetectorUnavailable as error:
+                st.error(str(error))
+            else:
+                st.rerun()
+    return detector, rule, device
+
+
+def face_stage_section(detector: str, rule: str, device: str) -> None:
+    with factory() as session:
+        images = study_images(session, study_id)
+        detected = [image.sha256 for image in images if not image.precropped]
+        counts = status_counts(session, detected, DETECTOR_VERSIONS[detector]) if detected else {}
+    precropped = len(images) - len(detected)
+    st.caption(f"{len(images)} images: {precropped} pre-cropped; detection ({detector}): "
+               + (", ".join(f"{status} {n}" for status, n in counts.items()) or "nothing to detect"))
+    if st.button("Run face stage", disabled=not images):
+        bar = st.progress(0.0, text="Detecting faces…")
+        try:
+            ensure_faces(factory, [image.sha256 for image in images], detector=detector, rule=rule,
+                         precropped={image.sha256 for image in images if image.precropped},
+                         progress=progress_bar(bar, "faces"), device=resolve_device(device))
+        except (DetectorUnavailable, DeviceError) as error:
+            st.error(str(error))
+        else:
+            st.rerun()
+
+
+def progress_bar(bar, label: str):
+    clock = {"start": None}
+
+    def update(done: int, total: int) -> None:
+        clock["start"] = clock["start"] or time.perf_counter()
+        eta = inference.eta_seconds(time.perf_counter() - clock["start"], done, total)
+        left = f" · about {eta:.0f} s left" if eta is not None and done < total else ""
+        bar.progress(done / total if total else 1.0, text=f"{label}: {done} of {total}{left}")
+
+    return update
+
+
+def request_cancel() -> None:
+    st.session_state[CANCEL_KEY] = True
+
+
+def run_section(models: pd.DataFrame, detector: str, rule: str, device: str) -> None:
+    runnable = models[models["source"] != "imported"]
+    ready = runnable[runnable["state"] == "ready"]
+    names = dict(zip(models["model_id"], models["name"]))
+    if ready.empty:
+        st.info("No model has its checkpoint yet: download or register one above.")
+        return
+    chosen = st.multiselect("Models to run", list(ready["model_id"]), default=list(ready["model_id"]),
+                            format_func=lambda m: f"{names[m]} ({m})")
+    not_ready = sorted(set(runnable["model_id"]) - set(ready["model_id"]))
+    if not_ready:
+        st.caption("Not runnable until their checkpoints are ready: " + ", ".join(not_ready))
+    resolved = resolve_device(device)
+    left, middle, right = st.columns(3)
+    half = left.checkbox("Half precision (fp16)", disabled=not resolved.startswith("cuda"),
+                         help="CUDA only; stored apart from fp32 results")
+    batch_size = middle.number_input("Batch size", 1, 1024, 32)
+    retry = right.checkbox("Retry failed stimuli")
+    if st.session_state.pop(CANCEL_KEY, False):
+        st.warning("Run cancelled. Finished batches are stored; run again to continue.")
+    if st.button("Run models", type="primary", disabled=not chosen):
+        st.session_state[CANCEL_KEY] = False
+        st.button("Cancel", on_click=request_cancel)
+        status = st.empty()
+        bar = st.progress(0.0)
+        try:
+            reports = inference.run_models(
+                factory, study_id, chosen, device=resolved, half=half, batch_size=int(batch_size),
+                detector=detector, rule=rule, retry_failed=retry,
+                on_model=lambda m, i, n: status.write(f"Model {i + 1} of {n}: {names[m]}"),
+                progress_for=lambda m: progress_bar(bar, names[m]),
+                should_stop=lambda: st.session_state.get(CANCEL_KEY, False),
+                adapter_source=cached_adapter,
+            )
+        except (DetectorUnavailable, DeviceError) as error:
+            st.error(str(error))
+            return
+        st.session_state[REPORTS_KEY] = [report.summary() for report in reports]
+        st.session_state.pop(CANCEL_KEY, None)
+        st.rerun()
+    for line in st.session_state.get(REPORTS_KEY, []):
+        st.write(f"- {line}")
+    fp16_check(chosen, resolved, detector, rule)
+
+
+def fp16_check(chosen: list[str], device: str, detector: str, rule: str) -> None:
+    if not device.startswith("cuda") or not chosen:
+        return
+    model_id = st.selectbox("Check fp16 against fp32 for", chosen)
+    if st.button("Check fp16"):
+        try:
+            check = inference.check_half_precision(factory, study_id, model_id, device=device,
+                                                   detector=detector, rule=rule)
+        except (DeviceError, inference.RunError, checkpoints.CheckpointError) as error:
+            st.error(str(error))
+        else:
+            st.write(f"{model_id}: {check.summary()}")
+
+
+def failures_section() -> None:
+    with factory() as session:
+        failed = failed_stimuli(session, study_id)
+    if failed.empty:
+        st.caption("No failed stimuli.")
+        return
+    st.write(f"{len(failed)} failed stimulus predictions (the newest result per model):")
+    st.dataframe(failed[["model_id", "stimulus", "detector", "error"]], hide_index=True)
+
+
+def release_section() -> None:
+    if st.button("Release loaded models", help="Free the memory (and GPU memory) of cached models"):
+        loaded_adapter.clear()
+        st.success("Loaded models released.")
+
+
+def import_section() -> None:
+    st.write("Predictions of tools that cannot run here (FaceReader, py-feat, AFFDEX, …): one row "
+             "per stimulus with category scores and/or a label, valence and arousal.")
+    if IMPORT_KEY in st.session_state:
+        st.success(st.session_state.pop(IMPORT_KEY))
+    upload = st.file_uploader("Prediction file", type=["csv", "tsv", "txt", "xlsx"], key="predictions_file")
+    if upload is None:
+        return
+    data = upload.getvalue()
+    tag = sha256_bytes(data)[:12]
+    try:
+        columns = list(read_table(upload.name, data).columns)
+        with factory() as session:
+            detected = pi.preview(session, study_id, upload.name, data).mapping
+    except (TableError, ValueError, LookupError) as error:
+        st.error(str(error))
+        return
+    try:
+        mapping = mapping_form(columns, detected, tag)
+        with factory() as session:
+            checked = pi.preview(session, study_id, upload.name, data, mapping)
+    except ValueError as error:
+        st.error(str(error))
+        return
+    show_preview(checked)
+    import_form(upload.name, data, mapping, checked, tag)
+
+
+def _column_choice(label: str, columns: list[str], current: str | None, key: str, allow_none: bool = True):
+    options = ([NONE] if allow_none else []) + columns
+    index = options.index(current) if current in options else 0
+    value = st.selectbox(label, options, index=index, key=key)
+    return None if value == NONE else value
+
+
+def mapping_form(columns: list[str], detected: pi.PredictionMapping, tag: str) -> pi.PredictionMapping:
+    st.markdown("**Columns** (detected; change any)")
+    cells = st.columns(4)
+    with cells[0]:
+        stimulus = _column_choice("Stimulus", columns, detected.stimulus, f"imp_stimulus_{tag}", False)
+    with cells[1]:
+        label = _column_choice("Label", columns, detected.label, f"imp_label_{tag}")
+    with cells[2]:
+        valence = _column_choice("Valence", columns, detected.valence, f"imp_valence_{tag}")
+        valence_range = parse_scale(st.text_input("Valence range", "-1..1", key=f"imp_vr_{tag}"))
+    with cells[3]:
+        arousal = _column_choice("Arousal", columns, detected.arousal, f"imp_arousal_{tag}")
+        arousal_range = parse_scale(st.text_input("Arousal range", "-1..1", key=f"imp_ar_{tag}"))
+    st.markdown("**Score columns** per emotion")
+    score_cells = st.columns(4)
+    scores = {}
+    for position, emotion in enumerate(CANONICAL):
+        with score_cells[position % 4]:
+            column = _column_choice(emotion, columns, detected.scores.get(emotion), f"imp_score_{emotion}_{tag}")
+        if column:
+            scores[emotion] = column
+    ranges = ["0..1", "0..100"]
+    score_range = st.radio("Scores range", ranges, horizontal=True, key=f"imp_sr_{tag}",
+                           index=ranges.index(f"{detected.score_range.low:g}..{detected.score_range.high:g}"))
+    codes = st.text_input("Label codes (e.g. 1=anger, 2=happy)", key=f"imp_codes_{tag}")
+    return pi.PredictionMapping(
+        stimulus, label, scores, valence, arousal, valence_range, arousal_range,
+        parse_scale(score_range), parse_code_map(codes),
+    )
+
+
+def show_preview(checked: pi.ImportPreview) -> None:
+    for hint in checked.hints:
+        st.info(hint)
+    if checked.ok:
+        st.success(f"All {len(checked.rows)} rows are valid.")
+    else:
+        st.error(f"{len(checked.bad_rows)} of {len(checked.rows)} rows have problems (row 1 is the header):")
+        st.dataframe(checked.issues, hide_index=True)
+    st.dataframe(checked.table().head(200), hide_index=True)
+
+
+def import_form(file_name: str, data: bytes, mapping, checked: pi.ImportPreview, tag: str) -> None:
+    left, right = st.columns(2)
+    model_id = left.text_input("Model id", placeholder="facereader-9", key=f"imp_id_{tag}")
+    name = right.text_input("Display name", placeholder="FaceReader 9", key=f"imp_name_{tag}")
+    tool = left.text_input("Tool and version", key=f"imp_tool_{tag}")
+    pipeline = right.text_input("Pipeline label", placeholder="F FaceReader", key=f"imp_pipe_{tag}")
+    notes = st.text_area("Notes", height=68, key=f"imp_notes_{tag}")
+    store_failures = st.checkbox("Store rows with bad values as failed predictions", disabled=checked.ok,
+                                 key=f"imp_fail_{tag}")
+    replace = st.checkbox("Replace predictions imported earlier under this id", key=f"imp_replace_{tag}")
+    if st.button("Import predictions", type="primary", disabled=not model_id):
+        try:
+            result = pi.import_predictions(
+                factory, study_id, model_id.strip(), file_name, data, mapping=mapping, name=name or None,
+                pipeline=pipeline, tool=tool, notes=notes, store_failures=store_failures, replace=replace,
+            )
+        except pi.ImportRejected as rejected:
+            st.error(str(rejected))
+        except ValueError as error:
+            st.error(str(error))
+        else:
+            st.session_state[IMPORT_KEY] = (
+                f"{result.model_id}: {result.stored} predictions stored, {result.failed} as failures"
+                + (f"; rows not stored: {result.not_stored_rows}" if result.not_stored_rows else "")
+            )
+            st.rerun()
+
+
+def card_section() -> None:
+    st.write("A model without code: a model card (TOML or JSON: labels, input, normalisation, crop, "
+             "output layout) plus its ONNX or TorchScript file.")
+    card_file = st.file_uploader("Model card", type=["toml", "json"], key="card_file")
+    model_file = st.file_uploader("Model file", type=["onnx", "pt", "pth", "ts"], key="card_model")
+    replace = st.checkbox("Replace a card model with the same id", key="card_replace")
+    if st.button("Register model", disabled=not (card_file and model_file)):
+        try:
+            with factory.begin() as session:
+                spec = card.register_card(session, card_file.getvalue().decode("utf-8"),
+                                          model_file.getvalue(), replace=replace)
+        except (ValueError, checkpoints.CheckpointError) as error:
+            st.error(str(error))
+        else:
+            st.success(f"Registered {spec.name} ({spec.id}).")
+
+
+models = overview()
+zoo, run, imported, cards = st.tabs(["Models", "Run", "Import predictions", "Add a model"])
+with zoo:
+    comparison_section()
+    status_section(models)
+with run:
+    if study_id is None:
+        st.info("Create or pick a study on the Home page to run models.")
+    else:
+        detector, rule, device = face_options()
+        face_stage_section(detector, rule, device)
+        st.divider()
+        run_section(models, detector, rule, device)
+        st.divider()
+        failures_section()
+    release_section()
+with imported:
+    if study_id is None:
+        st.info("Create or pick a study on the Home page first.")
+    else:
+        import_section()
+with cards:
+    card_section()
