@@ -8,6 +8,7 @@ code path rather than pinning.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -40,11 +41,13 @@ def astronaut() -> tuple[np.ndarray, Face]:
 def export_onnx(network: torch.nn.Module, size: tuple[int, int], path: Path) -> Path:
     """Export as EmotiEffLib did (training_and_examples/convert_pt_to_onnx.py): opset 11, input
     ``input``, output ``output``, dynamic batch."""
-    torch.onnx.export(
-        network.eval(), torch.randn(1, 3, *size), str(path), opset_version=11,
-        input_names=["input"], output_names=["output"],
-        dynamic_axes={"input": {0: "batch_size"}, "output": {0: "batch_size"}}, dynamo=False,
-    )
+    with warnings.catch_warnings():  # torch warns that the TorchScript exporter is legacy
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            network.eval(), torch.randn(1, 3, *size), str(path), opset_version=11,
+            input_names=["input"], output_names=["output"],
+            dynamic_axes={"input": {0: "batch_size"}, "output": {0: "batch_size"}}, dynamo=False,
+        )
     return path
 
 

@@ -43,6 +43,10 @@ class Stub:
     def __setstate__(self, state: Any) -> None:
         self.state = state
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Stub:
+        # e.g. getattr(SomeClass, "method")(...) in a __reduce__: yields another inert stub
+        return Stub(*args, **kwargs)
+
 
 class _StubUnpickler(pickle.Unpickler):
     _stubs: dict[tuple[str, str], type] = {}
