@@ -43,6 +43,8 @@ SPOOL_IN_MEMORY = 32 << 20  # entries up to this size never touch the temp folde
 MAX_PATH_LENGTH = 1000  # Stimulus.path column width
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xls")
+TABLE_HINT = " Metadata tables are imported separately (Metadata tab, or `import-metadata`)."
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,8 @@ class _Importer:
                 spool.seek(0)
                 stored_sha, _ = store_stream(spool, limit=self.limits.max_entry_bytes)
         except ImageError as error:
-            self._note(job, "error", f"{error}")
+            hint = TABLE_HINT if job.path.lower().endswith(TABLE_SUFFIXES) else ""
+            self._note(job, "error", f"{error}{hint}")
             return
         except (
             ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, NotImplementedError
