@@ -45,7 +45,10 @@ def create_study_form() -> None:
 
 
 def load_demo_button() -> None:
-    st.write("A small study of **synthetic cartoon faces** with simulated raters, to try every page.")
+    st.write(
+        "A small study of **synthetic cartoon faces** with simulated raters and models, "
+        "to try every page."
+    )
     if not st.button("Load demo study"):
         return
     try:
@@ -64,7 +67,8 @@ def load_demo_button() -> None:
 def checklist(progress: dict[str, int]) -> None:
     steps = [
         ("Import stimulus images", progress["stimuli"] > 0, "Stimuli"),
-        ("Attach metadata (intended emotion, poser attributes)", progress["described"] > 0, "Stimuli"),
+        ("Attach metadata (intended emotion, poser attributes)", progress["described"] > 0,
+         "Stimuli"),
         ("Upload human rating batches", progress["batches"] > 0, "Ratings"),
         ("Run or import model predictions", progress["models"] > 0, "Models"),
         ("Compare models with the human ceiling", False, "Agreement"),
@@ -92,10 +96,9 @@ with factory() as session:
     progress = stimulus_db.setup_progress(session, study_id)
     distribution = stimulus_db.rater_count_distribution(session, study_id)
 
-cols = st.columns(4)
-for col, (label, key) in zip(
-    cols, [("Stimuli", "stimuli"), ("Rating batches", "batches"), ("Ratings", "ratings"), ("Raters", "raters")]
-):
+METRICS = [("Stimuli", "stimuli"), ("Rating batches", "batches"), ("Ratings", "ratings"),
+           ("Raters", "raters")]
+for col, (label, key) in zip(st.columns(len(METRICS)), METRICS):
     col.metric(label, f"{counts[key]:,}")
 
 left, right = st.columns(2)

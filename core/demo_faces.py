@@ -104,7 +104,8 @@ def _draw_eyes_and_brows(
         tilt = expr.brow_tilt * face * intensity
         inner = centre + np.array([side * 0.14 * face, brow_y + tilt])
         outer = centre + np.array([side * 0.48 * face, brow_y - tilt * 0.5])
-        cv2.line(canvas, _pt(inner), _pt(outer), (40, 25, 15), max(3, int(0.05 * face)), cv2.LINE_AA)
+        thickness = max(3, int(0.05 * face))
+        cv2.line(canvas, _pt(inner), _pt(outer), (40, 25, 15), thickness, cv2.LINE_AA)
 
 
 def _draw_nose(canvas: np.ndarray, centre: np.ndarray, face: float, expr: Expression) -> None:

@@ -140,7 +140,8 @@ def import_files(
     Each image is added in its own savepoint; the caller commits the session.
     """
     report = StimulusImportReport()
-    importer = _Importer(session, get_study(session, study_id), report, precropped, limits, max_pixels)
+    study = get_study(session, study_id)
+    importer = _Importer(session, study, report, precropped, limits, max_pixels)
     with ExitStack() as stack:
         jobs = [job for name, source in files for job in _plan(name, source, limits, report, stack)]
         if progress:
@@ -186,7 +187,7 @@ class _Importer:
 
     def run(self, job: _Job) -> None:
         try:
-            with job.open() as stream, _spool(stream, self.limits.max_entry_bytes) as (spool, sha):
+            with job.open() as stream, _Spool(stream, self.limits.max_entry_bytes) as (spool, sha):
                 if self._skip_known(job, sha):
                     return
                 info = inspect_image(spool, max_pixels=self.max_pixels)
@@ -199,7 +200,8 @@ class _Importer:
         except (
             ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, NotImplementedError
         ) as error:
-            self._note(job, "error", f"could not read the file ({error}). Re-export it and upload again.")
+            reason = f"could not read the file ({error}). Re-export it and upload again."
+            self._note(job, "error", reason)
             return
         self._add(job, stored_sha, info)
 
@@ -269,10 +271,6 @@ class _Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.file.close()
-
-
-def _spool(stream: BinaryIO, limit: int) -> _Spool:
-    return _Spool(stream, limit)
 
 
 def _plan(
@@ -449,7 +447,7 @@ def _check_path(name: str) -> tuple[str, str | None]:
     if not path:
         return "", "the file has no name. Give it a name and upload again."
     if len(path) > MAX_PATH_LENGTH:
-        return "", f"the path is longer than {MAX_PATH_LENGTH} characters. Shorten the folder names."
+        return "", f"the path is longer than {MAX_PATH_LENGTH} characters; shorten folder names."
     return path, None
 
 
@@ -469,7 +467,8 @@ ID_COLUMN_NAMES = (
 )
 INTENDED_COLUMN_NAMES = (
     "intended", "intended_emotion", "intended emotion", "target", "target_emotion", "posed",
-    "posed_emotion", "emotion", "expression", "의도", "의도된 감정", "목표 감정", "감정", "표정",
+    "posed_emotion", "emotion", "expression",
+    "의도", "의도된 감정", "목표 감정", "감정", "표정",
 )
 # Column names db.analysis.load_stimuli already uses; attributes must not shadow them.
 RESERVED_COLUMNS = {"stimulus", "stimulus_id", "sha256", "intended_emotion", "precropped"}
@@ -567,7 +566,9 @@ def parse_code_map(text: str) -> dict[str, str]:
             continue
         code, sep, label = item.partition("=")
         if not sep or not code.strip() or not label.strip():
-            raise ValueError(f"code map entry {item.strip()!r}: write it as CODE=LABEL, e.g. 1=anger")
+            raise ValueError(
+                f"code map entry {item.strip()!r}: write it as CODE=LABEL, e.g. 1=anger"
+            )
         codes[code.strip()] = label.strip()
     return codes
 

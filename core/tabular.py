@@ -56,7 +56,8 @@ def decode_text(data: bytes) -> tuple[str, str]:
     which accepts any byte.
     """
     try:
-        return data.decode("utf-8-sig"), "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
+        text = data.decode("utf-8-sig")
+        return text, "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
     except UnicodeDecodeError:
         pass
     try:

@@ -20,7 +20,8 @@ class AmbiguousKeyError(ValueError):
 
     def __init__(self, conflicts: Mapping[str, list[str]], mode: str) -> None:
         self.conflicts = dict(conflicts)
-        listed = "; ".join(f"{key!r}: {', '.join(paths)}" for key, paths in list(conflicts.items())[:10])
+        shown = list(conflicts.items())[:10]
+        listed = "; ".join(f"{key!r}: {', '.join(paths)}" for key, paths in shown)
         more = f" (and {len(conflicts) - 10} more)" if len(conflicts) > 10 else ""
         super().__init__(
             f"stimulus ids are ambiguous under the key mode {KEY_MODES[mode]!r}: {listed}{more}. "

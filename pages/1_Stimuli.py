@@ -7,7 +7,13 @@ import streamlit as st
 
 from core.images import ImageError, load_rgb
 from core.labels import CANONICAL
-from core.stimuli import import_files, import_metadata, parse_code_map
+from core.stimuli import (
+    MetadataImportReport,
+    StimulusImportReport,
+    import_files,
+    import_metadata,
+    parse_code_map,
+)
 from core.stimulus_keys import KEY_MODES
 from core.tabular import TableError, read_table
 from db import stimuli as stimulus_db
@@ -49,7 +55,7 @@ def upload_section() -> None:
     show_import_report(st.session_state.get(REPORT_KEY))
 
 
-def show_import_report(report) -> None:
+def show_import_report(report: StimulusImportReport | None) -> None:
     if report is None:
         return
     (st.success if report.ok else st.warning)(f"Last import: {report.summary()}.")
@@ -109,7 +115,7 @@ def metadata_section() -> None:
     show_metadata_report(st.session_state.get(METADATA_REPORT_KEY))
 
 
-def show_metadata_report(report) -> None:
+def show_metadata_report(report: MetadataImportReport | None) -> None:
     if report is None:
         return
     (st.success if report.ok else st.warning)(report.summary())
@@ -219,7 +225,9 @@ def detail_section(stimulus_id: int) -> None:
         st.rerun()
 
 
-gallery, upload, metadata, settings = st.tabs(["Gallery", "Upload images", "Metadata", "Stimulus id"])
+gallery, upload, metadata, settings = st.tabs(
+    ["Gallery", "Upload images", "Metadata", "Stimulus id"]
+)
 with upload:
     upload_section()
 with metadata:

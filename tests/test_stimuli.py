@@ -25,7 +25,7 @@ from core.stimuli import (
     parse_code_map,
     stimulus_key,
 )
-from core.storage import blob_path, read_blob
+from core.storage import read_blob
 from core.tabular import TableError, parse_number, read_table
 from db import stimuli as stimulus_db
 from db.models import Stimulus, StimulusAttribute, Study
