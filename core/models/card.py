@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 import tomllib
+import warnings
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -366,8 +367,13 @@ def load(spec: ModelSpec, paths: list[Path], device: str, half: bool) -> CardAda
         if half:
             raise ValueError(f"{spec.id}: ONNX card models run in fp32 only")
         return CardAdapter(spec, OnnxNet(path, device, spec.options.get("input_name")))
-    module = torch.jit.load(str(path), map_location="cpu")
-    return CardAdapter(spec, TorchNet(module, device, half))
+    return CardAdapter(spec, TorchNet(_load_torchscript(path), device, half))
+
+
+def _load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():  # torch >= 2.9 flags TorchScript as deprecated; it still loads
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu")
 
 
 # --- registration --------------------------------------------------------------------------------
@@ -398,7 +404,7 @@ def _dry_run(spec: ModelSpec, path: Path) -> None:
 def _count_params(path: Path, fmt: str) -> int:
     if fmt == "onnx":
         return int(sum(np.prod(t.dims) for t in onnx.load(str(path)).graph.initializer))
-    return int(sum(p.numel() for p in torch.jit.load(str(path), map_location="cpu").parameters()))
+    return int(sum(p.numel() for p in _load_torchscript(path).parameters()))
 
 
 def register_card(session: Session, card_text: str, model_file: bytes | Path, replace: bool = False) -> ModelSpec:
