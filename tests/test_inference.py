@@ -8,6 +8,7 @@ it in test_inference_models-style integration tests below when the registry is p
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -328,3 +329,75 @@ def test_eta_is_linear_in_the_work_left():
     assert inference.eta_seconds(10.0, 0, 100) is None
     assert inference.eta_seconds(10.0, 25, 100) == pytest.approx(30.0)
     assert inference.eta_seconds(10.0, 100, 100) == 0.0
+
+
+# ------------------------------------------------- a real built-in model through the command line
+
+
+@pytest.fixture
+def esr9_surrogate(data_dir, tmp_path, monkeypatch):
+    """ESR-9's real architecture with random weights in its official legacy files, registered
+    through the real checkpoint cache; the registry serves the spec whose hashes match them."""
+    from core.models import registry
+    from tests import model_fakes
+
+    spec = registry.builtin_specs()["esr9"]
+    surrogate = model_fakes.register_surrogate(spec, model_fakes.make_fake_checkpoint(spec, tmp_path / "esr9"))
+    specs = {**registry.builtin_specs(), "esr9": surrogate}
+    monkeypatch.setattr(registry, "builtin_specs", lambda: specs)
+    return surrogate
+
+
+def astronaut_study(sessions) -> str:
+    """The astronaut photo (detected by the offline Haar detector) plus a pre-cropped face."""
+    from tests import model_fakes
+
+    image, face = model_fakes.astronaut()
+    x1, y1, x2, y2 = (int(v) for v in face.box)
+    with sessions.begin() as session:
+        study = Study(name="astronaut")
+        session.add(study)
+        session.flush()
+        for path, pixels, precropped in (("photo.png", image, False), ("crop.png", image[y1:y2, x1:x2], True)):
+            buffer = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, "PNG")
+            session.add(Stimulus(study_id=study.id, path=path, sha256=store_bytes(buffer.getvalue()),
+                                 media_type="image/png", width=pixels.shape[1], height=pixels.shape[0],
+                                 thumbnail=b"", precropped=precropped))
+    return "astronaut"
+
+
+@pytest.mark.slow
+def test_cli_runs_a_real_model_once_and_then_serves_the_cache(db_url, sessions, esr9_surrogate, capsys):
+    from core.__main__ import main
+
+    study = astronaut_study(sessions)
+    command = ["--db", db_url, "run", "--study", study, "--model", "esr9", "--detector", "haar",
+               "--device", "cpu", "--batch-size", "1"]
+    assert main(command) == 0
+    first = capsys.readouterr()
+    assert "esr9: 2 computed, 0 cached, 0 failed" in first.out
+    assert "esr9: 1/2 images" in first.err and "esr9: 2/2 images" in first.err
+    rows = stored(sessions)
+    assert {row.detector for row in rows} == {"haar-v1", "precropped"}
+    for row in rows:
+        assert row.label in esr9_surrogate.canonical_labels
+        assert math.isfinite(row.valence) and math.isfinite(row.arousal)
+    assert main(command) == 0
+    assert "esr9: 0 computed, 2 cached, 0 failed" in capsys.readouterr().out
+
+    assert main(["--db", db_url, "run", "--study", study, "--model", "esr9", "--model", "nosuch",
+                 "--detector", "haar"]) == 1
+    assert "nosuch: 0 computed, 0 cached, 0 failed, 0 left" in capsys.readouterr().out
+    assert main(["--db", db_url, "run", "--study", study, "--model", "esr9", "--device", "cpu", "--fp16"]) == 2
+    assert "only on CUDA" in capsys.readouterr().err
+
+
+def test_cli_lists_models_with_their_state(db_url, esr9_surrogate, capsys):
+    from core.__main__ import main
+
+    assert main(["--db", db_url, "models"]) == 0
+    listing = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert " ready " in listing["esr9"] and " missing " in listing["emonet_8"]
+    assert main(["--db", db_url, "register-checkpoint", "emonet_8", __file__]) == 1
+    assert "not the official checkpoint" in capsys.readouterr().err

@@ -211,3 +211,25 @@ def test_overrides_and_their_errors():
 ])
 def test_score_headers_map_by_name(header, label):
     assert pi.score_label(header) == label
+
+
+def test_cli_import_with_declared_range_and_override(db_url, sessions, study, tmp_path, capsys):
+    from core.__main__ import main
+
+    path = tmp_path / "fr.csv"
+    path.write_text(FACEREADER.replace("Filename", "Clip"), encoding="utf-8")
+    command = ["--db", db_url, "import-predictions", "--study", "import-study", "--model-id", "fr",
+               str(path), "--map", "stimulus=Clip", "--arousal-range", "0..1", "--tool", "FaceReader 9"]
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert "stimulus=Clip" in out and "arousal=Arousal (0..1)" in out
+    assert "fr: 3 predictions stored, 0 stored as failures" in out
+    with sessions() as session:
+        frame = load_predictions(session, study, ["fr"]).set_index("stimulus")
+    assert frame.loc["set/face01.jpg", "arousal"] == pytest.approx(-0.2)
+
+    path.write_text(ERRORS, encoding="utf-8")
+    assert main([*command[:7], str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "row 4: unknown label: label 'bored'" in captured.out
+    assert "nothing was imported" in captured.err
