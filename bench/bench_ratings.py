@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -111,7 +112,8 @@ def main() -> int:
     print(
         f"{int(timings['rows']):,} ratings ({timings['file_mb']:.1f} MB CSV): "
         f"read {timings['read']:.2f} s, detect+validate {timings['validate']:.2f} s, "
-        f"store {timings['store']:.2f} s, total {timings['total']:.2f} s (target < 10 s)"
+        f"store {timings['store']:.2f} s, total {timings['total']:.2f} s (target < 10 s); "
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
     )
     return 0 if timings["total"] < 10 else 1
 

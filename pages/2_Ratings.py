@@ -128,6 +128,9 @@ def mapping_editor(frame: pd.DataFrame, index, codes: dict[str, str], key: str) 
             chosen[role] = choice
     mapping = ColumnMapping(layout, chosen)
     if layout == "long":
+        unused = [c for c in frame.columns if c not in chosen.values()]
+        if unused:
+            st.caption("Columns not imported: " + ", ".join(unused))
         return mapping
     mapping.ignored = st.multiselect(
         "Columns to leave out", [c for c in frame.columns if c not in chosen.values()],
@@ -201,7 +204,7 @@ def label_editor(frame: pd.DataFrame, mapping: ColumnMapping, index, key: str) -
     unknown = summary["canonical"].isna()
     if unknown.any():
         st.warning(
-            f"{int(unknown.sum())} labels are not recognised: "
+            "Labels not recognised: "
             + ", ".join(summary.loc[unknown, "raw"].head(20))
             + ". Declare them above, or their rows will be rejected."
         )
