@@ -302,6 +302,20 @@ def test_wide_stimulus_rater_columns(index: StimulusIndex) -> None:
     assert errors_by_row(prepared) == {4: ["unknown_stimulus", "unknown_stimulus"]}
 
 
+def test_wide_stimulus_column_groups_per_rater_and_dimension(index: StimulusIndex) -> None:
+    prepared = prepare(
+        "image;P01_valence;P01_arousal;P02_valence;P02_emotion\n"
+        "img01.png;7;2,5;1;분노\n"
+        "img02.png;;;9;happy\n",
+        index,
+    )
+    assert prepared.ok and prepared.layout == "wide_stimulus", prepared.errors
+    rows = prepared.ratings.set_index(["rater", "stimulus_id"]).sort_index()
+    assert rows.index.tolist() == [("P01", 1), ("P02", 1), ("P02", 2)]
+    assert rows.loc[("P01", 1), "arousal_raw"] == 2.5
+    assert rows["emotion"].tolist()[1:] == ["anger", "happiness"]
+
+
 def test_wide_duplicate_columns_reject_the_row(index: StimulusIndex) -> None:
     prepared = prepare("participant,img01.png_valence,IMG01.png_valence\nP1,3,4\nP2,3,\n", index)
     assert errors_by_row(prepared) == {2: ["duplicate", "duplicate"]}
