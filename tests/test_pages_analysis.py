@@ -1,0 +1,180 @@
+"""AppTest runs of the four analysis pages on seeded SQLite databases.
+
+Two studies: ratings only (reliability first, models absent message) and one with predictions
+of three simulated models written straight into the database (the third has seven classes).
+Charts are checked through the Vega-Lite spec each page sends to the browser.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+from streamlit.testing.v1 import AppTest
+
+from db.ratings import list_batches, set_excluded
+from tests.analysis_seed import seed_study
+from ui.analysis_data import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = {name: str(ROOT / "pages" / f"{name}.py") for name in
+         ("4_Agreement", "5_Confusion", "6_Circumplex", "7_Model_diversity")}
+TIMEOUT = 120
+FAST = Settings(n_boot=200)  # CIs are not under test here; keeps each first run short
+NO_MODELS = "No model predictions for this study yet"
+
+
+@pytest.fixture
+def ratings_only(sessions) -> int:
+    return seed_study(sessions, "ratings only", n_stimuli=24, n_raters=6, seed=3).study_id
+
+
+@pytest.fixture
+def with_models(sessions) -> int:
+    return seed_study(sessions, "with models", n_stimuli=24, n_raters=6, n_models=3, seed=4).study_id
+
+
+def run_page(page: str, study_id: int) -> AppTest:
+    at = AppTest.from_file(PAGES[page], default_timeout=TIMEOUT)
+    at.session_state["study_id"] = study_id
+    at.session_state["analysis:settings"] = FAST
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def specs(at: AppTest) -> list[dict]:
+    """The Vega-Lite specs of every chart on the page."""
+    return [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+
+
+def chart_rows(at: AppTest, title_prefix: str) -> pd.DataFrame:
+    """All data rows of the chart whose title starts with ``title_prefix`` (Streamlit ships
+    inline data as Arrow datasets beside the spec)."""
+    chart = next(c for c in at.get("vega_lite_chart") if str(json.loads(c.proto.spec).get("title", "")).startswith(title_prefix))
+    return pd.concat([convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets], ignore_index=True)
+
+
+def leaves(spec: dict) -> list[dict]:
+    """The leaf views of a layered spec."""
+    return [leaf for child in spec["layer"] for leaf in leaves(child)] if "layer" in spec else [spec]
+
+
+def mark(view: dict) -> str:
+    return view["mark"] if isinstance(view["mark"], str) else view["mark"]["type"]
+
+
+def titles(at: AppTest) -> list[str]:
+    return [spec.get("title", "") for spec in specs(at)]
+
+
+def downloads(at: AppTest) -> list[str]:
+    return [button.proto.label for button in at.get("download_button")]
+
+
+def computed(at: AppTest) -> bool:
+    """Whether this run computed the report (the status box appears only then)."""
+    return any(status.label == "Agreement statistics ready" for status in at.get("status"))
+
+
+def infos(at: AppTest) -> str:
+    return " ".join(element.value for element in at.info)
+
+
+def test_agreement_ratings_only_shows_reliability_first(ratings_only: int) -> None:
+    at = run_page("4_Agreement", ratings_only)
+    assert [tab.label for tab in at.tabs][:2] == ["Human ceiling", "Models vs humans"]
+    metrics = {m.label: float(m.value) for m in at.metric}
+    assert {"Fleiss' kappa (labels)", "ICC(A,1) = ICC(2,1), valence", "ICC(A,1) = ICC(2,1), arousal"} <= set(metrics)
+    assert all(-1 <= v <= 1 for v in metrics.values())
+    assert NO_MODELS in infos(at)
+    assert any(t.startswith("Human raters vs the others") for t in titles(at))
+    labels = downloads(at)
+    assert {"CSV", "XLSX", "LaTeX", "SVG", "PNG"} <= set(labels)
+    assert any(label.startswith("All tables (XLSX") for label in labels)
+    assert "24 stimuli, 6 raters, 144 ratings" in at.caption[0].value
+
+
+def test_agreement_with_models_puts_ceiling_beside_models(with_models: int) -> None:
+    at = run_page("4_Agreement", with_models)
+    assert NO_MODELS not in infos(at)
+    rows = chart_rows(at, "Models vs human ceiling")
+    assert {"unknown · sim-model-1", "unknown · sim-model-2", "unknown · sim-model-3"} <= set(rows["label"])
+    band = rows[rows["what"].astype(str).str.startswith("human raters")].iloc[0]
+    assert band["ci_low"] <= band["estimate"] <= band["ci_high"]
+    frames = [df.value for df in at.dataframe]
+    continuous = next(f for f in frames if "human_median" in f.columns and "reference" in f.columns)
+    assert set(continuous["model_id"]) == {"sim-model-1", "sim-model-2", "sim-model-3"}
+    assert continuous["human_median"].notna().any()
+
+
+def test_agreement_model_filter_recomputes_for_the_chosen_models(with_models: int) -> None:
+    at = run_page("4_Agreement", with_models)
+    models = next(m for m in at.multiselect if m.label == "Models")
+    models.unselect("sim-model-2").run()
+    assert not at.exception
+    analysed = next(df.value for df in at.dataframe if "n_predictions" in df.value.columns)
+    assert list(analysed["model_id"]) == ["sim-model-1", "sim-model-3"]
+
+
+def test_rerender_uses_the_cache_and_new_data_invalidates_it(sessions, with_models: int) -> None:
+    at = run_page("4_Agreement", with_models)
+    assert computed(at)
+    at.run()
+    assert not computed(at)  # cache hit
+    with sessions.begin() as session:
+        set_excluded(session, min(b.id for b in list_batches(session, with_models)), True)
+    at.run()
+    assert computed(at)
+    assert "3 raters" in at.caption[0].value
+
+
+def test_confusion_ratings_only_compares_humans_with_intended(ratings_only: int) -> None:
+    at = run_page("5_Confusion", ratings_only)
+    assert NO_MODELS in infos(at)
+    assert at.selectbox[0].options == ["human majority (vs intended emotion)"]
+    heatmap = specs(at)[0]
+    assert heatmap["title"] == "human majority (vs intended emotion) vs intended emotion"
+    assert leaves(heatmap)[1]["encoding"]["text"]["field"] == "count"
+
+
+def test_confusion_seven_class_model_gets_a_note(with_models: int) -> None:
+    at = run_page("5_Confusion", with_models)
+    assert not at.warning  # 8-class model first
+    at.selectbox[0].select("sim-model-3").run()
+    assert "cannot output: contempt" in at.warning[0].value
+    recall = next(s for s in specs(at) if s["title"].startswith("Recall per"))
+    assert leaves(recall)[0]["encoding"]["xOffset"]["field"] == "model"
+    at.radio[0].set_value("intended").run()
+    assert not at.exception
+    assert specs(at)[0]["title"].endswith("vs intended emotion")
+
+
+def test_circumplex_humans_only_and_with_a_model(ratings_only: int, with_models: int) -> None:
+    at = run_page("6_Circumplex", ratings_only)
+    assert at.selectbox[0].options == ["humans only"]
+    spec = specs(at)[0]
+    assert spec["title"] == "Humans"
+    at = run_page("6_Circumplex", with_models)
+    assert at.selectbox[0].value == "sim-model-1"
+    spec = specs(at)[0]
+    views = leaves(spec)
+    assert {"line", "circle", "point", "rule"} <= {mark(v) for v in views}
+    triangles = next(v for v in views if mark(v) == "point" and v["mark"].get("shape") == "triangle-up")
+    assert triangles["encoding"]["x"]["scale"]["domain"] == [-1.0, 1.0]
+    at.selectbox[0].select("__all__").run()
+    assert [p["name"] for p in specs(at)[0].get("params", [])].count("model") == 1
+
+
+def test_model_diversity_heatmaps(ratings_only: int, with_models: int) -> None:
+    at = run_page("7_Model_diversity", ratings_only)
+    assert NO_MODELS in infos(at) and not specs(at)
+    at = run_page("7_Model_diversity", with_models)
+    assert titles(at) == ["CCC valence", "CCC arousal", "Cohen's kappa (labels)"]
+    first = specs(at)[0]
+    assert leaves(first)[0]["encoding"]["y"]["sort"] == [
+        "human · human_consensus", "unknown · sim-model-1", "unknown · sim-model-2", "unknown · sim-model-3"
+    ]

@@ -1,0 +1,211 @@
+"""UI-layer cache for the analysis pages: data and reports keyed by explicit, hashable keys.
+
+A key is the database URL, the study id, the study's data fingerprint
+(``db.versions.analysis_version``: a few aggregate queries) and the filters as tuples. Nothing
+is keyed by a DataFrame or array (Streamlit would hash large ones from a sample). Any import,
+exclusion or new prediction changes the fingerprint, so a cached report is never stale; a
+re-render with unchanged data and filters is a cache hit. Default filters ("everything") map
+to ``None`` so the four pages share one computed report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.analysis import build_report
+from core.labels import CANONICAL
+from db import analysis as db_analysis
+from db.ratings import list_batches
+from db.versions import analysis_version
+
+DEFAULT_N_BOOT = 1000
+DEFAULT_SEED = 0
+MAX_CACHED_REPORTS = 16
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the report is computed on; ``None`` means everything (shared across pages)."""
+
+    batch_ids: tuple[int, ...] | None = None
+    model_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Statistical choices that change the answer; pages show them, never hide them."""
+
+    n_boot: int = DEFAULT_N_BOOT
+    seed: int = DEFAULT_SEED
+    ties: str = "none"
+    unequal: str = "modal"
+
+
+@dataclass(frozen=True)
+class StudyFrames:
+    """The long frames of ``db.analysis`` plus the model description frame."""
+
+    ratings: pd.DataFrame
+    predictions: pd.DataFrame
+    stimuli: pd.DataFrame
+    models: pd.DataFrame
+    models_fallback: bool
+
+
+def db_key(factory: sessionmaker[Session]) -> str:
+    """The database URL (password hidden) naming the database in cache keys."""
+    return factory.kw["bind"].url.render_as_string(hide_password=True)
+
+
+def data_version(factory: sessionmaker[Session], study_id: int) -> tuple[object, ...]:
+    """The study's data fingerprint; cheap enough for every re-render."""
+    with factory() as session:
+        return analysis_version(session, study_id)
+
+
+def models_from_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Minimal model description when the registry cannot be imported: labels are the
+    canonical labels the model gives probabilities for, pipeline "unknown"."""
+    rows = []
+    for model_id, group in predictions.groupby("model_id", sort=True):
+        labels = [label for label in CANONICAL if group[f"p_{label}"].notna().any()]
+        rows.append({"model_id": model_id, "name": model_id, "pipeline": "unknown", "labels": labels,
+                     "source": "predictions"})
+    return pd.DataFrame(rows, columns=["model_id", "name", "pipeline", "labels", "source"])
+
+
+def _describe_models(session: Session, predictions: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """The registry's model descriptions; the derived minimum only while the registry (or one of
+    its family modules) cannot be imported."""
+    try:
+        from core.models.registry import describe_models
+
+        return describe_models(session), False
+    except ImportError:
+        return models_from_predictions(predictions), True
+
+
+@st.cache_data(show_spinner=False, max_entries=MAX_CACHED_REPORTS)
+def _frames(
+    _factory: sessionmaker[Session], db: str, study_id: int, version: tuple, batch_ids: tuple[int, ...] | None
+) -> StudyFrames:
+    with _factory() as session:
+        ratings = db_analysis.load_ratings(session, study_id, batch_ids)
+        predictions = db_analysis.load_predictions(session, study_id)
+        stimuli = db_analysis.load_stimuli(session, study_id)
+        models, fallback = _describe_models(session, predictions)
+    return StudyFrames(ratings, predictions, stimuli, models, fallback)
+
+
+def study_frames(factory: sessionmaker[Session], study_id: int, filters: Filters = Filters()) -> StudyFrames:
+    """Ratings (of the chosen batches), all predictions, stimuli and models of the study."""
+    return _frames(factory, db_key(factory), study_id, data_version(factory, study_id), filters.batch_ids)
+
+
+@st.cache_data(show_spinner=False, max_entries=MAX_CACHED_REPORTS)
+def _batches(_factory: sessionmaker[Session], db: str, study_id: int, version: tuple) -> pd.DataFrame:
+    with _factory() as session:
+        batches = list_batches(session, study_id, include_deleted=False)
+    return pd.DataFrame(
+        [{"batch_id": b.id, "file": b.file_name, "ratings": b.n_ratings, "raters": b.n_raters}
+         for b in batches if not b.excluded],
+        columns=["batch_id", "file", "ratings", "raters"],
+    )
+
+
+def active_batches(factory: sessionmaker[Session], study_id: int) -> pd.DataFrame:
+    """Batches that analyses use (not excluded, not deleted): batch_id, file, ratings, raters."""
+    return _batches(factory, db_key(factory), study_id, data_version(factory, study_id))
+
+
+def _build(
+    factory: sessionmaker[Session],
+    db: str,
+    study_id: int,
+    version: tuple,
+    filters: Filters,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, pd.DataFrame]:
+    frames = _frames(factory, db, study_id, version, filters.batch_ids)
+    predictions = frames.predictions
+    if filters.model_ids is not None:
+        predictions = predictions[predictions["model_id"].isin(filters.model_ids)]
+    return build_report(
+        frames.ratings, predictions, frames.stimuli, frames.models,
+        n_boot=settings.n_boot, seed=settings.seed, ties=settings.ties, unequal=settings.unequal,
+        progress=progress,
+    )
+
+
+@st.cache_data(show_spinner="Computing agreement statistics…", max_entries=MAX_CACHED_REPORTS)
+def _report(
+    _factory: sessionmaker[Session],
+    db: str,
+    study_id: int,
+    version: tuple,
+    filters: Filters,
+    settings: Settings,
+    _computed: dict[str, pd.DataFrame] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The cached report. ``_computed`` (not part of the key) stores a report computed outside
+    the cache with a progress bar: Streamlit cannot replay elements updated inside a cached
+    function, so the first computation happens outside and is handed in here."""
+    if _computed is not None:
+        return _computed
+    return _build(_factory, db, study_id, version, filters, settings)
+
+
+@st.cache_resource
+def _computed_keys() -> set[tuple]:
+    """Keys computed in this server process: a hint to skip the progress box on a cache hit
+    (an evicted key is recomputed by ``_report`` behind a spinner)."""
+    return set()
+
+
+def report(
+    factory: sessionmaker[Session],
+    study_id: int,
+    filters: Filters = Filters(),
+    settings: Settings = Settings(),
+) -> dict[str, pd.DataFrame]:
+    """Every table of ``core.analysis.build_report`` for the study and filters, from the cache
+    when possible; the first computation shows a status box with a progress bar."""
+    key = (db_key(factory), study_id, data_version(factory, study_id), filters, settings)
+    if key in _computed_keys():
+        return _report(factory, *key)
+    with st.status("Computing agreement statistics…", expanded=True) as status:
+        bar = st.progress(0.0, text="loading ratings and predictions")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / total, text=f"step {done} of {total}")
+
+        tables = _report(factory, *key, _computed=_build(factory, *key, progress=progress))
+        status.update(label="Agreement statistics ready", state="complete", expanded=False)
+    _computed_keys().add(key)
+    return tables
+
+
+def has_models(tables: dict[str, pd.DataFrame]) -> bool:
+    """Whether the report includes at least one model with predictions."""
+    models = tables.get("models", pd.DataFrame())
+    return not models.empty and bool((models.get("n_predictions", pd.Series(dtype=int)) > 0).any())
+
+
+def pipelines(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Model id -> pipeline, from the report's models table."""
+    models = tables.get("models", pd.DataFrame())
+    if models.empty:
+        return {}
+    return dict(zip(models["model_id"].astype(str), models["pipeline"].astype(str)))
+
+
+def model_ids_with_predictions(frames: StudyFrames) -> list[str]:
+    """Models that have at least one usable prediction for the study."""
+    return sorted(np.unique(frames.predictions["model_id"].astype(str)).tolist())

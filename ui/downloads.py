@@ -1,0 +1,255 @@
+"""Streamlit helpers shared by the analysis pages: tables and charts with their downloads,
+and the filter widgets (batches, models, subgroup attribute).
+
+Download contents are generated only when a button is clicked (callables), so rendering a
+page never pays for XLSX or PNG conversion.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core import exports
+from core.agreement import TIE_POLICIES
+from core.agreement.reliability import UNEQUAL_RATER_POLICIES
+from core.charts import model_label
+from sqlalchemy.orm import Session, sessionmaker
+
+from ui import analysis_data as data
+from ui.analysis_data import DEFAULT_N_BOOT, DEFAULT_SEED, Filters, Settings, StudyFrames
+
+CSV_MIME = "text/csv"
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+TEX_MIME = "application/x-tex"
+SVG_MIME = "image/svg+xml"
+PNG_MIME = "image/png"
+DISPLAY_DIGITS = 3
+STATE_PREFIX = "analysis:"  # filter choices survive moving between the analysis pages
+TIE_HELP = {
+    "none": "ties have no majority label (left out of label metrics, counted in n_excluded)",
+    "intended": "a tie that includes the intended emotion resolves to it; other ties as 'none'",
+}
+UNEQUAL_HELP = {
+    "modal": "Fleiss' kappa on stimuli with the most common number of raters",
+    "all": "Fleiss' kappa on every stimulus (generalised for unequal rater counts)",
+}
+
+
+def _remembered(name: str, default: object) -> object:
+    return st.session_state.get(STATE_PREFIX + name, default)
+
+
+def _remember(name: str, value: object) -> None:
+    st.session_state[STATE_PREFIX + name] = value
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a table or chart name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_").lower() or "table"
+
+
+def display_frame(table: pd.DataFrame, digits: int = DISPLAY_DIGITS) -> pd.DataFrame:
+    """Estimates shown as ``0.623 [0.551, 0.685]``; the raw numbers stay in the downloads."""
+    return exports.with_estimate_text(table, digits)
+
+
+def table_downloads(table: pd.DataFrame, name: str, *, caption: str, key: str) -> None:
+    """CSV, XLSX and LaTeX download buttons for one table."""
+    stem = slug(name)
+    csv, xlsx, tex = st.columns(3)
+    csv.download_button(
+        "CSV", lambda: exports.to_csv_bytes(table), file_name=f"{stem}.csv", mime=CSV_MIME,
+        key=f"{key}-csv", on_click="ignore", icon=":material/download:",
+    )
+    xlsx.download_button(
+        "XLSX", lambda: exports.to_xlsx_bytes({name: table}), file_name=f"{stem}.xlsx",
+        mime=XLSX_MIME, key=f"{key}-xlsx", on_click="ignore", icon=":material/download:",
+    )
+    tex.download_button(
+        "LaTeX", lambda: exports.to_latex(table, caption=caption, label=f"tab:{stem}"),
+        file_name=f"{stem}.tex", mime=TEX_MIME, key=f"{key}-tex", on_click="ignore",
+        icon=":material/download:",
+    )
+
+
+def show_table(
+    table: pd.DataFrame,
+    name: str,
+    *,
+    caption: str,
+    key: str,
+    columns: Sequence[str] | None = None,
+) -> None:
+    """A table with its CIs merged for reading, and CSV/XLSX/LaTeX downloads of ``columns``."""
+    shown = table[list(columns)] if columns is not None else table
+    if shown.empty:
+        st.caption(f"{name}: no rows for the current data and filters.")
+        return
+    st.dataframe(display_frame(shown), hide_index=True, width="stretch")
+    table_downloads(shown, name, caption=caption, key=key)
+
+
+def workbook_download(tables: Mapping[str, pd.DataFrame], name: str, *, key: str) -> None:
+    """One XLSX with every non-empty table as a sheet."""
+    non_empty = {sheet: frame for sheet, frame in tables.items() if not frame.empty}
+    if not non_empty:
+        return
+    st.download_button(
+        f"All tables (XLSX, {len(non_empty)} sheets)", lambda: exports.to_xlsx_bytes(non_empty),
+        file_name=f"{slug(name)}.xlsx", mime=XLSX_MIME, key=key, on_click="ignore",
+        icon=":material/download:",
+    )
+
+
+def chart_downloads(chart: alt.TopLevelMixin, name: str, *, key: str) -> None:
+    """SVG and PNG download buttons for one chart."""
+    stem = slug(name)
+    svg, png, _ = st.columns([1, 1, 4])
+    svg.download_button(
+        "SVG", lambda: exports.chart_to_svg(chart), file_name=f"{stem}.svg", mime=SVG_MIME,
+        key=f"{key}-svg", on_click="ignore", icon=":material/download:",
+    )
+    png.download_button(
+        "PNG", lambda: exports.chart_to_png(chart), file_name=f"{stem}.png", mime=PNG_MIME,
+        key=f"{key}-png", on_click="ignore", icon=":material/download:",
+    )
+
+
+def show_chart(chart: alt.TopLevelMixin, name: str, *, key: str) -> None:
+    """Render a chart with SVG/PNG downloads below it."""
+    st.altair_chart(chart, width="content", key=f"{key}-chart")
+    chart_downloads(chart, name, key=key)
+
+
+def batch_filter(batches: pd.DataFrame, *, key: str) -> tuple[int, ...] | None:
+    """Multiselect of rating batches; ``None`` when all are selected (the shared default)."""
+    if batches.empty:
+        return None
+    labels = {int(row.batch_id): f"#{row.batch_id} {row.file} ({row.ratings} ratings)" for row in batches.itertuples()}
+    remembered = _remembered("batches", None)
+    default = [b for b in (remembered or labels) if b in labels] or list(labels)
+    chosen = st.sidebar.multiselect(
+        "Rating batches", list(labels), default=default, format_func=labels.get, key=key,
+        help="Excluded and deleted batches are never analysed (manage them on the Ratings page).",
+    )
+    if not chosen:
+        st.sidebar.warning("No batch selected: analysing all batches. Pick at least one to filter.")
+    value = None if not chosen or set(chosen) == set(labels) else tuple(sorted(chosen))
+    _remember("batches", value)
+    return value
+
+
+def model_filter(
+    model_ids: Sequence[str], pipelines: Mapping[str, str] | None = None, *, key: str
+) -> tuple[str, ...] | None:
+    """Multiselect of models with predictions; ``None`` when all are selected."""
+    if not model_ids:
+        return None
+    pipelines = pipelines or {}
+    remembered = _remembered("models", None)
+    default = [m for m in (remembered or model_ids) if m in model_ids] or list(model_ids)
+    chosen = st.sidebar.multiselect(
+        "Models", list(model_ids), default=default, key=key,
+        format_func=lambda m: model_label(m, pipelines.get(m)),
+    )
+    if not chosen:
+        st.sidebar.warning("No model selected: showing all models.")
+    value = None if not chosen or set(chosen) == set(model_ids) else tuple(sorted(chosen))
+    _remember("models", value)
+    return value
+
+
+def settings_widgets(*, key: str) -> Settings:
+    """The statistical choices, in a sidebar expander; shown on every page, never hidden."""
+    current: Settings = _remembered("settings", Settings())
+    with st.sidebar.expander("Statistical settings"):
+        n_boot = st.number_input(
+            "Bootstrap resamples", min_value=100, max_value=20000, step=100,
+            value=int(current.n_boot), key=f"{key}-nboot",
+            help=f"Percentile CIs over stimuli (default {DEFAULT_N_BOOT}).",
+        )
+        seed = st.number_input("Bootstrap seed", min_value=0, value=int(current.seed), step=1,
+                               key=f"{key}-seed", help=f"Default {DEFAULT_SEED}; same seed, same CIs.")
+        ties = st.selectbox(
+            "Majority-label ties", TIE_POLICIES, index=TIE_POLICIES.index(current.ties),
+            key=f"{key}-ties", help="; ".join(f"{k}: {TIE_HELP.get(k, '')}" for k in TIE_POLICIES),
+        )
+        unequal = st.selectbox(
+            "Fleiss' kappa with unequal raters", UNEQUAL_RATER_POLICIES,
+            index=UNEQUAL_RATER_POLICIES.index(current.unequal), key=f"{key}-unequal",
+            help="; ".join(f"{k}: {UNEQUAL_HELP.get(k, '')}" for k in UNEQUAL_RATER_POLICIES),
+        )
+    settings = Settings(n_boot=int(n_boot), seed=int(seed), ties=ties, unequal=unequal)
+    _remember("settings", settings)
+    return settings
+
+
+def subgroup_selector(columns: Sequence[str], *, key: str) -> str | None:
+    """Choice of the stimulus attribute to split by; ``None`` when there is none."""
+    if not columns:
+        st.caption(
+            "No stimulus attribute has 2 to 12 distinct values: add metadata (poser gender, age "
+            "group, stimulus set, ...) on the Stimuli page to split agreement by subgroup."
+        )
+        return None
+    options = list(columns)
+    remembered = _remembered("subgroup", None)
+    chosen = st.selectbox(
+        "Split by stimulus attribute", options,
+        index=options.index(remembered) if remembered in options else 0, key=key,
+    )
+    _remember("subgroup", chosen)
+    return chosen
+
+
+@dataclass(frozen=True)
+class AnalysisContext:
+    """What an analysis page renders: the report tables, the frames behind them, the choices."""
+
+    tables: dict[str, pd.DataFrame]
+    frames: StudyFrames
+    filters: Filters
+    settings: Settings
+    pipelines: dict[str, str]
+
+    @property
+    def has_models(self) -> bool:
+        return data.has_models(self.tables)
+
+
+def analysis_context(factory: sessionmaker[Session], study_id: int, *, key: str) -> AnalysisContext:
+    """Sidebar filters and settings, then the (cached) report; stops with a hint without ratings."""
+    batches = data.active_batches(factory, study_id)
+    batch_ids = batch_filter(batches, key=f"{key}-batches")
+    frames = data.study_frames(factory, study_id, Filters(batch_ids=batch_ids))
+    if frames.ratings.empty:
+        st.info(
+            "No human ratings in this study yet (or every batch is excluded). Upload a rating "
+            "file on the Ratings page: agreement is measured against human raters first."
+        )
+        st.stop()
+    pipelines = dict(zip(frames.models["model_id"].astype(str), frames.models["pipeline"].astype(str)))
+    model_ids = data.model_ids_with_predictions(frames)
+    filters = Filters(batch_ids=batch_ids, model_ids=model_filter(model_ids, pipelines, key=f"{key}-models"))
+    settings = settings_widgets(key=f"{key}-settings")
+    if frames.models_fallback and model_ids:
+        st.caption(
+            "Model registry unavailable: pipelines shown as 'unknown' and label sets inferred "
+            "from the stored probabilities."
+        )
+    tables = data.report(factory, study_id, filters, settings)
+    return AnalysisContext(tables, frames, filters, settings, {**pipelines, **data.pipelines(tables)})
+
+
+def no_models_message() -> None:
+    """The state of a study with human ratings only."""
+    st.info(
+        "No model predictions for this study yet. Run models on the Models page or import "
+        "precomputed predictions; each model then appears here beside the human ceiling."
+    )
