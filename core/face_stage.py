@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.detection import DETECTOR_VERSIONS, DETECTORS, PRECROPPED, Detector, get_detector
@@ -171,6 +172,19 @@ def _save(session: Session, result: FaceResult) -> None:
     )
 
 
+def _save_all(factory: sessionmaker[Session], results: list[FaceResult]) -> None:
+    """Store a chunk; a concurrent run that inserted the same rows first makes this an update."""
+    for attempt in (1, 2):
+        try:
+            with factory.begin() as session:
+                for result in results:
+                    _save(session, result)
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
+
+
 # ---------------------------------------------------------------------------------------------
 # The stage
 
@@ -250,9 +264,7 @@ def ensure_faces(
             done += 1
             if progress:
                 progress(done, len(wanted))
-        with factory.begin() as session:
-            for result in computed:
-                _save(session, result)
+        _save_all(factory, computed)
         results.update({result.sha256: result for result in computed})
     return {sha: results[sha] for sha in wanted}
 

@@ -127,6 +127,27 @@ def test_detector_failure_on_one_image_is_recorded(sessions, astronaut_sha, monk
         assert session.scalars(select(FaceDetection.status)).one() == "error"
 
 
+def test_a_concurrent_run_storing_first_is_not_an_error(sessions, astronaut_sha, monkeypatch):
+    """Another run commits the same row between our lookup and our insert: we update it."""
+    real_save, raced = face_stage.face_db.save_detection, []
+
+    def save_racing(session, **row):
+        saved = real_save(session, **row)
+        if not raced:
+            raced.append(True)
+            with sessions.begin() as other:
+                other.add(FaceDetection(stimulus_sha256=row["sha256"], detector=row["detector"],
+                                        faces=[], status="none"))
+        return saved
+
+    monkeypatch.setattr(face_stage.face_db, "save_detection", save_racing)
+    use(monkeypatch, ThreeFaces())
+    assert ensure_faces(sessions, [astronaut_sha])[astronaut_sha].status == "several"
+    assert raced
+    with sessions() as session:
+        assert session.scalars(select(FaceDetection.status)).one() == "several"
+
+
 def test_precropped_stimuli_use_the_whole_image(sessions, astronaut_sha: str) -> None:
     result = ensure_faces(sessions, [astronaut_sha], precropped={astronaut_sha})[astronaut_sha]
     assert result.status == "precropped" and result.detector == "precropped"
