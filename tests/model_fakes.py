@@ -41,8 +41,8 @@ def astronaut() -> tuple[np.ndarray, Face]:
 def export_onnx(network: torch.nn.Module, size: tuple[int, int], path: Path) -> Path:
     """Export as EmotiEffLib did (training_and_examples/convert_pt_to_onnx.py): opset 11, input
     ``input``, output ``output``, dynamic batch."""
-    with warnings.catch_warnings():  # torch warns that the TorchScript exporter is legacy
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with warnings.catch_warnings():  # legacy-exporter and tracer warnings are expected here
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             network.eval(), torch.randn(1, 3, *size), str(path), opset_version=11,
             input_names=["input"], output_names=["output"],
