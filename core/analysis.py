@@ -62,8 +62,10 @@ def build_report(
     ``ties``: majority-label tie policy (``core.agreement.TIE_POLICIES``); ``unequal``: how
     Fleiss' kappa handles unequal rater counts (``"modal"`` or ``"all"``); ``subgroup_by``:
     stimulus attributes to split by (default: every attribute with 2-12 values).
-    ``progress(done, total)`` is called after each step.
+    ``progress(done, total)`` is called after each step. Raises ValueError without ratings.
     """
+    if ratings is None or ratings.empty:
+        raise ValueError("no human ratings to analyse: import a rating batch (or include one)")
     data = ag.StudyData.from_frames(ratings, predictions, stimuli, models)
     boot = ag.Bootstrap(n_boot=n_boot, seed=seed)
     attributes = ag.subgroup_columns(data) if subgroup_by is None else list(subgroup_by)

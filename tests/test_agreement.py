@@ -341,3 +341,19 @@ def test_build_report_with_ratings_only_and_progress():
     assert tables["model_continuous"].empty and tables["model_as_rater"].empty
     assert not tables["icc"].empty and not tables["ceiling"].empty
     assert calls[-1][0] == calls[-1][1]
+
+
+def test_build_report_without_ratings_says_what_to_do():
+    with pytest.raises(ValueError, match="import a rating batch"):
+        build_report(pd.DataFrame(columns=["stimulus", "stimulus_id", "rater", "batch_id", "emotion",
+                                           "valence", "arousal"]), None, None, None)
+
+
+def test_model_without_probabilities_gets_nan_and_a_note():
+    ratings, predictions, stimuli, models = synthetic_study(30, 4, 1, seed=8)
+    predictions[[c for c in predictions if c.startswith("p_")]] = np.nan
+    table = ag.model_vs_human_labels(ag.StudyData.from_frames(ratings, predictions, stimuli, models), NO_BOOT)
+    jsd = table[table["metric"] == "jsd"].iloc[0]
+    assert np.isnan(jsd["estimate"]) and jsd["n"] == 0 and "no class probabilities" in jsd["note"]
+    accuracy = table[table["metric"] == "accuracy"].iloc[0]
+    assert accuracy["n"] > 0 and "probabilities" not in accuracy["note"]

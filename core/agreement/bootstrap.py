@@ -60,7 +60,7 @@ class Bootstrap:
         contributions = np.asarray(contributions, dtype=np.float64)
         if mask is not None:
             contributions = contributions * mask.reshape((-1,) + (1,) * (contributions.ndim - 1))
-        flat = contributions.reshape(contributions.shape[0], -1)
+        flat = contributions.reshape(contributions.shape[0], int(np.prod(contributions.shape[1:])))
         point = flat.sum(axis=0).reshape(contributions.shape[1:])
         resampled = (self.weights(contributions.shape[0]) @ flat.astype(np.float32)).astype(
             np.float64

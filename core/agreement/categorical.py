@@ -69,8 +69,9 @@ def confusion_statistics(
     if classes is None:
         classes = f1_denominator > 0
     f1 = np.where(classes, f1, np.nan)
-    with np.errstate(invalid="ignore"):
-        macro = np.nanmean(f1, axis=-1) if f1.size else np.full(n.shape, np.nan)
+    defined = np.isfinite(f1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        macro = np.where(defined, f1, 0.0).sum(axis=-1) / defined.sum(axis=-1)
     return {
         "accuracy": agreement,
         "cohen_kappa": np.where(chance < 1, (agreement - chance) / (1 - chance), np.nan),

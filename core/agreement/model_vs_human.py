@@ -24,18 +24,18 @@ import pandas as pd
 
 from core.agreement.bootstrap import Bootstrap, Estimate, estimates_frame
 from core.agreement.categorical import (
+    LABEL_METRICS,
     confusion_contributions,
     confusion_statistics,
     jensen_shannon,
 )
 from core.agreement.consensus import human_means, majority_codes
-from core.agreement.continuous import moment_statistics, paired_moments
+from core.agreement.continuous import CONTINUOUS_METRICS, moment_statistics, paired_moments
 from core.agreement.data import DIMENSIONS, LABELS, N_LABELS, StudyData
 
-CONTINUOUS_REPORTED = ("ccc", "pearson_r", "rmse", "mae", "mean_bias")
-LABEL_REPORTED = ("accuracy", "macro_f1", "cohen_kappa")
 REFERENCES = ("human_majority", "intended")
 SCOPES = ("all", "outputtable")
+NO_PROBABILITIES = "the model gives no class probabilities"
 K2 = N_LABELS * N_LABELS
 
 
@@ -82,7 +82,7 @@ def reference_codes(data: StudyData, reference: str, ties: str = "none") -> np.n
 
 def continuous_estimates(
     data: StudyData, boot: Bootstrap, mask: np.ndarray | None = None,
-    metrics: tuple[str, ...] = CONTINUOUS_REPORTED,
+    metrics: tuple[str, ...] = CONTINUOUS_METRICS,
 ) -> list[Estimate]:
     """Every model's V/A agreement with the human mean rating, as estimates with replicates."""
     estimates = []
@@ -124,7 +124,7 @@ class LabelResult:
 def label_estimates(
     predictors: Predictors, truth: np.ndarray, reference: str, boot: Bootstrap,
     mask: np.ndarray | None = None, vote_shares: np.ndarray | None = None,
-    metrics: tuple[str, ...] = LABEL_REPORTED + ("mean_p_reference", "jsd"),
+    metrics: tuple[str, ...] = LABEL_METRICS + ("mean_p_reference", "jsd"),
 ) -> LabelResult:
     """Accuracy, macro-F1, kappa, per-emotion recall, mean probability on the reference label
     and (with ``vote_shares``) JSD to the human vote distribution, in both scopes."""
@@ -163,6 +163,7 @@ def label_estimates(
     with np.errstate(invalid="ignore", divide="ignore"):
         point_stats, rep_stats = statistic(point), statistic(reps)
     excluded = _exclusions(codes, truth, outputtable, mask)
+    has_probs = np.isfinite(predictors.probs).any(axis=(1, 2))
     estimates, recalls = [], []
     for p in range(len(predictors.ids)):
         notes = _scope_notes(predictors.can_output[p], excluded["unoutputtable"][p])
@@ -173,9 +174,11 @@ def label_estimates(
                 if metric == "jsd" and vote_shares is None:
                     continue
                 n_key = {"mean_p_reference": "n_p", "jsd": "n_jsd"}.get(metric, "n")
+                note = info if n_key == "n" or has_probs[p] else {
+                    **info, "note": "; ".join(filter(None, [info["note"], NO_PROBABILITIES]))}
                 estimates.append(Estimate(
                     {**keys, "metric": metric}, point_stats[scope, metric][p],
-                    rep_stats[scope, metric][:, p], int(point_stats[scope, n_key][p]), info,
+                    rep_stats[scope, metric][:, p], int(point_stats[scope, n_key][p]), note,
                 ))
             recalls += _recall_estimates(p, keys, scope, point_stats, rep_stats, predictors,
                                          confusion[scope][p])

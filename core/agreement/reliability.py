@@ -119,7 +119,7 @@ def krippendorff_alpha(
     Columns: dimension, metric, level, estimate, ci_low, ci_high, n (pairable stimuli),
     n_values (pairable values), n_raters, ci_method.
     """
-    matrix = _as_float(data.human(dimension))
+    matrix = as_float_matrix(data.human(dimension))
     point, reps, n_units, n_values = alpha_replicates(matrix, level, boot)
     return pd.DataFrame({
         "dimension": [dimension], "metric": ["krippendorff_alpha"], "level": [level],
@@ -129,7 +129,8 @@ def krippendorff_alpha(
     })
 
 
-def _as_float(matrix: np.ndarray) -> np.ndarray:
+def as_float_matrix(matrix: np.ndarray) -> np.ndarray:
+    """Label codes (-1 = missing) or ratings as floats with NaN for missing."""
     if matrix.dtype.kind in "iu":
         return np.where(matrix == MISSING, np.nan, matrix.astype(float))
     return matrix.astype(float)
@@ -303,8 +304,8 @@ def icc_matrix(matrix: np.ndarray, level: float = 0.95) -> pd.DataFrame:
 
 
 def _icc_inference(ms, values, n: int, k: int, alpha: float):
-    msr, msc, mse, msw = (float(ms[key]) for key in ("msr", "msc", "mse", "msw"))
-    icc_a = float(values[1])
+    msr, msc, mse, msw = (np.float64(ms[key]) for key in ("msr", "msc", "mse", "msw"))
+    icc_a = np.float64(values[1])
     df1, df_within, df_error = n - 1, n * (k - 1), (n - 1) * (k - 1)
     f1, f3 = msr / msw, msr / mse
     upper = 1 - alpha / 2
@@ -318,9 +319,10 @@ def _icc_inference(ms, values, n: int, k: int, alpha: float):
     fu, fl = stats.f.ppf(upper, n - 1, v), stats.f.ppf(upper, v, n - 1)
     a_low = n * (msr - fu * mse) / (fu * (k * msc + (k * n - k - n) * mse) + n * msr)
     a_high = n * (fl * msr - mse) / (k * msc + (k * n - k - n) * mse + n * fl * msr)
-    low = [(f1_low - 1) / (f1_low + k - 1), a_low, (f3_low - 1) / (f3_low + k - 1),
+    # (F - 1) / (F + k - 1) written as 1 - k / (F + k - 1): exact 1 when F is infinite.
+    low = [1 - k / (f1_low + k - 1), a_low, 1 - k / (f3_low + k - 1),
            1 - 1 / f1_low, a_low * k / (1 + a_low * (k - 1)), 1 - 1 / f3_low]
-    high = [(f1_high - 1) / (f1_high + k - 1), a_high, (f3_high - 1) / (f3_high + k - 1),
+    high = [1 - k / (f1_high + k - 1), a_high, 1 - k / (f3_high + k - 1),
             1 - 1 / f1_high, a_high * k / (1 + a_high * (k - 1)), 1 - 1 / f3_high]
     f_values = [f1, f3, f3, f1, f3, f3]
     df2 = [float(d) for d in (df_within, df_error, df_error, df_within, df_error, df_error)]

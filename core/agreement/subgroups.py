@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 
 from core.agreement.bootstrap import Bootstrap, Estimate, estimates_frame
+from core.agreement.categorical import LABEL_METRICS
 from core.agreement.data import DIMENSIONS, StudyData
 from core.agreement.model_vs_human import (
-    LABEL_REPORTED,
     continuous_estimates,
     label_estimates,
     model_predictors,
     reference_codes,
 )
-from core.agreement.reliability import _as_float, alpha_replicates
+from core.agreement.reliability import as_float_matrix, alpha_replicates
 
 SUBGROUP_CONTINUOUS = ("ccc", "pearson_r", "rmse", "mae")
 ID_KEYS = ("model_id", "dimension", "reference", "scope", "metric")
@@ -55,11 +55,11 @@ def _group_estimates(data: StudyData, boot: Bootstrap, mask: np.ndarray, ties: s
     if data.n_models:
         truth = reference_codes(data, "human_majority", ties)
         result = label_estimates(model_predictors(data), truth, "human_majority", boot, mask,
-                                 metrics=LABEL_REPORTED)
+                                 metrics=LABEL_METRICS)
         estimates += [e for e in result.metrics if e.keys["scope"] == "all"]
     for dimension in (*DIMENSIONS, "emotion"):
         level = "nominal" if dimension == "emotion" else "interval"
-        point, reps, n_units, _ = alpha_replicates(_as_float(data.human(dimension)), level, boot, mask)
+        point, reps, n_units, _ = alpha_replicates(as_float_matrix(data.human(dimension)), level, boot, mask)
         estimates.append(Estimate(
             {"model_id": "humans", "model_name": "human raters", "pipeline": "human",
              "dimension": dimension, "reference": "raters", "scope": "all",
