@@ -54,7 +54,9 @@ def page_setup(title: str, *, needs_study: bool = True) -> tuple[sessionmaker[Se
         st.stop()
     factory = sessions()
     with factory() as session:
-        studies = {s.id: (s.name + (" (synthetic demo)" if s.is_demo else "")) for s in list_studies(session)}
+        all_studies = list_studies(session)
+    studies = {s.id: s.name for s in all_studies}
+    demo_ids = {s.id for s in all_studies if s.is_demo}
     study_id = None
     if studies:
         current = st.session_state.get(STUDY_KEY)
@@ -66,6 +68,8 @@ def page_setup(title: str, *, needs_study: bool = True) -> tuple[sessionmaker[Se
             format_func=studies.get,
         )
         st.session_state[STUDY_KEY] = study_id
+        if study_id in demo_ids:
+            st.sidebar.warning("Synthetic demo study: generated faces, ratings and model outputs.")
     st.title(title)
     if needs_study and study_id is None:
         st.info("No study yet. Create one or load the demo study on the Home page.")
