@@ -18,6 +18,7 @@ from core.stimulus_keys import KEY_MODES
 from core.tabular import TableError, read_table
 from db import stimuli as stimulus_db
 from ui.chrome import page_setup
+from ui.face_panel import show_detection
 
 PAGE_SIZE = 48
 GRID_COLUMNS = 6
@@ -193,8 +194,8 @@ def detail_section(stimulus_id: int) -> None:
     st.subheader(stimulus.path)
     picture, facts = st.columns([3, 2])
     try:
-        # The face stage adds its detection overlay here.
-        picture.image(load_rgb(stimulus.sha256), width="stretch")
+        with picture:
+            show_detection(factory, stimulus.sha256, load_rgb(stimulus.sha256))
     except ImageError as error:
         picture.error(str(error))
     facts.dataframe(
