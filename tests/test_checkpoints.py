@@ -92,6 +92,15 @@ def test_unregistered_file_dropped_in_folder_is_unverified(data_dir: Path) -> No
         checkpoints.resolve(spec)
 
 
+def test_official_file_copied_by_hand_is_verified_and_remembered(data_dir: Path) -> None:
+    spec = make_spec(slot(git_blob=PAYLOAD_GIT_BLOB))
+    folder = checkpoints.checkpoint_dir(spec)
+    (folder / "weights.bin").write_bytes(PAYLOAD)
+    assert checkpoints.checkpoint_status(spec).state == "ready"
+    entry = json.loads((folder / "manifest.json").read_text())["files"]["weights.bin"]
+    assert entry["verified_by"] == "git_blob" and entry["source"] == "found in the cache folder"
+
+
 def test_corrupt_published_file_is_mismatch_even_with_stale_manifest(data_dir: Path) -> None:
     spec = make_spec(slot(sha256=PAYLOAD_SHA256))
     path = checkpoints.register_local(spec, 0, PAYLOAD)

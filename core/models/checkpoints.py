@@ -135,7 +135,8 @@ def _check_variant(folder: Path, variant: CheckpointFile, manifest: dict, fast: 
         return _SlotCheck("missing", None, None, None, f"{variant.name} is missing")
     entry = manifest.get(variant.name)
     stat = path.stat()
-    if fast and entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+    fresh = bool(entry) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns
+    if fast and fresh:
         hashes = FileHashes(entry["sha256"], entry.get("git_blob", ""), stat.st_size)
     else:
         hashes = hash_file(path)
@@ -146,6 +147,11 @@ def _check_variant(folder: Path, variant: CheckpointFile, manifest: dict, fast: 
         verdict = hashes.sha256 == entry["sha256"]
     if not verdict:
         return _SlotCheck("mismatch", path, variant, None, f"{variant.name} does not match its expected hash (corrupt or a different file)")
+    if not fresh:  # e.g. an official file copied into the folder by hand: remember it is verified
+        previous = entry or {}
+        _record(folder, variant.name, hashes, path,
+                previous.get("verified_by") or _published_by(variant),
+                previous.get("source", "found in the cache folder"))
     return _SlotCheck("ready", path, variant, hashes.sha256)
 
 
@@ -256,16 +262,24 @@ def _install(spec: ModelSpec, slot: CheckpointFile, tmp: Path, source: str, pin_
         chosen = unhashed[0]
         verified_by = pin_note
     else:
-        verified_by = "sha256" if chosen.sha256 else "git_blob"
+        verified_by = _published_by(chosen)
     target = folder / chosen.name
     os.replace(tmp, target)
-    stat = target.stat()
-    _write_manifest_entry(folder, chosen.name, {
+    _record(folder, chosen.name, hashes, target, verified_by, source)
+    return target
+
+
+def _published_by(variant: CheckpointFile) -> str:
+    return "sha256" if variant.sha256 else "git_blob"
+
+
+def _record(folder: Path, name: str, hashes: FileHashes, path: Path, verified_by: str, source: str) -> None:
+    stat = path.stat()
+    _write_manifest_entry(folder, name, {
         "sha256": hashes.sha256, "git_blob": hashes.git_blob, "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns, "verified_by": verified_by, "source": source,
         "added_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
-    return target
 
 
 def register_local(spec: ModelSpec, index: int, source: Path | bytes) -> Path:

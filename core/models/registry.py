@@ -125,11 +125,13 @@ def _spec_row(spec: ModelSpec) -> dict:
 
 
 def _imported_row(row: RegisteredModel) -> dict:
-    """Imported predictions: the card dict written by the import (name, tool, labels, va, ...)."""
+    """Imported predictions: the card dict written by core.predictions_import (name, pipeline,
+    tool, labels, va, ...)."""
     card = row.card or {}
     labels = list(card.get("labels", []))
     return {
-        "model_id": row.id, "name": card.get("name", row.id), "pipeline": "imported predictions",
+        "model_id": row.id, "name": card.get("name", row.id),
+        "pipeline": card.get("pipeline") or "imported predictions",
         "labels": labels, "source": "imported", "architecture": card.get("tool", ""),
         "pretraining": "", "training_data": "", "strategy": "", "classes": len(labels),
         "va_output": "yes (imported)" if card.get("va") else "no", "params": None,
