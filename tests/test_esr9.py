@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.face import Face, crop_box
 from core.models import checkpoints, registry
@@ -38,6 +40,14 @@ def test_plurality_vote() -> None:
 ])
 def test_ties_go_to_the_lowest_label_index(winners: list[int], expected: int) -> None:
     assert esr9.vote(branch_logits(winners))[1] == expected
+
+
+@given(st.lists(st.integers(0, 7), min_size=9, max_size=9))
+def test_vote_winner_is_the_lowest_most_voted_label(winners: list[int]) -> None:
+    votes, winner = esr9.vote(branch_logits(winners))
+    counts = [winners.count(label) for label in range(8)]
+    assert votes.tolist() == counts
+    assert winner == min(label for label in range(8) if counts[label] == max(counts))
 
 
 def test_decode_votes_shares_mean_va_and_extras() -> None:
