@@ -35,11 +35,12 @@ from core.agreement.model_vs_human import (
     per_emotion_recall,
 )
 from core.agreement.model_vs_model import model_vs_model
-from core.agreement.rater import model_as_rater, panel_reliability
+from core.agreement.rater import human_ceiling, model_as_rater, panel_reliability
 from core.agreement.reliability import (
     ICC_FORMS,
     fleiss_kappa,
     icc,
+    icc_label,
     icc_matrix,
     krippendorff_alpha,
     krippendorff_alpha_matrix,
@@ -57,8 +58,10 @@ __all__ = [
     "confusion_table",
     "fleiss_kappa",
     "fleiss_kappa_counts",
+    "human_ceiling",
     "human_consensus",
     "icc",
+    "icc_label",
     "icc_matrix",
     "jensen_shannon",
     "krippendorff_alpha",

@@ -105,7 +105,9 @@ def _order_statistic(ordered: np.ndarray, valid: np.ndarray, q: float) -> np.nda
     above = np.minimum(below + 1, np.maximum(valid - 1, 0))
     low = np.take_along_axis(ordered, below[None], axis=0)[0]
     high = np.take_along_axis(ordered, above[None], axis=0)[0]
-    value = low + (high - low) * (position - below)
+    fraction = position - below
+    with np.errstate(invalid="ignore"):  # infinite replicates: take the order statistic itself
+        value = np.where(fraction == 0, low, low + (high - low) * fraction)
     return np.where(valid > 0, value, np.nan)
 
 

@@ -216,7 +216,8 @@ def _model_arrays(
         probs[m, cols] = rows[prob_columns].to_numpy(float)
         if model_id in info.index:
             names.append(str(info.at[model_id, "name"]) if "name" in info else model_id)
-            pipelines.append(str(info.at[model_id, "pipeline"]) if "pipeline" in info else "unknown")
+            pipeline = info.at[model_id, "pipeline"] if "pipeline" in info else None
+            pipelines.append("unknown" if pipeline is None or pd.isna(pipeline) else str(pipeline))
             listed = info.at[model_id, "labels"] if "labels" in info else None
             can_output[m] = np.isin(LABELS, list(listed)) if listed is not None else False
         else:

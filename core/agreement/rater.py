@@ -22,6 +22,7 @@ from core.agreement.reliability import (
     LeaveOneOut,
     alpha_replicates,
     icc_contributions,
+    icc_label,
     icc_matrix,
     icc_mean_squares,
     icc_values,
@@ -140,7 +141,7 @@ def panel_reliability(data: StudyData, boot: Bootstrap) -> pd.DataFrame:
 
     Both panels use the same stimuli: those the model has an output for (ICC: and every human
     rated). Columns: model_id, model_name, pipeline, dimension, metric (icc | krippendorff_alpha),
-    form (ICC(A,1) = ICC(2,1) | level), panel (humans | humans + model | change), estimate,
+    form (ICC(A,1) = ICC(2,1) (ICC2) | level), panel (humans | humans + model | change), estimate,
     ci_low, ci_high, n, ci_method (ICC panels: F distribution; alpha and every change: bootstrap).
     """
     rows = []
@@ -173,7 +174,7 @@ def _icc_rows(info, dimension, humans, with_model, covered, boot) -> list[dict]:
     keep = covered & np.isfinite(with_model).all(axis=0)
     if keep.sum() < 2:
         nan = (np.nan, np.full(boot.n_boot, np.nan), int(keep.sum()))
-        return _panel_rows(info, dimension, "icc", "ICC(A,1) = ICC(2,1)", nan, nan, boot, "")
+        return _panel_rows(info, dimension, "icc", icc_label(ICC_PANEL_FORM), nan, nan, boot, "")
     results = []
     for panel in (humans, with_model):
         block = np.where(keep, panel, 0.0).T
@@ -182,7 +183,7 @@ def _icc_rows(info, dimension, humans, with_model, covered, boot) -> list[dict]:
         full[keep] = contributions
         point, reps = boot.evaluate(full, lambda s: icc_values(icc_mean_squares(s, panel.shape[0]))[..., 1])
         results.append((point, reps, int(keep.sum()), icc_matrix(block[keep])))
-    rows = _panel_rows(info, dimension, "icc", "ICC(A,1) = ICC(2,1)", results[0][:3],
+    rows = _panel_rows(info, dimension, "icc", icc_label(ICC_PANEL_FORM), results[0][:3],
                        results[1][:3], boot, "F distribution (exact)")
     for row, (_, _, _, table) in zip(rows[:2], results):
         exact = table.set_index("form").loc[ICC_PANEL_FORM]

@@ -278,6 +278,13 @@ def icc_values(ms: dict[str, np.ndarray]) -> np.ndarray:
     ], axis=-1)
 
 
+def icc_label(form: str) -> str:
+    """Display name in every convention, e.g. ``ICC(A,1) = ICC(2,1) (ICC2)``."""
+    pingouin_name, shrout_fleiss, legacy, _ = next(f for f in ICC_FORMS if form in f[:3])
+    names = dict.fromkeys([pingouin_name, shrout_fleiss])
+    return f"{' = '.join(names)} ({legacy})"
+
+
 def icc_matrix(matrix: np.ndarray, level: float = 0.95) -> pd.DataFrame:
     """All six ICC forms of a complete items x raters matrix with F, df, p and exact CIs.
 
@@ -296,9 +303,9 @@ def icc_matrix(matrix: np.ndarray, level: float = 0.95) -> pd.DataFrame:
         "form": [f[0] for f in ICC_FORMS],
         "shrout_fleiss": [f[1] for f in ICC_FORMS],
         "pingouin_legacy": [f[2] for f in ICC_FORMS],
-        "label": [f"{f[0]} = {f[1]} ({f[2]})" for f in ICC_FORMS],
+        "label": [icc_label(f[0]) for f in ICC_FORMS],
         "description": [f[3] for f in ICC_FORMS],
-        "estimate": values, "F": f_values, "df1": float(n - 1), "df2": df2, "p": p,
+        "estimate": values, "F": f_values, "df1": n - 1, "df2": df2, "p": p,
         "ci_low": low, "ci_high": high, "n": n, "k": k,
     })
 
@@ -325,7 +332,7 @@ def _icc_inference(ms, values, n: int, k: int, alpha: float):
     high = [1 - k / (f1_high + k - 1), a_high, 1 - k / (f3_high + k - 1),
             1 - 1 / f1_high, a_high * k / (1 + a_high * (k - 1)), 1 - 1 / f3_high]
     f_values = [f1, f3, f3, f1, f3, f3]
-    df2 = [float(d) for d in (df_within, df_error, df_error, df_within, df_error, df_error)]
+    df2 = [df_within, df_error, df_error, df_within, df_error, df_error]
     p = [stats.f.sf(f, df1, d) for f, d in zip(f_values, df2)]
     return np.array(low), np.array(high), np.array(f_values), df2, np.array(p)
 
