@@ -146,17 +146,25 @@ def _vegalite_version() -> str:
     return f"v{major}.{minor}"
 
 
-def chart_to_svg(chart: alt.TopLevelMixin) -> str:
+ChartLike = alt.TopLevelMixin | dict
+"""An Altair chart or its Vega-Lite spec (``chart.to_dict()``, e.g. cached by the UI)."""
+
+
+def _spec(chart: ChartLike) -> dict:
+    return chart if isinstance(chart, dict) else chart.to_dict()
+
+
+def chart_to_svg(chart: ChartLike) -> str:
     """The chart as an SVG document."""
-    return vl_convert.vegalite_to_svg(chart.to_dict(), vl_version=_vegalite_version())
+    return vl_convert.vegalite_to_svg(_spec(chart), vl_version=_vegalite_version())
 
 
-def chart_to_png(chart: alt.TopLevelMixin, scale: float = 2) -> bytes:
+def chart_to_png(chart: ChartLike, scale: float = 2) -> bytes:
     """The chart as PNG bytes; ``scale=2`` gives print resolution for a single-column figure."""
-    return vl_convert.vegalite_to_png(chart.to_dict(), vl_version=_vegalite_version(), scale=scale)
+    return vl_convert.vegalite_to_png(_spec(chart), vl_version=_vegalite_version(), scale=scale)
 
 
-def save_chart(chart: alt.TopLevelMixin, stem: Path) -> list[Path]:
+def save_chart(chart: ChartLike, stem: Path) -> list[Path]:
     """Write ``<stem>.svg`` and ``<stem>.png``; returns both paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import streamlit as st
 from core import charts
 from ui.chrome import page_setup
 from ui.downloads import (
+    AnalysisContext,
     analysis_context,
     no_models_message,
     show_chart,
@@ -52,7 +53,8 @@ def ceiling_band(ceiling: pd.DataFrame, dimension: str, metric: str) -> dict | N
             "label": "human raters: median and IQR (leave-one-rater-out)"}
 
 
-def human_ceiling_section(tables: dict[str, pd.DataFrame]) -> None:
+def human_ceiling_section(context: AnalysisContext) -> None:
+    tables = context.tables
     st.markdown(
         "How well do human raters agree with each other? This is the yardstick: a model that "
         "agrees with the panel as well as a typical rater reaches the human ceiling."
@@ -77,11 +79,11 @@ def human_ceiling_section(tables: dict[str, pd.DataFrame]) -> None:
         dimension, metric = st.selectbox(
             "Metric", options, format_func=lambda o: metric_label(*o), key="agreement-loo-metric"
         )
-        raters = pick(loo, dimension=dimension, metric=metric)
-        chart = charts.forest_plot(
-            raters, ceiling=ceiling_band(ceiling, dimension, metric), label_col="rater",
-            metric=METRIC_NAMES.get(metric, metric), title=f"Human raters vs the others: {dimension}",
-        )
+        chart = context.chart(("loo", dimension, metric), lambda: charts.forest_plot(
+            pick(loo, dimension=dimension, metric=metric), ceiling=ceiling_band(ceiling, dimension, metric),
+            label_col="rater", metric=METRIC_NAMES.get(metric, metric),
+            title=f"Human raters vs the others: {dimension}",
+        ))
         show_chart(chart, f"human_loo_{dimension}_{metric}", key="agreement-loo-chart")
     show_table(ceiling, "Human ceiling", key="agreement-ceiling",
                caption="Human ceiling: median leave-one-rater-out score (95% bootstrap CI) and the raters' spread.")
@@ -97,7 +99,13 @@ def human_ceiling_section(tables: dict[str, pd.DataFrame]) -> None:
                caption="Intraclass correlations of human valence and arousal (all six forms, F test, exact 95% CI).")
 
 
-def models_section(tables: dict[str, pd.DataFrame], pipelines: dict[str, str]) -> None:
+def labelled(frame: pd.DataFrame, pipelines: dict[str, str]) -> pd.DataFrame:
+    """Rows with a ``model`` column reading ``pipeline · model id``."""
+    return frame.assign(model=[charts.model_label(m, pipelines.get(m)) for m in frame["model_id"]])
+
+
+def models_section(context: AnalysisContext) -> None:
+    tables, pipelines = context.tables, context.pipelines
     ceiling, loo, as_rater = tables["ceiling"], tables["loo"], tables["model_as_rater"]
     st.markdown(
         "Each model scored like one more rater (against all human raters), beside the human "
@@ -108,14 +116,12 @@ def models_section(tables: dict[str, pd.DataFrame], pipelines: dict[str, str]) -
         dimension, metric = st.selectbox(
             "Metric", options, format_func=lambda o: metric_label(*o), key="agreement-model-metric"
         )
-        rows = pick(as_rater, dimension=dimension, metric=metric).assign(
-            model=lambda f: [charts.model_label(m, pipelines.get(m)) for m in f["model_id"]]
-        )
-        chart = charts.forest_plot(
+        rows = labelled(pick(as_rater, dimension=dimension, metric=metric), pipelines)
+        chart = context.chart(("models", dimension, metric), lambda: charts.forest_plot(
             rows, ceiling=ceiling_band(ceiling, dimension, metric),
             human_scores=pick(loo, dimension=dimension, metric=metric), label_col="model",
             metric=METRIC_NAMES.get(metric, metric), title=f"Models vs human ceiling: {dimension}",
-        )
+        ))
         show_chart(chart, f"models_vs_ceiling_{dimension}_{metric}", key="agreement-model-chart")
         notes = rows.loc[rows["note"].astype(str) != "", ["model_id", "note"]].drop_duplicates()
         for note in notes.itertuples():
@@ -138,7 +144,8 @@ def models_section(tables: dict[str, pd.DataFrame], pipelines: dict[str, str]) -
                caption="ICC(A,1) and Krippendorff's alpha of the human panel, and with the model as one more rater.")
 
 
-def subgroup_section(tables: dict[str, pd.DataFrame], pipelines: dict[str, str]) -> None:
+def subgroup_section(context: AnalysisContext) -> None:
+    tables, pipelines = context.tables, context.pipelines
     groups, gaps = tables["subgroups"], tables["subgroup_gaps"]
     attributes = sorted(groups["attribute"].astype(str).unique()) if not groups.empty else []
     attribute = subgroup_selector(attributes, key="agreement-subgroup")
@@ -149,13 +156,12 @@ def subgroup_section(tables: dict[str, pd.DataFrame], pipelines: dict[str, str])
     dimension, metric = st.selectbox(
         "Metric", options, format_func=lambda o: metric_label(*o), key="agreement-subgroup-metric"
     )
-    label = lambda f: f.assign(model=[charts.model_label(m, pipelines.get(m)) for m in f["model_id"]])
-    chosen = label(pick(groups, dimension=dimension, metric=metric))
-    chosen_gaps = label(pick(gaps, dimension=dimension, metric=metric))
-    chart = charts.subgroup_gap_chart(
-        chosen, chosen_gaps, label_col="model", metric=METRIC_NAMES.get(metric, metric),
+    chart = context.chart(("subgroups", attribute, dimension, metric), lambda: charts.subgroup_gap_chart(
+        labelled(pick(groups, dimension=dimension, metric=metric), pipelines),
+        labelled(pick(gaps, dimension=dimension, metric=metric), pipelines),
+        label_col="model", metric=METRIC_NAMES.get(metric, metric),
         title=f"{metric_label(dimension, metric)} by {attribute}",
-    )
+    ))
     show_chart(chart, f"subgroups_{attribute}_{dimension}_{metric}", key="agreement-subgroup-chart")
     st.caption("Rows 'humans' are the human panel's own reliability within each group (the ceiling per group).")
     show_table(groups, f"Subgroups by {attribute}", key="agreement-subgroups",
@@ -179,14 +185,14 @@ ceiling_tab, models_tab, subgroups_tab, notes_tab = st.tabs(
     ["Human ceiling", "Models vs humans", "Subgroups", "Notes"]
 )
 with ceiling_tab:
-    human_ceiling_section(tables)
+    human_ceiling_section(context)
 with models_tab:
     if context.has_models:
-        models_section(tables, context.pipelines)
+        models_section(context)
     else:
         no_models_message()
 with subgroups_tab:
-    subgroup_section(tables, context.pipelines)
+    subgroup_section(context)
 with notes_tab:
     show_table(tables["models"], "Models analysed", key="agreement-models",
                caption="Models analysed: pipeline, labels they can output, coverage.")

@@ -60,10 +60,10 @@ seven_class_note(models, model_id)
 cells = confusion[(confusion["model_id"] == model_id) & (confusion["reference"] == reference)]
 true_title = "Intended emotion" if reference == "intended" else "Human majority"
 pred_title = "Human majority" if model_id == HUMAN_PREDICTOR else "Model prediction"
-heatmap = charts.confusion_heatmap(
+heatmap = context.chart(("confusion", model_id, reference), lambda: charts.confusion_heatmap(
     cells, true_title=true_title, pred_title=pred_title,
     title=f"{predictor_name(model_id, context.pipelines)} vs {REFERENCES[reference]}",
-)
+))
 st.caption("Colour: share of the row (each row sums to 1); numbers: stimuli in the cell.")
 show_chart(heatmap, f"confusion_{model_id}_{reference}", key="confusion-heatmap")
 
@@ -78,9 +78,9 @@ shown = shown.assign(model=[predictor_name(m, context.pipelines) for m in shown[
 if shown.empty:
     st.caption("No recall estimates for this choice.")
 else:
-    bars = charts.recall_bars(
+    bars = context.chart(("recall", model_id == HUMAN_PREDICTOR, reference, scope), lambda: charts.recall_bars(
         shown, model_col="model", title=f"Recall per {REFERENCES[reference]} ({scope} stimuli)"
-    )
+    ))
     show_chart(bars, f"recall_{reference}_{scope}", key="confusion-recall")
     for note in shown.loc[shown["note"].astype(str) != "", ["model_id", "emotion", "note"]].itertuples():
         st.caption(f"{note.model_id}, {note.emotion}: {note.note}")

@@ -51,7 +51,10 @@ st.caption(
     "Hover a point for the stimulus and its values. Axes fixed to [-1, 1]; dashed: unit circle."
 )
 title = "Humans" if shown is None else f"Humans vs {names.get(chosen) or chosen}"
-chart = charts.circumplex_chart(consensus, shown, centroids=centroids, title=title)
+chart = context.chart(
+    ("circumplex", chosen, centroids),
+    lambda: charts.circumplex_chart(consensus, shown, centroids=centroids, title=title),
+)
 show_chart(chart, f"circumplex_{'humans' if shown is None else chosen}", key="circumplex-chart")
 
 show_table(consensus[CONSENSUS_COLUMNS], "Human consensus", key="circumplex-consensus",

@@ -38,7 +38,10 @@ for dimension, metric, title in MATRICES:
         st.caption(f"{title}: no model pair has outputs for this.")
         continue
     st.subheader(title)
-    chart = charts.model_heatmap(matrix, pipelines=pipelines, metric=title, title=title)
+    chart = context.chart(
+        ("diversity", dimension, metric),
+        lambda: charts.model_heatmap(matrix, pipelines=pipelines, metric=title, title=title),
+    )
     show_chart(chart, f"model_vs_model_{dimension}_{metric}", key=f"diversity-{dimension}")
 
 show_table(pairs, "Model vs model", key="diversity-pairs",

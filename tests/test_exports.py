@@ -96,6 +96,10 @@ def test_svg_and_png_render(tmp_path: Path) -> None:
     assert width(png2) == pytest.approx(2 * width(png1), abs=2)
 
 
+def test_spec_dict_renders_like_the_chart() -> None:
+    assert exports.chart_to_svg(_chart().to_dict()) == exports.chart_to_svg(_chart())
+
+
 def test_save_chart_writes_both_formats_even_with_dots_in_stem(tmp_path: Path) -> None:
     paths = exports.save_chart(_chart(), tmp_path / "figs" / "ccc.valence")
     assert [p.name for p in paths] == ["ccc.valence.svg", "ccc.valence.png"]

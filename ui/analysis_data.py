@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -27,6 +28,7 @@ from db.versions import analysis_version
 DEFAULT_N_BOOT = 1000
 DEFAULT_SEED = 0
 MAX_CACHED_REPORTS = 16
+MAX_CACHED_CHARTS = 256
 
 
 @dataclass(frozen=True)
@@ -169,15 +171,24 @@ def _computed_keys() -> set[tuple]:
     return set()
 
 
+def report_key(
+    factory: sessionmaker[Session], study_id: int, filters: Filters = Filters(), settings: Settings = Settings()
+) -> tuple:
+    """The explicit cache key of a report: database, study, data fingerprint, filters, settings."""
+    return (db_key(factory), study_id, data_version(factory, study_id), filters, settings)
+
+
 def report(
     factory: sessionmaker[Session],
     study_id: int,
     filters: Filters = Filters(),
     settings: Settings = Settings(),
+    key: tuple | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every table of ``core.analysis.build_report`` for the study and filters, from the cache
-    when possible; the first computation shows a status box with a progress bar."""
-    key = (db_key(factory), study_id, data_version(factory, study_id), filters, settings)
+    when possible; the first computation shows a status box with a progress bar. ``key`` is
+    :func:`report_key` when the caller already has it."""
+    key = key or report_key(factory, study_id, filters, settings)
     if key in _computed_keys():
         return _report(factory, *key)
     with st.status("Computing agreement statistics…", expanded=True) as status:
@@ -190,6 +201,20 @@ def report(
         status.update(label="Agreement statistics ready", state="complete", expanded=False)
     _computed_keys().add(key)
     return tables
+
+
+@st.cache_data(show_spinner=False, max_entries=MAX_CACHED_CHARTS)
+def _chart_spec(key: tuple, _build: Callable[[], alt.TopLevelMixin]) -> dict:
+    return _build().to_dict()
+
+
+def chart_spec(key: tuple, build: Callable[[], alt.TopLevelMixin]) -> dict:
+    """The Vega-Lite spec of ``build()``, cached under ``key``.
+
+    Building and validating an Altair chart costs 0.1-0.5 s; a page re-render must not pay it
+    again. ``key`` must determine the chart: the report key plus every choice the chart uses.
+    """
+    return _chart_spec(key, build)
 
 
 def has_models(tables: dict[str, pd.DataFrame]) -> bool:

@@ -8,7 +8,7 @@ page never pays for XLSX or PNG conversion.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import altair as alt
@@ -107,7 +107,7 @@ def workbook_download(tables: Mapping[str, pd.DataFrame], name: str, *, key: str
     )
 
 
-def chart_downloads(chart: alt.TopLevelMixin, name: str, *, key: str) -> None:
+def chart_downloads(chart: exports.ChartLike, name: str, *, key: str) -> None:
     """SVG and PNG download buttons for one chart."""
     stem = slug(name)
     svg, png, _ = st.columns([1, 1, 4])
@@ -121,10 +121,11 @@ def chart_downloads(chart: alt.TopLevelMixin, name: str, *, key: str) -> None:
     )
 
 
-def show_chart(chart: alt.TopLevelMixin, name: str, *, key: str) -> None:
-    """Render a chart with SVG/PNG downloads below it."""
-    st.altair_chart(chart, width="content", key=f"{key}-chart")
-    chart_downloads(chart, name, key=key)
+def show_chart(chart: exports.ChartLike, name: str, *, key: str) -> None:
+    """Render a chart (or its cached Vega-Lite spec) with SVG/PNG downloads below it."""
+    spec = chart if isinstance(chart, dict) else chart.to_dict()
+    st.vega_lite_chart(spec=spec, width="content", key=f"{key}-chart")
+    chart_downloads(spec, name, key=key)
 
 
 def batch_filter(batches: pd.DataFrame, *, key: str) -> tuple[int, ...] | None:
@@ -217,10 +218,15 @@ class AnalysisContext:
     filters: Filters
     settings: Settings
     pipelines: dict[str, str]
+    key: tuple
 
     @property
     def has_models(self) -> bool:
         return data.has_models(self.tables)
+
+    def chart(self, choices: tuple, build: Callable[[], alt.TopLevelMixin]) -> dict:
+        """The chart's spec, cached under this report's key plus the page's ``choices``."""
+        return data.chart_spec((*self.key, *choices), build)
 
 
 def analysis_context(factory: sessionmaker[Session], study_id: int, *, key: str) -> AnalysisContext:
@@ -243,8 +249,9 @@ def analysis_context(factory: sessionmaker[Session], study_id: int, *, key: str)
             "Model registry unavailable: pipelines shown as 'unknown' and label sets inferred "
             "from the stored probabilities."
         )
-    tables = data.report(factory, study_id, filters, settings)
-    return AnalysisContext(tables, frames, filters, settings, {**pipelines, **data.pipelines(tables)})
+    key = data.report_key(factory, study_id, filters, settings)
+    tables = data.report(factory, study_id, filters, settings, key)
+    return AnalysisContext(tables, frames, filters, settings, {**pipelines, **data.pipelines(tables)}, key)
 
 
 def no_models_message() -> None:
