@@ -26,14 +26,14 @@ class Bootstrap:
 
     n_boot: int = 1000
     seed: int = 0
-    level: float = 0.95
+    confidence: float = 0.95
     _weights: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.n_boot < 0:
             raise ValueError(f"n_boot must be >= 0, got {self.n_boot}")
-        if not 0 < self.level < 1:
-            raise ValueError(f"level must be in (0, 1), got {self.level}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
 
     def weights(self, n_items: int) -> np.ndarray:
         """(n_boot, n_items) resample counts, drawn once per ``n_items`` from the seed.
@@ -80,10 +80,12 @@ class Bootstrap:
 
     def interval(self, replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Percentile CI along axis 0, ignoring resamples where a statistic is undefined."""
-        return percentile_interval(replicates, self.level)
+        return percentile_interval(replicates, self.confidence)
 
 
-def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(
+    replicates: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper percentile bounds along axis 0 (NaN replicates ignored; all NaN -> NaN).
 
     Linear interpolation between order statistics, as ``numpy.quantile``'s default, but
@@ -95,7 +97,7 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[np
         return nan, nan.copy()
     ordered = np.sort(replicates, axis=0)  # NaN sorts last
     valid = (~np.isnan(replicates)).sum(axis=0)
-    tail = (1 - level) / 2
+    tail = (1 - confidence) / 2
     return _order_statistic(ordered, valid, tail), _order_statistic(ordered, valid, 1 - tail)
 
 

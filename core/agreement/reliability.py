@@ -285,7 +285,7 @@ def icc_label(form: str) -> str:
     return f"{' = '.join(names)} ({legacy})"
 
 
-def icc_matrix(matrix: np.ndarray, level: float = 0.95) -> pd.DataFrame:
+def icc_matrix(matrix: np.ndarray, confidence: float = 0.95) -> pd.DataFrame:
     """All six ICC forms of a complete items x raters matrix with F, df, p and exact CIs.
 
     Same ANOVA and CI formulas as pingouin 0.7 ``intraclass_corr`` (Shrout & Fleiss 1979;
@@ -298,7 +298,7 @@ def icc_matrix(matrix: np.ndarray, level: float = 0.95) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         ms = icc_mean_squares(icc_contributions(matrix).sum(axis=0), k)
         values = icc_values(ms)
-        low, high, f_values, df2, p = _icc_inference(ms, values, n, k, 1 - level)
+        low, high, f_values, df2, p = _icc_inference(ms, values, n, k, 1 - confidence)
     return pd.DataFrame({
         "form": [f[0] for f in ICC_FORMS],
         "shrout_fleiss": [f[1] for f in ICC_FORMS],
@@ -343,7 +343,7 @@ def complete_block(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return matrix[:, keep].T, keep
 
 
-def icc(data: StudyData, dimension: str, level: float = 0.95) -> pd.DataFrame:
+def icc(data: StudyData, dimension: str, confidence: float = 0.95) -> pd.DataFrame:
     """All six ICC forms of human ``valence`` or ``arousal`` (stimuli missing a rater dropped).
 
     Columns: dimension, form, shrout_fleiss, pingouin_legacy, label, description, estimate, F,
@@ -355,11 +355,11 @@ def icc(data: StudyData, dimension: str, level: float = 0.95) -> pd.DataFrame:
     if block.shape[0] < 2 or block.shape[1] < 2:
         note = ("fewer than two stimuli rated by every rater: ICC needs a complete raters x "
                 "stimuli block; use Krippendorff's alpha (handles missing ratings)")
-        frame = icc_matrix(np.full((2, max(block.shape[1], 2)), np.nan), level)
+        frame = icc_matrix(np.full((2, max(block.shape[1], 2)), np.nan), confidence)
         frame[["estimate", "F", "p", "ci_low", "ci_high"]] = np.nan
         frame["n"], frame["k"] = block.shape[0], block.shape[1]
     else:
-        frame = icc_matrix(block, level)
+        frame = icc_matrix(block, confidence)
     frame.insert(0, "dimension", dimension)
     frame["n_dropped"] = int((rated & ~keep).sum())
     frame["ci_method"] = "F distribution (exact)"
