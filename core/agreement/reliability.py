@@ -255,9 +255,14 @@ def icc_mean_squares(sums: np.ndarray, k: int) -> dict[str, np.ndarray]:
     columns = sums[..., 3:]
     grand = columns.sum(axis=-1)
     correction = grand * grand / (n * k)
-    ss_rows = row_squares / k - correction
-    ss_cols = (columns**2).sum(axis=-1) / n - correction
-    ss_error = squares - correction - ss_rows - ss_cols
+    total = squares - correction
+    # Sums of squares come from differences of sums: round-off below this share of the total
+    # is zero, so perfect or degenerate agreement gives exact (or NaN) ICCs, not 1e16.
+    floor = 1e-12 * np.abs(total)
+    ss_rows, ss_cols = (np.where(ss > floor, ss, 0.0) for ss in (
+        row_squares / k - correction, (columns**2).sum(axis=-1) / n - correction))
+    ss_error = total - ss_rows - ss_cols
+    ss_error = np.where(ss_error > floor, ss_error, 0.0)
     return {
         "n": n, "k": np.full(np.shape(n), float(k)),
         "msr": ss_rows / (n - 1), "msc": ss_cols / (k - 1),
@@ -268,13 +273,19 @@ def icc_mean_squares(sums: np.ndarray, k: int) -> dict[str, np.ndarray]:
 def icc_values(ms: dict[str, np.ndarray]) -> np.ndarray:
     """The six ICC forms (..., 6) in ``ICC_FORMS`` order (McGraw & Wong 1996 formulas)."""
     n, k, msr, msc, mse, msw = (ms[key] for key in ("n", "k", "msr", "msc", "mse", "msw"))
+    scale = msr + msc + mse + msw
+
+    def ratio(numerator, denominator):
+        defined = np.abs(denominator) > 1e-12 * scale
+        return np.where(defined, numerator / np.where(defined, denominator, 1.0), np.nan)
+
     return np.stack([
-        (msr - msw) / (msr + (k - 1) * msw),
-        (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n),
-        (msr - mse) / (msr + (k - 1) * mse),
-        (msr - msw) / msr,
-        (msr - mse) / (msr + (msc - mse) / n),
-        (msr - mse) / msr,
+        ratio(msr - msw, msr + (k - 1) * msw),
+        ratio(msr - mse, msr + (k - 1) * mse + k * (msc - mse) / n),
+        ratio(msr - mse, msr + (k - 1) * mse),
+        ratio(msr - msw, msr),
+        ratio(msr - mse, msr + (msc - mse) / n),
+        ratio(msr - mse, msr),
     ], axis=-1)
 
 
