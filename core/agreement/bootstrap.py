@@ -27,7 +27,7 @@ class Bootstrap:
     n_boot: int = 1000
     seed: int = 0
     confidence: float = 0.95
-    _weights: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _weights: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.n_boot < 0:
