@@ -30,6 +30,9 @@ EMOTION_COLORS = dict(
     )
 )
 EMOTION_SCALE = alt.Scale(domain=list(EMOTION_COLORS), range=list(EMOTION_COLORS.values()))
+LABEL_LIMIT = 320  # px; model labels such as "A · enet_b0_8_va_mtl" must not be truncated
+SLANTED = alt.Axis(labelAngle=-40, labelLimit=LABEL_LIMIT, labelOverlap=False)
+NAMES = alt.Axis(labelLimit=LABEL_LIMIT)
 
 
 def inline(frame: pd.DataFrame) -> dict[str, list[dict[str, object]]]:
@@ -39,6 +42,12 @@ def inline(frame: pd.DataFrame) -> dict[str, list[dict[str, object]]]:
     5,000-row limit for DataFrames.
     """
     return {"values": json.loads(frame.to_json(orient="records", date_format="iso"))}
+
+
+def finished(chart: alt.TopLevelMixin, **properties: object) -> alt.TopLevelMixin:
+    """Top-level properties plus ``autosize: pad``: width and height are the plot area, axes and
+    legends add to it (Streamlit otherwise fits the whole figure into the plot size)."""
+    return chart.properties(autosize=alt.AutoSizeParams(type="pad"), **properties)
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -84,7 +93,7 @@ def confusion_heatmap(
     true_order = _label_order(data["true"])
     pred_order = _label_order(data["predicted"])
     base = alt.Chart(inline(data)).encode(
-        x=alt.X("predicted:N", sort=pred_order, title=pred_title, axis=alt.Axis(labelAngle=-40)),
+        x=alt.X("predicted:N", sort=pred_order, title=pred_title, axis=SLANTED),
         y=alt.Y("true:N", sort=true_order, title=true_title),
         tooltip=[
             alt.Tooltip("true:N", title=true_title),
@@ -100,7 +109,7 @@ def confusion_heatmap(
         text=alt.Text("count:Q"),
         color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")),
     )
-    return (cells + counts).properties(title=title, width=320, height=320)
+    return finished(cells + counts, title=title, width=320, height=320)
 
 
 def recall_bars(
@@ -124,7 +133,7 @@ def recall_bars(
         _tooltip_number("ci_high", "CI high"),
     ] + ([alt.Tooltip("n:Q")] if "n" in data else [])
     encoding: dict[str, object] = {
-        "x": alt.X("emotion:N", sort=order, title=None, axis=alt.Axis(labelAngle=-40)),
+        "x": alt.X("emotion:N", sort=order, title=None, axis=SLANTED),
         "tooltip": tooltip,
     }
     if by_model:
@@ -136,7 +145,7 @@ def recall_bars(
     base = alt.Chart(inline(data)).encode(**encoding)
     bars = base.mark_bar().encode(y=alt.Y("estimate:Q", title="recall", scale=alt.Scale(domain=[0, 1])))
     whiskers = base.mark_rule(color="black").encode(y="ci_low:Q", y2="ci_high:Q")
-    return (bars + whiskers).properties(title=title, width=420, height=260)
+    return finished(bars + whiskers, title=title, width=420, height=260)
 
 
 # --------------------------------------------------------------------------- circumplex
@@ -301,7 +310,7 @@ def circumplex_chart(
         if not joined.empty:
             model_ids = sorted(joined["model_id"].astype(str).unique())
             chart = chart + _model_layers(joined, model_ids)
-    return chart.properties(title=title, width=size, height=size)
+    return finished(chart, title=title, width=size, height=size)
 
 
 # --------------------------------------------------------------------------- model x model
@@ -349,8 +358,8 @@ def model_heatmap(
     ] + [_tooltip_number(c, c.replace("_", " ")) for c in ("ci_low", "ci_high") if c in data]
     tooltip += [alt.Tooltip("n:Q")] if "n" in data else []
     base = alt.Chart(inline(data)).encode(
-        x=alt.X("label_b:N", sort=order, title=None, axis=alt.Axis(labelAngle=-40)),
-        y=alt.Y("label_a:N", sort=order, title=None),
+        x=alt.X("label_b:N", sort=order, title=None, axis=SLANTED),
+        y=alt.Y("label_a:N", sort=order, title=None, axis=NAMES),
         tooltip=tooltip,
     )
     cells = base.mark_rect().encode(
@@ -362,8 +371,8 @@ def model_heatmap(
         text=alt.Text("value:Q", format=".2f"),
         color=alt.condition("abs(datum.value) > 0.7", alt.value("white"), alt.value("black")),
     )
-    size = max(160, 48 * len(order))
-    return (cells + text).properties(title=title or metric, width=size, height=size)
+    size = max(160, 56 * len(order))
+    return finished(cells + text, title=title or metric, width=size, height=size)
 
 
 # --------------------------------------------------------------------------- agreement
@@ -382,14 +391,14 @@ def forest_plot(
 
     ``ceiling`` (``estimate``, ``ci_low``, ``ci_high``) is drawn as a shaded band with a rule at
     its estimate; ``human_scores`` (one ``estimate`` per human rater, e.g. leave-one-rater-out)
-    as grey ticks, so a model reads directly as inside or outside the human range.
+    as thin grey rules, so a model reads directly as inside or outside the human range.
     """
     _require(estimates, [label_col, "estimate", "ci_low", "ci_high"], "forest_plot")
     keep = [label_col, "estimate", "ci_low", "ci_high"] + (["n"] if "n" in estimates else [])
     data = estimates[keep].rename(columns={label_col: "label"})
     order = list(dict.fromkeys(data["label"].astype(str)))
     x_scale = alt.Scale(zero=False)
-    y = alt.Y("label:N", sort=order, title=None)
+    y = alt.Y("label:N", sort=order, title=None, axis=NAMES)
     tooltip = [
         alt.Tooltip("label:N", title="model"),
         _tooltip_number("estimate", metric),
@@ -419,20 +428,20 @@ def forest_plot(
         )
     if human_scores is not None and not human_scores.empty:
         _require(human_scores, ["estimate"], "forest_plot human_scores")
-        humans = human_scores
+        columns = ["estimate"] + (["rater"] if "rater" in human_scores else [])
         layers.append(
-            alt.Chart(inline(humans[["estimate"] + (["rater"] if "rater" in humans else [])]))
-            .mark_tick(color=HUMAN_COLOR, opacity=0.6, thickness=1)
+            alt.Chart(inline(human_scores[columns]))
+            .mark_rule(color=HUMAN_COLOR, opacity=0.35, strokeWidth=1)
             .encode(
                 x=alt.X("estimate:Q", scale=x_scale),
-                tooltip=[alt.Tooltip("rater:N")] if "rater" in humans else [],
+                tooltip=[alt.Tooltip("rater:N"), _tooltip_number("estimate")] if "rater" in columns else [],
             )
         )
     base = alt.Chart(inline(data)).encode(y=y, tooltip=tooltip)
     layers.append(base.mark_rule(color="black").encode(x=alt.X("ci_low:Q", scale=x_scale, title=metric), x2="ci_high:Q"))
     layers.append(base.mark_point(filled=True, size=70, color="black").encode(x="estimate:Q"))
-    height = max(60, 28 * len(order))
-    return alt.layer(*layers).properties(title=title or metric, width=420, height=height)
+    height = max(90, 30 * len(order))
+    return finished(alt.layer(*layers), title=title or metric, width=420, height=height)
 
 
 def subgroup_gap_chart(
@@ -465,7 +474,7 @@ def subgroup_gap_chart(
         _tooltip_number("ci_high", "CI high"),
     ] + ([alt.Tooltip("n:Q")] if "n" in data else [])
     base = alt.Chart(inline(data)).encode(
-        y=alt.Y("label:N", sort=order, title=None),
+        y=alt.Y("label:N", sort=order, title=None, axis=NAMES),
         yOffset=alt.YOffset("group:N"),
         color=alt.Color("group:N", title=group_col),
         tooltip=tooltip,
@@ -475,7 +484,7 @@ def subgroup_gap_chart(
         + base.mark_point(filled=True, size=60).encode(x="estimate:Q")
     ).properties(title=title or f"{metric} by {group_col}", width=360, height=height)
     if gaps is None or gaps.empty:
-        return per_group
+        return finished(per_group)
     _require(gaps, [label_col, "estimate", "ci_low", "ci_high"], "subgroup_gap_chart gaps")
     gap_data = gaps[[label_col, "estimate", "ci_low", "ci_high"]].rename(columns={label_col: "label"})
     if {"group_a", "group_b"} <= set(gaps.columns):
@@ -483,7 +492,7 @@ def subgroup_gap_chart(
     else:
         gap_data["comparison"] = "gap"
     gap_base = alt.Chart(inline(gap_data)).encode(
-        y=alt.Y("label:N", sort=order, title=None),
+        y=alt.Y("label:N", sort=order, title=None, axis=NAMES),
         yOffset=alt.YOffset("comparison:N"),
         tooltip=[
             alt.Tooltip("label:N", title="model"),
@@ -499,4 +508,4 @@ def subgroup_gap_chart(
         + gap_base.mark_rule(color="black").encode(x=alt.X("ci_low:Q", title=f"gap in {metric}"), x2="ci_high:Q")
         + gap_base.mark_point(filled=True, size=60, color="black").encode(x="estimate:Q")
     ).properties(title="gap between groups", width=240, height=height)
-    return alt.hconcat(per_group, gap_panel)
+    return finished(alt.hconcat(per_group, gap_panel))

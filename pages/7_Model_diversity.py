@@ -37,7 +37,6 @@ for dimension, metric, title in MATRICES:
     if matrix.empty:
         st.caption(f"{title}: no model pair has outputs for this.")
         continue
-    st.subheader(title)
     chart = context.chart(
         ("diversity", dimension, metric),
         lambda: charts.model_heatmap(matrix, pipelines=pipelines, metric=title, title=title),

@@ -218,7 +218,8 @@ def test_forest_plot_with_ceiling_band_and_human_ticks() -> None:
     band, rule, ticks, whiskers, points = layers
     assert _mark(band) == "rect" and _values(band)[0]["ci_low"] == 0.55 and _values(band)[0]["what"] == "human LORO"
     assert _mark(rule) == "rule" and rule["encoding"]["x"]["field"] == "estimate"
-    assert _mark(ticks) == "tick" and [v["estimate"] for v in _values(ticks)] == [0.6, 0.65, 0.7]
+    assert _mark(ticks) == "rule" and [v["estimate"] for v in _values(ticks)] == [0.6, 0.65, 0.7]
+    assert "y" not in ticks["encoding"]  # spans every row
     assert whiskers["encoding"]["x2"]["field"] == "ci_high"
     assert [v["label"] for v in _values(points)] == ["m1", "m2"]
     assert points["encoding"]["y"]["sort"] == ["m1", "m2"]
@@ -297,5 +298,6 @@ def test_every_builder_renders_to_svg(consensus: pd.DataFrame, predictions: pd.D
         charts.subgroup_gap_chart(estimates, estimates),
     ]
     for chart in built:
+        assert chart.to_dict()["autosize"] == {"type": "pad"}  # plot size as declared in Streamlit too
         svg = chart_to_svg(chart)
         assert svg.lstrip().startswith("<svg") and "NaN" not in svg

@@ -88,9 +88,11 @@ def show_table(
 ) -> None:
     """A table with its CIs merged for reading, and CSV/XLSX/LaTeX downloads of ``columns``."""
     shown = table[list(columns)] if columns is not None else table
+    st.markdown(f"**{name}**")
     if shown.empty:
-        st.caption(f"{name}: no rows for the current data and filters.")
+        st.caption("No rows for the current data and filters.")
         return
+    st.caption(caption)
     st.dataframe(display_frame(shown), hide_index=True, width="stretch")
     table_downloads(shown, name, caption=caption, key=key)
 
