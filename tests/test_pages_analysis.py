@@ -178,3 +178,31 @@ def test_model_diversity_heatmaps(ratings_only: int, with_models: int) -> None:
     assert leaves(first)[0]["encoding"]["y"]["sort"] == [
         "human · human_consensus", "unknown · sim-model-1", "unknown · sim-model-2", "unknown · sim-model-3"
     ]
+
+
+def test_analysis_version_tracks_every_input(sessions, with_models: int) -> None:
+    """The cache fingerprint changes on exclusion, new predictions and metadata edits, and
+    only then."""
+    from db.models import Prediction, StimulusAttribute
+    from db.versions import analysis_version
+
+    def version() -> tuple:
+        with sessions() as session:
+            return analysis_version(session, with_models)
+
+    seen = [version()]
+    assert version() == seen[0]
+    with sessions.begin() as session:
+        set_excluded(session, min(b.id for b in list_batches(session, with_models)), True)
+    seen.append(version())
+    with sessions.begin() as session:
+        attribute = session.query(StimulusAttribute).first()
+        attribute.value = attribute.value + " (edited)"
+    seen.append(version())
+    with sessions.begin() as session:
+        old = session.query(Prediction).first()
+        session.add(Prediction(stimulus_sha256=old.stimulus_sha256, model_id="late-model",
+                               checkpoint_sha256="1" * 64, preprocessing="v1", detector="precropped",
+                               status="ok", label="fear", probs={"fear": 1.0}, valence=0.0, arousal=0.0))
+    seen.append(version())
+    assert len(set(seen)) == len(seen)
