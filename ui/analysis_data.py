@@ -20,7 +20,7 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.analysis import build_report
-from core.labels import CANONICAL
+from core.models.registry import describe_models
 from db import analysis as db_analysis
 from db.ratings import list_batches
 from db.versions import analysis_version
@@ -57,7 +57,6 @@ class StudyFrames:
     predictions: pd.DataFrame
     stimuli: pd.DataFrame
     models: pd.DataFrame
-    models_fallback: bool
 
 
 def db_key(factory: sessionmaker[Session]) -> str:
@@ -71,28 +70,6 @@ def data_version(factory: sessionmaker[Session], study_id: int) -> tuple[object,
         return analysis_version(session, study_id)
 
 
-def models_from_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Minimal model description when the registry cannot be imported: labels are the
-    canonical labels the model gives probabilities for, pipeline "unknown"."""
-    rows = []
-    for model_id, group in predictions.groupby("model_id", sort=True):
-        labels = [label for label in CANONICAL if group[f"p_{label}"].notna().any()]
-        rows.append({"model_id": model_id, "name": model_id, "pipeline": "unknown", "labels": labels,
-                     "source": "predictions"})
-    return pd.DataFrame(rows, columns=["model_id", "name", "pipeline", "labels", "source"])
-
-
-def _describe_models(session: Session, predictions: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
-    """The registry's model descriptions; the derived minimum only while the registry (or one of
-    its family modules) cannot be imported."""
-    try:
-        from core.models.registry import describe_models
-
-        return describe_models(session), False
-    except ImportError:
-        return models_from_predictions(predictions), True
-
-
 @st.cache_data(show_spinner=False, max_entries=MAX_CACHED_REPORTS)
 def _frames(
     _factory: sessionmaker[Session], db: str, study_id: int, version: tuple, batch_ids: tuple[int, ...] | None
@@ -101,8 +78,8 @@ def _frames(
         ratings = db_analysis.load_ratings(session, study_id, batch_ids)
         predictions = db_analysis.load_predictions(session, study_id)
         stimuli = db_analysis.load_stimuli(session, study_id)
-        models, fallback = _describe_models(session, predictions)
-    return StudyFrames(ratings, predictions, stimuli, models, fallback)
+        models = describe_models(session)
+    return StudyFrames(ratings, predictions, stimuli, models)
 
 
 def study_frames(factory: sessionmaker[Session], study_id: int, filters: Filters = Filters()) -> StudyFrames:

@@ -246,11 +246,6 @@ def analysis_context(factory: sessionmaker[Session], study_id: int, *, key: str)
     model_ids = data.model_ids_with_predictions(frames)
     filters = Filters(batch_ids=batch_ids, model_ids=model_filter(model_ids, pipelines, key=f"{key}-models"))
     settings = settings_widgets(key=f"{key}-settings")
-    if frames.models_fallback and model_ids:
-        st.caption(
-            "Model registry unavailable: pipelines shown as 'unknown' and label sets inferred "
-            "from the stored probabilities."
-        )
     key = data.report_key(factory, study_id, filters, settings)
     tables = data.report(factory, study_id, filters, settings, key)
     return AnalysisContext(tables, frames, filters, settings, {**pipelines, **data.pipelines(tables)}, key)
