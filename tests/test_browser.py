@@ -70,3 +70,46 @@ def page(app_url: str):
         page.set_default_timeout(60_000)
         yield page
         browser.close()
+
+
+def _shot(page, name: str) -> None:
+    """Keep a screenshot of each step for a person to look at (under the pytest tmp folder)."""
+    folder = Path(os.environ.get("FACEAGREE_SCREENSHOTS", "/tmp/faceagree-screens"))
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_main_flow_demo_upload_and_agreement(page, app_url: str, tmp_path: Path) -> None:
+    from skimage import data as skdata
+    from PIL import Image
+
+    page.goto(app_url)
+    page.get_by_role("button", name="Load demo study").click()
+    page.get_by_text("Synthetic demo study").first.wait_for()
+    _shot(page, "1-home")
+
+    page.goto(f"{app_url}/Stimuli")
+    page.get_by_role("tab", name="Upload images").click()
+    photo = tmp_path / "astronaut_upload.png"
+    Image.fromarray(skdata.astronaut()).resize((200, 200)).save(photo)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    page.locator("input[type=file]").first.set_input_files([str(photo), str(broken)])
+    page.get_by_role("button", name="Import images").click()
+    page.get_by_text("astronaut_upload.png").first.wait_for()
+    page.get_by_text("broken.jpg").first.wait_for()
+    _shot(page, "2-stimuli-upload")
+
+    page.goto(f"{app_url}/Ratings")
+    page.get_by_role("tab", name="Batches").click()
+    page.get_by_text("demo_ratings_long.csv", exact=False).first.wait_for()
+    _shot(page, "3-ratings")
+
+    page.goto(f"{app_url}/Agreement")
+    page.get_by_text("Leave-one-rater-out").first.wait_for(timeout=180_000)
+    assert page.get_by_role("button", name="CSV").count() + page.get_by_text("CSV").count() > 0
+    _shot(page, "4-agreement")
+
+    page.goto(f"{app_url}/Circumplex")
+    page.locator("canvas, svg").first.wait_for(timeout=120_000)
+    _shot(page, "5-circumplex")
