@@ -107,9 +107,11 @@ def test_main_flow_demo_upload_and_agreement(page, app_url: str, tmp_path: Path)
 
     page.goto(f"{app_url}/Agreement")
     page.get_by_text("Leave-one-rater-out").first.wait_for(timeout=180_000)
+    page.locator(".vega-embed canvas, .vega-embed svg.marks").first.wait_for(timeout=120_000)
     assert page.get_by_role("button", name="CSV").count() + page.get_by_text("CSV").count() > 0
     _shot(page, "4-agreement")
 
     page.goto(f"{app_url}/Circumplex")
-    page.locator("canvas, svg").first.wait_for(timeout=120_000)
+    page.locator(".vega-embed canvas, .vega-embed svg.marks").first.wait_for(timeout=120_000)
+    page.wait_for_timeout(1000)
     _shot(page, "5-circumplex")
