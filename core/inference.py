@@ -2,10 +2,10 @@
 
 Flow per model: resolve the spec and its weights fingerprint, make sure every image has its
 face (the shared face stage), skip images whose prediction is already stored under the full
-cache key (one bulk query), then prepare crops on a thread pool one batch ahead of the network,
-run each batch, decode it and commit its rows. A run interrupted at any point resumes where it
-stopped; a stimulus that cannot be processed (undecodable, no face, no landmarks for an aligned
-crop) is stored as a failure with its reason and never stops the run.
+cache key (one bulk query), then prepare crops in parallel on a thread pool one batch ahead of
+the network, run each batch, decode it and commit its rows. A run interrupted at any point
+resumes where it stopped; a stimulus that cannot be processed (undecodable, no face, no landmarks
+for an aligned crop) is stored as a failure with its reason and never stops the run.
 
 Cache key: (stimulus sha256, model id, weights fingerprint, preprocessing version [+fp16],
 detector key). The detector key comes from the face stage (FaceResult.detector): the detector
@@ -20,7 +20,8 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -108,14 +109,6 @@ class Prepared:
     error: str | None = None
 
 
-@dataclass
-class _Clock:
-    started: float = field(default_factory=time.perf_counter)
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-
 def eta_seconds(elapsed: float, done: int, total: int) -> float | None:
     """Seconds left at the rate so far; None before the first unit of work is done."""
     if done <= 0 or total <= 0:
@@ -176,7 +169,7 @@ def run_spec(
     """:func:`run_model` for an already resolved spec and weights fingerprint."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    clock = _Clock()
+    started = time.perf_counter()
     device = resolve_device(device)
     check_half(device, half)
     key = CacheKey(spec.id, weights, spec.preprocessing.version + precision_tag(half))
@@ -194,7 +187,7 @@ def run_spec(
         finally:
             if owned:
                 release_adapter(adapter)
-    report.seconds = clock.elapsed()
+    report.seconds = time.perf_counter() - started
     return report
 
 
@@ -330,8 +323,9 @@ def _compute(
     done, total = 0, len(jobs)
     if progress:
         progress(0, total)
-    with ThreadPoolExecutor(max_workers=PREPARE_WORKERS, thread_name_prefix="prepare") as pool:
-        for batch in _prefetched(jobs, batch_size, adapter, pool):
+    with ThreadPoolExecutor(max_workers=PREPARE_WORKERS, thread_name_prefix="prepare") as pool, \
+            closing(_prepared_batches(jobs, batch_size, adapter, pool)) as batches:
+        for batch in batches:
             rows = _run_batch(adapter, batch)
             with factory.begin() as session:
                 save_predictions(session, key, rows)
@@ -346,19 +340,18 @@ def _compute(
     report.skipped = total - done
 
 
-def _prefetched(
+def _prepared_batches(
     jobs: list[Job], batch_size: int, adapter: Adapter, pool: ThreadPoolExecutor
 ) -> Iterator[list[Prepared]]:
-    """Yield prepared batches while the next batch is being prepared in the background."""
+    """Yield batches prepared in parallel on ``pool``, the next one being prepared while the
+    caller runs the network on the current one."""
     batches = [jobs[start:start + batch_size] for start in range(0, len(jobs), batch_size)]
-    submit: Callable[[list[Job]], list[Future]] = lambda batch: [
-        pool.submit(_prepare, adapter, job) for job in batch
-    ]
-    pending = submit(batches[0]) if batches else []
+    pending: list[Future] = []
     try:
-        for index in range(len(batches)):
-            current = pending
-            pending = submit(batches[index + 1]) if index + 1 < len(batches) else []
+        for index, batch in enumerate(batches):
+            current = pending or [pool.submit(_prepare, adapter, job) for job in batch]
+            following = batches[index + 1] if index + 1 < len(batches) else []
+            pending = [pool.submit(_prepare, adapter, job) for job in following]
             yield [future.result() for future in current]
     finally:
         for future in pending:

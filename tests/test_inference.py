@@ -317,10 +317,10 @@ def test_compare_outputs_reports_the_largest_differences_and_label_agreement():
 
 
 @given(n=st.integers(0, 40), batch_size=st.integers(1, 16))
-def test_prefetched_batches_cover_every_job_once_in_order(n, batch_size):
+def test_prepared_batches_cover_every_job_once_in_order(n, batch_size):
     jobs = [inference.Job(f"{index:064d}", "precropped", None, "no face") for index in range(n)]
     with inference.ThreadPoolExecutor(max_workers=2) as pool:
-        batches = list(inference._prefetched(jobs, batch_size, CountingAdapter(FAKE_SPEC), pool))
+        batches = list(inference._prepared_batches(jobs, batch_size, CountingAdapter(FAKE_SPEC), pool))
     assert [item.job for batch in batches for item in batch] == jobs
     assert all(len(batch) <= batch_size for batch in batches)
 
