@@ -401,3 +401,21 @@ def test_cli_lists_models_with_their_state(db_url, esr9_surrogate, capsys):
     assert " ready " in listing["esr9"] and " missing " in listing["emonet_8"]
     assert main(["--db", db_url, "register-checkpoint", "emonet_8", __file__]) == 1
     assert "not the official checkpoint" in capsys.readouterr().err
+
+
+def test_card_model_registered_from_the_cli_runs_through_run_model(db_url, sessions, tmp_path, capsys):
+    """No monkeypatching: a card model is a registry model like any other."""
+    from core.__main__ import main
+    from tests.test_card_models import TinyNet, card_text, onnx_bytes
+
+    (tmp_path / "tiny.card.toml").write_text(card_text(), encoding="utf-8")
+    (tmp_path / "tiny.onnx").write_bytes(onnx_bytes(TinyNet()))
+    assert main(["--db", db_url, "register-card", str(tmp_path / "tiny.card.toml"), str(tmp_path / "tiny.onnx")]) == 0
+    assert "registered card model tiny" in capsys.readouterr().out
+    study_id = make_study(sessions, 5)
+    progress = []
+    report = inference.run_model(sessions, study_id, "tiny", device="cpu", batch_size=2,
+                                 progress=lambda done, total: progress.append(done))
+    assert (report.computed, report.failed) == (5, 0) and progress == [0, 2, 4, 5]
+    assert {row.model_id for row in stored(sessions)} == {"tiny"}
+    assert inference.run_model(sessions, study_id, "tiny", device="cpu").cached == 5
