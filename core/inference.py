@@ -83,13 +83,13 @@ class RunReport:
         return self.computed + self.cached + self.failed + self.skipped
 
     def summary(self) -> str:
+        if self.error:
+            return f"{self.model_id}: not run: {self.error}"
         text = (
             f"{self.model_id}: {self.computed} computed, {self.cached} cached, "
             f"{self.failed} failed, {self.skipped} left, {self.seconds:.1f} s"
         )
-        if self.cancelled:
-            text += " (cancelled)"
-        return text + (f" -- {self.error}" if self.error else "")
+        return text + (" (cancelled)" if self.cancelled else "")
 
 
 @dataclass(frozen=True)

@@ -388,7 +388,7 @@ def test_cli_runs_a_real_model_once_and_then_serves_the_cache(db_url, sessions, 
 
     assert main(["--db", db_url, "run", "--study", study, "--model", "esr9", "--model", "nosuch",
                  "--detector", "haar"]) == 1
-    assert "nosuch: 0 computed, 0 cached, 0 failed, 0 left" in capsys.readouterr().out
+    assert "nosuch: not run: unknown model 'nosuch'" in capsys.readouterr().out
     assert main(["--db", db_url, "run", "--study", study, "--model", "esr9", "--device", "cpu", "--fp16"]) == 2
     assert "only on CUDA" in capsys.readouterr().err
 
