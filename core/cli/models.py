@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import face_stage, inference
 from core import predictions_import as pi
-from core.detection import DETECTORS, DetectorUnavailable
+from core.detection import (
+    DETECTORS,
+    DetectorUnavailable,
+    download_mtcnn,
+    install_mtcnn_from_wheel,
+    mtcnn_status,
+)
 from core.devices import DEVICE_CHOICES, DeviceError, device_label, resolve_device
 from core.models import card, checkpoints, registry
 from core.stimuli import parse_code_map
@@ -51,6 +57,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     card_parser.add_argument("file", type=Path, help="the ONNX or TorchScript file")
     card_parser.add_argument("--replace", action="store_true", help="replace a card model with this id")
     card_parser.set_defaults(handler=run_register_card)
+
+    weights = subparsers.add_parser(
+        "install-mtcnn",
+        help="get the MTCNN face-detector weights (verified download, or from a facenet-pytorch wheel)",
+    )
+    weights.add_argument(
+        "--wheel", type=Path,
+        help="facenet_pytorch-2.6.0-*.whl fetched with `pip download facenet-pytorch==2.6.0 --no-deps`",
+    )
+    weights.set_defaults(handler=run_install_mtcnn)
 
     faces = subparsers.add_parser("detect-faces", help="run the face stage over a study")
     _study_option(faces)
@@ -164,6 +180,20 @@ def run_download(args: argparse.Namespace) -> int:
         return _error(error)
     for path in paths:
         print(f"verified {path}")
+    return 0
+
+
+def run_install_mtcnn(args: argparse.Namespace) -> int:
+    try:
+        if args.wheel:
+            paths = install_mtcnn_from_wheel(args.wheel)
+        else:
+            paths = download_mtcnn(progress=progress_printer("download MTCNN", "bytes"))
+    except DetectorUnavailable as error:
+        return _error(error)
+    for path in paths:
+        print(f"verified {path}")
+    print(mtcnn_status().message)
     return 0
 
 
