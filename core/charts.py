@@ -272,6 +272,17 @@ def _model_layers(joined: pd.DataFrame, model_ids: list[str]) -> alt.LayerChart:
     return links + points
 
 
+def ceiling_band(ceiling: pd.DataFrame, dimension: str, metric: str) -> dict | None:
+    """The human band of a forest plot: median and IQR of the raters' leave-one-rater-out scores
+    (one row of the ``ceiling`` table), or None when the table has no such row."""
+    rows = ceiling[(ceiling["dimension"] == dimension) & (ceiling["metric"] == metric)]
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    return {"estimate": row["estimate"], "ci_low": row["human_q25"], "ci_high": row["human_q75"],
+            "label": "human raters: median and IQR (leave-one-rater-out)"}
+
+
 def circumplex_chart(
     consensus: pd.DataFrame,
     predictions: pd.DataFrame | None = None,

@@ -44,15 +44,6 @@ def with_ceiling(table: pd.DataFrame, ceiling: pd.DataFrame) -> pd.DataFrame:
     return table.merge(beside, on=["dimension", "metric"], how="left")
 
 
-def ceiling_band(ceiling: pd.DataFrame, dimension: str, metric: str) -> dict | None:
-    row = pick(ceiling, dimension=dimension, metric=metric)
-    if row.empty:
-        return None
-    row = row.iloc[0]
-    return {"estimate": row["estimate"], "ci_low": row["human_q25"], "ci_high": row["human_q75"],
-            "label": "human raters: median and IQR (leave-one-rater-out)"}
-
-
 def human_ceiling_section(context: AnalysisContext) -> None:
     tables = context.tables
     st.markdown(
@@ -80,7 +71,7 @@ def human_ceiling_section(context: AnalysisContext) -> None:
             "Metric", options, format_func=lambda o: metric_label(*o), key="agreement-loo-metric"
         )
         chart = context.chart(("loo", dimension, metric), lambda: charts.forest_plot(
-            pick(loo, dimension=dimension, metric=metric), ceiling=ceiling_band(ceiling, dimension, metric),
+            pick(loo, dimension=dimension, metric=metric), ceiling=charts.ceiling_band(ceiling, dimension, metric),
             label_col="rater", metric=METRIC_NAMES.get(metric, metric),
             title=f"Human raters vs the others: {dimension}",
         ))
@@ -118,7 +109,7 @@ def models_section(context: AnalysisContext) -> None:
         )
         rows = labelled(pick(as_rater, dimension=dimension, metric=metric), pipelines)
         chart = context.chart(("models", dimension, metric), lambda: charts.forest_plot(
-            rows, ceiling=ceiling_band(ceiling, dimension, metric),
+            rows, ceiling=charts.ceiling_band(ceiling, dimension, metric),
             human_scores=pick(loo, dimension=dimension, metric=metric), label_col="model",
             metric=METRIC_NAMES.get(metric, metric), title=f"Models vs human ceiling: {dimension}",
         ))

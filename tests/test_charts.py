@@ -301,3 +301,13 @@ def test_every_builder_renders_to_svg(consensus: pd.DataFrame, predictions: pd.D
         assert chart.to_dict()["autosize"] == {"type": "pad"}  # plot size as declared in Streamlit too
         svg = chart_to_svg(chart)
         assert svg.lstrip().startswith("<svg") and "NaN" not in svg
+
+
+def test_ceiling_band_is_the_raters_median_and_iqr():
+    ceiling = pd.DataFrame([
+        {"dimension": "valence", "metric": "ccc", "estimate": 0.7, "ci_low": 0.65, "ci_high": 0.75,
+         "human_q25": 0.6, "human_q75": 0.8},
+    ])
+    band = charts.ceiling_band(ceiling, "valence", "ccc")
+    assert (band["estimate"], band["ci_low"], band["ci_high"]) == (0.7, 0.6, 0.8)
+    assert charts.ceiling_band(ceiling, "arousal", "ccc") is None

@@ -173,7 +173,11 @@ def write_figures(
     written = []
     consensus = tables["consensus"]
     if not consensus.empty:
-        written += save_chart(charts.circumplex_chart(consensus, predictions), folder / "circumplex")
+        written += save_chart(charts.circumplex_chart(consensus), folder / "circumplex_humans")
+    if predictions is not None and not consensus.empty:
+        for model_id, rows in predictions.groupby("model_id", sort=True):
+            chart = charts.circumplex_chart(consensus, rows, title=f"Humans vs {model_id}")
+            written += save_chart(chart, folder / f"circumplex_{_slug(model_id)}")
     confusion = tables["confusion"]
     for (model_id, reference), cells in confusion.groupby(["model_id", "reference"], sort=True):
         title = f"{model_id} vs {reference.replace('_', ' ')}"
@@ -208,10 +212,9 @@ def _forest_figures(tables: dict[str, pd.DataFrame], folder: Path, charts, save_
     if as_rater.empty:
         return written
     for (dimension, metric), rows in as_rater.groupby(["dimension", "metric"], sort=False):
-        band = ceiling[(ceiling["dimension"] == dimension) & (ceiling["metric"] == metric)]
         humans = loo[(loo["dimension"] == dimension) & (loo["metric"] == metric)]
         chart = charts.forest_plot(
-            rows, ceiling=band.iloc[0][["estimate", "ci_low", "ci_high"]].to_dict() if len(band) else None,
+            rows, ceiling=charts.ceiling_band(ceiling, dimension, metric),
             human_scores=humans, metric=metric, title=f"{dimension}: {metric} vs the human raters",
         )
         written += save_chart(chart, folder / f"models_vs_humans_{dimension}_{metric}")
