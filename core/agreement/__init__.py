@@ -14,7 +14,7 @@ Typical notebook use::
 
 ``core.analysis.build_report`` runs everything and returns every table by name.
 
-Conventions (see docs/readme/metrics.md): CCC with population (ddof=0) moments; percentile
+Conventions (see README.md, "Agreement statistics"): CCC with population (ddof=0) moments; percentile
 bootstrap CIs over stimuli from one seeded resample-weight matrix shared by every estimate;
 ICC forms named in both conventions (pingouin 0.7 ``ICC(A,1)`` and Shrout-Fleiss ``ICC2``).
 """

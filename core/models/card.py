@@ -9,7 +9,7 @@ registry, checkpoint verification and prediction cache as the built-in ones.
 
 Output references read ``name[i]`` (one value) or ``name[a:b]`` (values a..b-1) of an output:
 ONNX outputs by graph name; TorchScript outputs as ``output`` (a single tensor), ``0``, ``1``, ...
-(a tuple or list) or by key (a dict). See docs/readme/models.md and examples/*.card.toml.
+(a tuple or list) or by key (a dict). See README.md ("Adding a model") and examples/*.card.toml.
 """
 
 from __future__ import annotations
