@@ -137,7 +137,8 @@ def _models_table(data: ag.StudyData) -> pd.DataFrame:
 
 def _method_notes(n_boot: int, seed: int, ties: str, unequal: str) -> list[str]:
     return [
-        f"bootstrap: {n_boot} resamples of stimuli, seed {seed}, percentile 95% CIs",
+        f"bootstrap: {n_boot} resamples of stimuli, seed {seed}; CIs: "
+        f"{ag.Bootstrap(n_boot=n_boot).ci_method}, 95%",
         f"majority-label ties: policy '{ties}' (unresolved ties have no majority label)",
         f"Fleiss' kappa with unequal rater counts: policy '{unequal}'",
         "CCC: Lin (1989) with population (ddof=0) moments",

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 Statistic = Callable[[np.ndarray], np.ndarray]
+MIN_RESAMPLES = 2  # fewer give no interval (CIs are NaN)
+FEW_RESAMPLES = 100  # fewer are flagged in ci_method
 
 
 @dataclass
@@ -38,16 +40,15 @@ class Bootstrap:
     def weights(self, n_items: int) -> np.ndarray:
         """(n_boot, n_items) resample counts, drawn once per ``n_items`` from the seed.
 
-        Stored as float32: counts are exact, and replicate sums in single precision move CI
-        bounds by ~1e-6 while halving the memory traffic of the matrix products. Full-sample
-        estimates are always summed in double precision.
+        Double precision: the statistics take differences of sums (variances, sums of squares),
+        which single precision turned into garbage on small subgroups (Pearson r of +-inf).
         """
         if n_items not in self._weights:
             rng = np.random.default_rng(self.seed)
             index = rng.integers(0, n_items, size=(self.n_boot, n_items))
             flat = (index + np.arange(self.n_boot)[:, None] * n_items).ravel()
             counts = np.bincount(flat, minlength=self.n_boot * n_items)
-            self._weights[n_items] = counts.reshape(self.n_boot, n_items).astype(np.float32)
+            self._weights[n_items] = counts.reshape(self.n_boot, n_items).astype(np.float64)
         return self._weights[n_items]
 
     def sums(
@@ -62,9 +63,7 @@ class Bootstrap:
             contributions = contributions * mask.reshape((-1,) + (1,) * (contributions.ndim - 1))
         flat = contributions.reshape(contributions.shape[0], int(np.prod(contributions.shape[1:])))
         point = flat.sum(axis=0).reshape(contributions.shape[1:])
-        resampled = (self.weights(contributions.shape[0]) @ flat.astype(np.float32)).astype(
-            np.float64
-        )
+        resampled = self.weights(contributions.shape[0]) @ flat
         return point, resampled.reshape((self.n_boot,) + contributions.shape[1:])
 
     def evaluate(
@@ -78,8 +77,23 @@ class Bootstrap:
         with np.errstate(divide="ignore", invalid="ignore"):
             return statistic(point), statistic(resampled)
 
+    @property
+    def ci_method(self) -> str:
+        """What the ``ci_method`` column says about bootstrap CIs (and why they may be NaN)."""
+        if self.n_boot < MIN_RESAMPLES:
+            return f"none (n_boot={self.n_boot})"
+        note = "" if self.n_boot >= FEW_RESAMPLES else (
+            f" ({self.n_boot} resamples: too few for stable bounds, use >= 1000)")
+        return "bootstrap percentile" + note
+
     def interval(self, replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile CI along axis 0, ignoring resamples where a statistic is undefined."""
+        """Percentile CI along axis 0, ignoring resamples where a statistic is undefined.
+
+        NaN with fewer than ``MIN_RESAMPLES`` resamples: one resample is not an interval.
+        """
+        replicates = np.asarray(replicates, dtype=np.float64)
+        if self.n_boot < MIN_RESAMPLES:
+            replicates = replicates[:0]
         return percentile_interval(replicates, self.confidence)
 
 
@@ -141,5 +155,5 @@ def estimates_frame(estimates: list[Estimate], boot: Bootstrap) -> pd.DataFrame:
     frame["n"] = [int(e.n) for e in estimates]
     info = pd.DataFrame([e.info for e in estimates], index=frame.index)
     frame = pd.concat([frame, info], axis=1)
-    frame["ci_method"] = "bootstrap percentile" if boot.n_boot else "none (n_boot=0)"
+    frame["ci_method"] = boot.ci_method
     return frame

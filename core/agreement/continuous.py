@@ -53,21 +53,30 @@ def moment_statistics(sums: np.ndarray) -> dict[str, np.ndarray]:
     """Every continuous metric from summed contributions shaped (..., N_MOMENTS).
 
     CCC = 2 cov / (var_x + var_y + (mean_x - mean_y)^2), population moments (Lin 1989);
-    ``mean_bias`` = mean(x - y). Undefined values (no pairs, zero variance) are NaN.
+    ``mean_bias`` = mean(x - y). Undefined values are NaN: no pairs, CCC with both sides
+    constant (one pair, or a resample that drew one stimulus only), r with a constant side.
     """
     n, sx, sy, sxx, syy, sxy, sabs, ssq, sd = np.moveaxis(sums, -1, 0)
     n_safe = np.where(n > 0, n, np.nan)
     mx, my = sx / n_safe, sy / n_safe
-    var_x = np.maximum(sxx / n_safe - mx * mx, 0.0)
-    var_y = np.maximum(syy / n_safe - my * my, 0.0)
-    cov = sxy / n_safe - mx * my
+    var_x, var_y = _variance(sxx / n_safe, mx), _variance(syy / n_safe, my)
+    constant = (var_x == 0) | (var_y == 0)
+    cov = np.where(constant, 0.0, sxy / n_safe - mx * my)
     bias = sd / n_safe
     denominator = var_x + var_y + bias * bias
+    defined = (denominator > 0) & ((var_x > 0) | (var_y > 0))
+    spread = np.sqrt(var_x * var_y)
     return {
-        "ccc": np.where(denominator > 0, 2 * cov / np.where(denominator > 0, denominator, 1), np.nan),
-        "pearson_r": cov / np.sqrt(var_x * var_y),
+        "ccc": np.where(defined, np.clip(2 * cov / np.where(defined, denominator, 1), -1, 1), np.nan),
+        "pearson_r": np.where(constant, np.nan, np.clip(cov / np.where(constant, 1, spread), -1, 1)),
         "rmse": np.sqrt(ssq / n_safe),
         "mae": sabs / n_safe,
         "mean_bias": bias,
         "n": n,
     }
+
+
+def _variance(second_moment: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """E[x^2] - E[x]^2, with round-off (below 1e-12 of E[x^2]) set to an exact zero."""
+    variance = second_moment - mean * mean
+    return np.where(variance > 1e-12 * second_moment, variance, 0.0)

@@ -118,6 +118,7 @@ class StudyData:
                                "arousal"], "predictions")
         stimuli = _stimuli_from(ratings, predictions) if stimuli is None else stimuli
         _require(stimuli, ["stimulus", "stimulus_id"], "stimuli")
+        _require_one_id_type({"ratings": ratings, "predictions": predictions, "stimuli": stimuli})
 
         names = pd.concat([
             stimuli[["stimulus_id", "stimulus"]], ratings[["stimulus_id", "stimulus"]],
@@ -173,6 +174,23 @@ def _require(frame: pd.DataFrame, columns: list[str], name: str) -> None:
         raise ValueError(f"{name} lacks columns {missing} (see the contract in db/analysis.py)")
 
 
+def _require_one_id_type(frames: dict[str, pd.DataFrame]) -> None:
+    """Numbers and text never match as ids (1 != "1"): mixing them would split stimuli."""
+    kinds = {name: _id_kinds(frame["stimulus_id"]) for name, frame in frames.items()}
+    if len(set().union(*kinds.values())) > 1:
+        found = ", ".join(f"{name}: {'/'.join(sorted(k))}" for name, k in kinds.items() if k)
+        raise ValueError(
+            f"stimulus_id mixes numbers and text ({found}); give every frame the same id type "
+            "(db.analysis loads integer ids)"
+        )
+
+
+def _id_kinds(ids: pd.Series) -> set[str]:
+    if pd.api.types.is_numeric_dtype(ids):
+        return {"number"} if len(ids) else set()
+    return {"text" if isinstance(v, str) else "number" for v in ids.dropna().unique()}
+
+
 def _empty_predictions() -> pd.DataFrame:
     return pd.DataFrame(
         columns=["stimulus", "stimulus_id", "model_id", "label", "valence", "arousal"]
@@ -226,9 +244,12 @@ def _model_arrays(
         if not can_output[m].any():
             can_output[m] = np.isfinite(probs[m]).any(axis=0)
             can_output[m, np.unique(out_labels[m][out_labels[m] >= 0])] = True
+            inferred = ", ".join(np.array(LABELS)[can_output[m]])
             notes.append(
                 f"model {model_id!r}: label set not described; inferred from its outputs "
-                f"({', '.join(np.array(LABELS)[can_output[m]])})"
+                f"({inferred})" if inferred else
+                f"model {model_id!r}: gives no emotion labels or probabilities (valence/arousal "
+                "only); its label metrics are undefined"
             )
     return {
         "model_ids": tuple(model_ids), "model_names": tuple(names), "pipelines": tuple(pipelines),

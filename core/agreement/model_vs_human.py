@@ -36,6 +36,7 @@ from core.agreement.data import DIMENSIONS, LABELS, N_LABELS, StudyData
 REFERENCES = ("human_majority", "intended")
 SCOPES = ("all", "outputtable")
 NO_PROBABILITIES = "the model gives no class probabilities"
+NO_LABELS = "the model gives no emotion labels: label metrics are undefined"
 K2 = N_LABELS * N_LABELS
 
 
@@ -165,8 +166,10 @@ def label_estimates(
     excluded = _exclusions(codes, truth, outputtable, mask)
     has_probs = np.isfinite(predictors.probs).any(axis=(1, 2))
     estimates, recalls = [], []
+    labelled = (codes >= 0).any(axis=1)
     for p in range(len(predictors.ids)):
-        notes = _scope_notes(predictors.can_output[p], excluded["unoutputtable"][p])
+        notes = _scope_notes(predictors.can_output[p], excluded["unoutputtable"][p]) if labelled[p] \
+            else dict.fromkeys(SCOPES, NO_LABELS)
         for scope in SCOPES:
             info = {"n_excluded": int(excluded[scope][p]), "note": notes[scope]}
             keys = {**predictors.info(p), "reference": reference, "scope": scope}
@@ -181,7 +184,7 @@ def label_estimates(
                     rep_stats[scope, metric][:, p], int(point_stats[scope, n_key][p]), note,
                 ))
             recalls += _recall_estimates(p, keys, scope, point_stats, rep_stats, predictors,
-                                         confusion[scope][p])
+                                         confusion[scope][p], labelled[p])
     return LabelResult(estimates, recalls, confusion["all"])
 
 
@@ -236,17 +239,19 @@ def _scope_notes(can_output: np.ndarray, n_unoutputtable: int) -> dict[str, str]
     }
 
 
-def _recall_estimates(p, keys, scope, point_stats, rep_stats, predictors, confusion) -> list[Estimate]:
+def _recall_estimates(p, keys, scope, point_stats, rep_stats, predictors, confusion,
+                      labelled: bool) -> list[Estimate]:
     recalls = []
     support = confusion.sum(axis=1)
     for k, label in enumerate(LABELS):
         able = bool(predictors.can_output[p, k])
         if scope == "outputtable" and not able:
             continue
+        note = "" if able else "model cannot output this label: recall is 0 by construction"
         recalls.append(Estimate(
             {**keys, "emotion": label}, point_stats[scope, "recall"][p, k],
             rep_stats[scope, "recall"][:, p, k], int(support[k]),
-            {"note": "" if able else "model cannot output this label: recall is 0 by construction"},
+            {"note": note if labelled else NO_LABELS},
         ))
     return recalls
 

@@ -16,7 +16,7 @@ from core.agreement.categorical import agreement_contributions, agreement_statis
 from core.agreement.consensus import human_means
 from core.agreement.continuous import moment_statistics, paired_moments
 from core.agreement.data import LABELS, N_LABELS, StudyData
-from core.agreement.model_vs_human import reference_codes
+from core.agreement.model_vs_human import NO_LABELS, reference_codes
 from core.agreement.reliability import (
     LOO_METRICS,
     LeaveOneOut,
@@ -87,7 +87,7 @@ def model_as_rater(
                 "percentile_ci_high": pct_high[m], **quartiles,
                 "n_raters": int(np.isfinite(humans).sum()),
                 "note": _label_note(data, m, ties) if dimension == "emotion" else "",
-                "ci_method": "bootstrap percentile",
+                "ci_method": boot.ci_method,
             })
     return pd.DataFrame(rows)
 
@@ -102,6 +102,8 @@ def _quantiles(humans: np.ndarray) -> dict[str, float]:
 
 
 def _label_note(data: StudyData, m: int, ties: str) -> str:
+    if not (data.model_labels[m] >= 0).any():
+        return NO_LABELS
     if data.can_output[m].all():
         return ""
     majority = reference_codes(data, "human_majority", ties)
@@ -117,23 +119,29 @@ def human_ceiling(data: StudyData, boot: Bootstrap, ties: str = "none",
     """The human yardstick: median leave-one-out score over raters, with a bootstrap CI.
 
     Columns: dimension, metric, estimate (median over raters), ci_low, ci_high, human_q25,
-    human_q75, human_min, human_max, n (raters), ci_method.
+    human_q75, human_min, human_max, n (raters with a defined score), ci_method.
     """
     loo = loo or loo_scores(data, boot, ties)
     rows = []
     for (dimension, metric), point in loo.point.items():
-        used = loo.n[dimension, metric] > 0
+        used = (loo.n[dimension, metric] > 0) & np.isfinite(point)
         humans = np.where(used, point, np.nan)
-        reps = loo.replicates[dimension, metric][:, used]
-        with np.errstate(invalid="ignore"):
-            medians = np.nanmedian(reps, axis=1) if reps.size else np.full(boot.n_boot, np.nan)
-        low, high = boot.interval(medians)
+        low, high = boot.interval(_row_medians(loo.replicates[dimension, metric][:, used]))
         quartiles = _quantiles(humans)
         rows.append({"dimension": dimension, "metric": metric,
                      "estimate": quartiles.pop("human_median"), "ci_low": float(low),
                      "ci_high": float(high), **quartiles, "n": int(used.sum()),
-                     "ci_method": "bootstrap percentile"})
+                     "ci_method": boot.ci_method})
     return pd.DataFrame(rows)
+
+
+def _row_medians(replicates: np.ndarray) -> np.ndarray:
+    """Median over raters of each resample; NaN where no rater has a score in it."""
+    medians = np.full(replicates.shape[0], np.nan)
+    scored = np.isfinite(replicates).any(axis=1)
+    if scored.any():
+        medians[scored] = np.nanmedian(replicates[scored], axis=1)
+    return medians
 
 
 def panel_reliability(data: StudyData, boot: Bootstrap) -> pd.DataFrame:
@@ -167,7 +175,7 @@ def _alpha_rows(info, dimension, level, humans, with_model, covered, boot) -> li
     base = alpha_replicates(humans, level, boot, mask=covered)
     joined = alpha_replicates(with_model, level, boot, mask=covered)
     return _panel_rows(info, dimension, "krippendorff_alpha", level, base[:3], joined[:3], boot,
-                       "bootstrap percentile")
+                       boot.ci_method)
 
 
 def _icc_rows(info, dimension, humans, with_model, covered, boot) -> list[dict]:
@@ -196,7 +204,7 @@ def _panel_rows(info, dimension, metric, form, base, joined, boot, panel_ci) -> 
     rows = []
     for panel, point, reps, n, method in (
         ("humans", p0, r0, n0, panel_ci), ("humans + model", p1, r1, n1, panel_ci),
-        ("change", p1 - p0, r1 - r0, n1, "bootstrap percentile"),
+        ("change", p1 - p0, r1 - r0, n1, boot.ci_method),
     ):
         low, high = boot.interval(reps)
         rows.append({**info, "dimension": dimension, "metric": metric, "form": form,

@@ -88,7 +88,7 @@ def fleiss_kappa(data: StudyData, boot: Bootstrap, unequal: str = "modal") -> pd
     frame["n_excluded"] = int((n_i > 0).sum() - keep.sum())
     frame["raters_per_stimulus"] = per_stimulus
     frame["unequal"] = unequal
-    frame["ci_method"] = "bootstrap percentile"
+    frame["ci_method"] = boot.ci_method
     return frame
 
 
@@ -125,7 +125,7 @@ def krippendorff_alpha(
         "dimension": [dimension], "metric": ["krippendorff_alpha"], "level": [level],
         **{k: [v[()]] for k, v in _rows(boot, point, reps).items()},
         "n": [n_units], "n_values": [n_values], "n_raters": [data.n_raters],
-        "ci_method": ["bootstrap percentile"],
+        "ci_method": [boot.ci_method],
     })
 
 
