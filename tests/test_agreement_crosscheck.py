@@ -36,12 +36,15 @@ def lin_ccc(x: np.ndarray, y: np.ndarray) -> float:
     return 2 * covariance / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
 
 
-def majority(votes: list[str]) -> str | None:
-    """Most frequent label; None on a tie or without votes."""
+def majority(votes: list[str], intended: str | None = None) -> str | None:
+    """Most frequent label; on a tie the intended label if it is among the tied, else None."""
     ranked = Counter(votes).most_common()
-    if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
+    if not ranked:
         return None
-    return ranked[0][0]
+    tied = [label for label, count in ranked if count == ranked[0][1]]
+    if len(tied) == 1:
+        return tied[0]
+    return intended if intended in tied else None
 
 
 def hand_study() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -110,8 +113,10 @@ def wide(ratings: pd.DataFrame, column: str) -> pd.DataFrame:
     return ratings.pivot(index="rater", columns="stimulus_id", values=column)
 
 
-def human_majority(ratings: pd.DataFrame) -> pd.Series:
-    return ratings.groupby("stimulus_id")["emotion"].apply(lambda s: majority(s.dropna().tolist()))
+def human_majority(ratings: pd.DataFrame, intended: pd.Series | None = None) -> pd.Series:
+    """Majority label per stimulus (ties resolved by ``intended`` when given)."""
+    return ratings.groupby("stimulus_id")["emotion"].apply(lambda s: majority(
+        s.dropna().tolist(), None if intended is None else intended.get(s.name)))
 
 
 def human_means(ratings: pd.DataFrame, dimension: str) -> pd.Series:
@@ -184,12 +189,12 @@ def test_icc_six_forms_match_pingouin(case):
         reference = pingouin.intraclass_corr(
             complete.reset_index().melt(id_vars="stimulus_id", var_name="rater", value_name="y"),
             targets="stimulus_id", raters="rater", ratings="y",
-        ).set_index("Type")
+        )
         ours = rows(icc, dimension=dimension).set_index("shrout_fleiss")
-        for legacy, shrout_fleiss in zip(["ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k"],
-                                         ["ICC(1,1)", "ICC(2,1)", "ICC(3,1)", "ICC(1,k)", "ICC(2,k)", "ICC(3,k)"]):
-            row = reference.loc[legacy] if legacy in reference.index else reference.iloc[
-                ["ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k"].index(legacy)]
+        # pingouin's rows, in order: ICC1, ICC2, ICC3, ICC1k, ICC2k, ICC3k (named by version).
+        for position, shrout_fleiss in enumerate(["ICC(1,1)", "ICC(2,1)", "ICC(3,1)", "ICC(1,k)",
+                                                  "ICC(2,k)", "ICC(3,k)"]):
+            row = reference.iloc[position]
             assert ours.at[shrout_fleiss, "estimate"] == pytest.approx(row["ICC"], abs=1e-9)
             assert ours.at[shrout_fleiss, "F"] == pytest.approx(row["F"])
             assert ours.at[shrout_fleiss, "p"] == pytest.approx(row["pval"], rel=1e-6, abs=1e-300)
@@ -199,7 +204,8 @@ def test_icc_six_forms_match_pingouin(case):
         assert (ours["n_dropped"] == long["stimulus_id"].nunique() - len(complete)).all()
 
 
-def loo_reference(ratings: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float, int]]:
+def loo_reference(ratings: pd.DataFrame, intended: pd.Series | None = None,
+                  ) -> dict[tuple[str, str, str], tuple[float, int]]:
     """Each rater vs the others, by an explicit loop over raters."""
     out = {}
     for rater in ratings["rater"].unique():
@@ -211,7 +217,7 @@ def loo_reference(ratings: pd.DataFrame) -> dict[tuple[str, str, str], tuple[flo
                 x, y = joined.iloc[:, 0].to_numpy(), joined.iloc[:, 1].to_numpy()
                 out[rater, dimension, "ccc"] = (lin_ccc(x, y), len(joined))
                 out[rater, dimension, "pearson_r"] = (pearsonr(x, y)[0], len(joined))
-        reference = human_majority(others).dropna()
+        reference = human_majority(others, intended).dropna()
         joined = pd.concat([mine["emotion"], reference], axis=1, join="inner").dropna()
         out[rater, "emotion", "accuracy"] = (accuracy_score(joined.iloc[:, 1], joined.iloc[:, 0]), len(joined))
         out[rater, "emotion", "cohen_kappa"] = (
@@ -356,6 +362,14 @@ def test_panel_icc_and_alpha_with_and_without_each_model(case):
     panel = case["tables"]["panel_reliability"]
     for model in case["models"]["model_id"]:
         predicted = model_frame(case, model)
+        codes = {k: i for i, k in enumerate(LABELS)}
+        humans = wide(case["ratings"].assign(code=case["ratings"]["emotion"].map(codes)), "code")
+        machine = predicted["label"].map(codes).rename("model").to_frame().T.reindex(columns=humans.columns)
+        covered = machine.loc["model"].notna()
+        for panel_name, block in (("humans", humans), ("humans + model", pd.concat([humans, machine]))):
+            alpha = krippendorff.alpha(block.loc[:, covered].to_numpy(float), level_of_measurement="nominal")
+            assert value(panel, model_id=model, dimension="emotion", panel=panel_name) == pytest.approx(
+                alpha, abs=1e-9)
         for dimension in ("valence", "arousal"):
             humans = wide(case["ratings"], dimension)
             machine = predicted[dimension].rename("model").to_frame().T
@@ -365,7 +379,7 @@ def test_panel_icc_and_alpha_with_and_without_each_model(case):
             for panel_name, block in (("humans", complete.drop(index="model")), ("humans + model", complete)):
                 long = block.T.reset_index().melt(id_vars="stimulus_id", var_name="rater", value_name="y")
                 expected = pingouin.intraclass_corr(long, targets="stimulus_id", raters="rater",
-                                                    ratings="y").set_index("Type").iloc[1]["ICC"]
+                                                    ratings="y").iloc[1]["ICC"]
                 where = {"model_id": model, "dimension": dimension, "metric": "icc", "panel": panel_name}
                 assert value(panel, **where) == pytest.approx(expected, abs=1e-9)
                 alpha = krippendorff.alpha(joined.loc[block.index, covered].to_numpy(float),
@@ -427,3 +441,26 @@ def test_subgroup_estimates_and_gaps(case):
         gap = value(gaps, attribute=attribute, group_a=first, group_b=second, model_id=model,
                     dimension=dimension, metric=metric)
         assert gap == pytest.approx(number - expected[second, model, dimension, metric], abs=1e-9)
+
+
+def test_ties_resolved_by_the_intended_emotion():
+    """Hand study: s2 ties anger|disgust (intended anger), s7 happiness|surprise (intended
+    surprise); with ties="intended" both resolve, for model accuracy and for leave-one-out
+    majorities of the other raters (build_report crashed on this policy before)."""
+    frames = hand_study()
+    tables = build_report(*frames, n_boot=0, ties="intended")
+    consensus = tables["consensus"].set_index("stimulus_id")
+    assert consensus.at[2, "majority_label"] == "anger" and consensus.at[7, "majority_label"] == "surprise"
+    assert (consensus.loc[[2, 7], "tie_resolved_by"] == "intended").all()
+    ratings, predictions, stimuli, _ = frames
+    intended = stimuli.set_index("stimulus_id")["intended_emotion"]
+    resolved = human_majority(ratings, intended)
+    assert resolved.notna().all()
+    guess = predictions[predictions["model_id"] == "eight"].set_index("stimulus_id")["label"]
+    assert value(tables["model_labels"], model_id="eight", reference="human_majority", scope="all",
+                 metric="accuracy") == pytest.approx(accuracy_score(resolved, guess.loc[resolved.index]))
+    loo = tables["loo"].set_index(["rater", "dimension", "metric"])
+    for key, (expected, n) in loo_reference(ratings, intended).items():
+        if key[1] == "emotion":
+            assert loo.at[key, "estimate"] == pytest.approx(expected, nan_ok=True), key
+            assert loo.at[key, "n"] == n, key

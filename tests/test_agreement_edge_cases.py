@@ -14,6 +14,7 @@ from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss
 
 from core import agreement as ag
 from core.agreement.data import LABELS
+from core.agreement.reliability import ALPHA_LEVELS, alpha_replicates
 from core.agreement.synthetic import synthetic_study
 from core.analysis import build_report
 
@@ -116,12 +117,13 @@ def report(frames: Frames, n_boot: int = 5, **options) -> dict[str, pd.DataFrame
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_edge_case_builds_every_table_without_runtime_warnings(case):
-    """One and five resamples: both draw resamples in which statistics are undefined."""
+    """One and five resamples: both draw resamples in which statistics are undefined; both
+    tie policies."""
     frames = CASES[case]()
     subgroups = ["site", "gender"] if case == "groups" else None
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        report(frames, 1, subgroup_by=subgroups)
+        report(frames, 1, subgroup_by=subgroups, ties="intended")
         tables = report(frames, 5, subgroup_by=subgroups)
     for name, table in tables.items():
         for column in ("estimate", "ci_low", "ci_high", "percentile"):
@@ -317,3 +319,17 @@ def test_small_subgroup_resamples_stay_in_range():
     groups = report((ratings, predictions, stimuli, models), n_boot=200, subgroup_by=["pair"])["subgroups"]
     two = groups.query("group == 'two' and metric in ['pearson_r', 'ccc']")
     assert two[["ci_low", "ci_high"]].abs().le(1 + 1e-12).all().all()
+
+
+def test_alpha_resamples_without_any_spread_are_undefined_at_every_level():
+    """Resamples drawing only stimulus 1 or only stimulus 2 (raters agree on both) have no
+    expected disagreement: NaN at every level, never 1 - round-off / round-off."""
+    matrix = np.array([[0.37, -0.61, 0.1], [0.37, -0.61, 0.1], [0.37, -0.61, 0.3]])
+    first_two = np.array([True, True, False])
+    nan_patterns = {
+        level: np.isnan(alpha_replicates(matrix, level, ag.Bootstrap(60, seed=1), first_two)[1])
+        for level in ALPHA_LEVELS
+    }
+    assert 0 < nan_patterns["nominal"].sum() < 60
+    for level, pattern in nan_patterns.items():
+        assert (pattern == nan_patterns["nominal"]).all(), level

@@ -24,6 +24,8 @@ def majority_codes(
     is_tie = at_top.sum(axis=-1) > 1
     codes = np.where(at_top.any(axis=-1) & ~is_tie, counts.argmax(axis=-1), MISSING)
     if ties == "intended" and intended is not None:
+        # counts may carry leading axes (one table per left-out rater): intended is per stimulus.
+        intended = np.broadcast_to(intended, counts.shape[:-1])
         resolvable = is_tie & (intended >= 0)
         intended_in_tie = np.take_along_axis(
             at_top, np.maximum(intended, 0)[..., None], axis=-1

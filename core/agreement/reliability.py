@@ -188,7 +188,10 @@ def _interval_alpha(matrix: np.ndarray):
 
     def statistic(sums: np.ndarray) -> np.ndarray:
         n, total, squares, observed = np.moveaxis(sums, -1, 0)
-        return 1 - (n - 1) * observed / (2 * n * squares - 2 * total * total)
+        expected = 2 * n * squares - 2 * total * total
+        # No spread at all (e.g. a resample of one stimulus): undefined, not round-off / round-off.
+        expected = np.where(expected > 1e-12 * 2 * n * squares, expected, np.nan)
+        return 1 - (n - 1) * observed / expected
 
     return contributions, statistic
 
