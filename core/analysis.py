@@ -129,10 +129,18 @@ def _models_table(data: ag.StudyData) -> pd.DataFrame:
         "labels": [", ".join(labels[row]) for row in data.can_output],
         "n_labels": data.can_output.sum(axis=1).astype(int),
         "cannot_output": [", ".join(labels[~row]) for row in data.can_output],
-        "n_predictions": (data.model_labels >= 0).sum(axis=1).astype(int)
-        if data.n_models else np.zeros(0, int),
+        "n_predictions": _outputs_per_model(data),
         "n_stimuli": data.n_items,
     })
+
+
+def _outputs_per_model(data: ag.StudyData) -> np.ndarray:
+    """Stimuli with any output (label, probabilities, valence or arousal) per model."""
+    if not data.n_models:
+        return np.zeros(0, int)
+    any_output = ((data.model_labels >= 0) | np.isfinite(data.model_valence)
+                  | np.isfinite(data.model_arousal) | np.isfinite(data.model_probs).any(axis=-1))
+    return any_output.sum(axis=1).astype(int)
 
 
 def _method_notes(n_boot: int, seed: int, ties: str, unequal: str) -> list[str]:

@@ -211,6 +211,7 @@ def test_valence_arousal_only_predictions_say_they_have_no_labels():
     assert rater["note"].str.contains("no emotion labels").all()
     assert tables["notes"]["note"].str.contains("valence/arousal only").any()
     assert tables["model_continuous"]["estimate"].notna().all()
+    assert (tables["models"]["n_predictions"] == 12).all()  # pages show models with n > 0
 
 
 def test_one_group_has_no_gaps_and_a_group_of_one_stimulus_has_nan_ccc():
