@@ -30,6 +30,7 @@ MEDIA_TYPES = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
 }
+ANIMATED_FORMATS = ("PNG", "WEBP")  # APNG and animated WebP; MPO and multi-page TIFF are stills
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff")
 SUPPORTED = "JPEG, PNG, WebP, BMP or TIFF"
 
@@ -61,6 +62,11 @@ def open_image(source: Source, *, max_pixels: int = MAX_PIXELS) -> tuple[Image.I
         raise ImageError("the file is empty (0 bytes). Export or copy the image again.")
     image = _open_checked(stream, max_pixels)
     media_type = MEDIA_TYPES[image.format]
+    if image.format in ANIMATED_FORMATS and getattr(image, "is_animated", False):
+        raise ImageError(
+            f"animated {image.format} images are not supported ({image.n_frames} frames; "
+            "models see one still image). Export the frame the raters saw as a still image."
+        )
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
@@ -100,10 +106,14 @@ def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB version of any Pillow mode: transparency onto white, 16-bit/float scaled to 8 bit."""
+    """RGB version of any Pillow mode: transparency onto white, 16-bit/float scaled to 8 bit.
+
+    16-bit values are divided by 257 (65535 -> 255) and 0..1 floats multiplied by 255, so a
+    dark image stays dark; only values outside those ranges are stretched to 0..255.
+    """
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return Image.fromarray(_scale_to_uint8(np.asarray(image))).convert("RGB")
     if (image.mode == "P" and "transparency" in image.info) or image.mode in ("LA", "PA"):
         image = image.convert("RGBA")
@@ -114,8 +124,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
-    values = values.astype(np.float64)
-    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    floating = values.dtype.kind == "f"
+    values = np.nan_to_num(values.astype(np.float64))
+    low, high = float(values.min()), float(values.max())
+    if floating and 0 <= low and high <= 1:
+        return np.round(values * 255).astype(np.uint8)
+    if not floating and 0 <= low and high <= 65535:
+        return np.round(values / 257).astype(np.uint8)
     if high <= low:
         return np.zeros(values.shape, dtype=np.uint8)
     return np.round((values - low) / (high - low) * 255).astype(np.uint8)

@@ -53,6 +53,7 @@ ERROR_KINDS: dict[str, str] = {
     "non_numeric": "not a number",
     "out_of_scale": "out-of-scale value",
     "duplicate": "duplicate rater x stimulus",
+    "too_long": "value too long",
 }
 ERROR_COLUMNS = ["row", "column", "kind", "value", "message"]
 RATING_COLUMNS = [
@@ -63,6 +64,9 @@ VOTE_RATER = "votes#{batch}:{k}"
 PENDING_BATCH = "new"
 # A single vote cell above this is a typo or a bomb, not a count of human raters.
 MAX_VOTES_PER_CELL = 10_000
+# Votes expand to one rating each; FER+ (35,887 images x 10 votes) is about a third of this.
+MAX_VOTES_TOTAL = 1_000_000
+MAX_RATER_LENGTH = 200  # Rating.rater column width
 
 # Header tokens (see :func:`header_token`) that name a role in a long file.
 ROLE_NAMES: dict[str, tuple[str, ...]] = {
@@ -485,6 +489,11 @@ def _vote_records(
                 f"a vote count must be a whole number from 0 to {MAX_VOTES_PER_CELL:,}"),
     ]
     counts = counts.where(~bad_count & counts.notna(), 0).astype(np.int64)
+    if counts.sum() > MAX_VOTES_TOTAL:
+        raise MappingError([
+            f"the vote counts add up to {counts.sum():,} ratings, above the limit of "
+            f"{MAX_VOTES_TOTAL:,}; check that the count columns hold counts, or split the file"
+        ])
     totals = counts.groupby(melted["row"]).sum()
     empty = totals.index[totals == 0]
     stimuli = melted.drop_duplicates("row").set_index("row")["stimulus_key"]
@@ -603,6 +612,12 @@ def _missing_errors(records: pd.DataFrame, mapping: ColumnMapping) -> list[pd.Da
         empty = records[key] == ""
         column = _role_column(records, mapping, role, empty)
         errors.append(_errors(records.loc[empty], "missing", column, "", f"no {role} given"))
+    long = records["rater"].str.len() > MAX_RATER_LENGTH
+    errors.append(_errors(
+        records.loc[long], "too_long", _role_column(records, mapping, "rater", long),
+        records.loc[long, "rater"].str[:40] + "...",
+        f"the rater id is longer than {MAX_RATER_LENGTH} characters; is the right column mapped?",
+    ))
     blank = np.logical_and.reduce([records[f"{dim}_raw"] == "" for dim in DIMENSIONS])
     errors.append(_errors(
         records.loc[blank], "missing", "", "", "no emotion, valence or arousal value",

@@ -11,9 +11,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import lzma
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xls")
 TABLE_HINT = " Metadata tables are imported separately (Metadata tab, or `import-metadata`)."
+NESTED_ZIP_HINT = " A ZIP inside a ZIP is not opened: extract it and upload the inner ZIP itself."
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,8 @@ def import_files(
     """Import images and ZIP archives into a study; returns the per-file report.
 
     ``files`` yields (name, content) with content as bytes, a seekable binary stream or a Path.
-    Each image is added in its own savepoint; the caller commits the session.
+    Rows are flushed image by image and the caller commits (or rolls back) the session as a
+    whole; image blobs are stored as they are read (content-addressed, so never wrong).
     """
     report = StimulusImportReport()
     study = get_study(session, study_id)
@@ -195,10 +199,12 @@ class _Importer:
                 stored_sha, _ = store_stream(spool, limit=self.limits.max_entry_bytes)
         except ImageError as error:
             hint = TABLE_HINT if job.path.lower().endswith(TABLE_SUFFIXES) else ""
+            hint = NESTED_ZIP_HINT if job.path.lower().endswith(".zip") else hint
             self._note(job, "error", f"{error}{hint}")
             return
         except (
-            ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, NotImplementedError
+            ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, NotImplementedError,
+            zlib.error, lzma.LZMAError,  # corrupt compressed data inside a ZIP
         ) as error:
             reason = f"could not read the file ({error}). Re-export it and upload again."
             self._note(job, "error", reason)
@@ -239,8 +245,10 @@ class _Importer:
             width=info.width, height=info.height, thumbnail=info.thumbnail,
             precropped=self.precropped,
         )
-        with self.session.begin_nested():
-            self.session.add(stimulus)
+        # A plain flush, not a savepoint: under pysqlite a SAVEPOINT opened before any other
+        # statement starts the transaction and its RELEASE commits it, image by image.
+        self.session.add(stimulus)
+        self.session.flush()
         # Rows stay in the transaction; dropping the objects keeps memory flat on big ZIPs.
         self.session.expunge(stimulus)
         self._remember(job.path, sha)
@@ -350,9 +358,9 @@ def _plan_zip(
             f"the ZIP has {len(infos):,} entries, more than the {limits.max_entries:,} limit. "
             "Split it into smaller ZIPs."
         )
-    jobs, accepted, hidden = [], [], []
+    jobs, accepted, hidden, reported = [], [], [], len(report.entries)
     for info in infos:
-        if info.is_dir():
+        if info.filename.endswith("/"):  # a folder (ZipInfo.is_dir fails on an empty name)
             continue
         entry_name = _entry_name(info)
         path, problem = _check_path(entry_name)
@@ -370,6 +378,10 @@ def _plan_zip(
         report.entries.append(ReportEntry(name, "", "ignored", (
             f"{len(hidden)} hidden or system entries skipped (__MACOSX/, dotfiles): {examples}"
         )))
+    if not jobs and not hidden and len(report.entries) == reported:
+        return reject(
+            "the ZIP contains no files (only folders, or nothing). Add the images and upload again."
+        )
     # One bomb entry rejects only itself (above); many inflating entries reject the archive.
     problem = _archive_problem(accepted, limits)
     return reject(problem + " Split it into smaller ZIPs of ordinary images.") if problem else jobs

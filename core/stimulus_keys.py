@@ -19,11 +19,10 @@ KEY_MODES: dict[str, str] = {
 
 
 def normalise_path(path: str) -> str:
-    """POSIX separators, no leading ``./`` or ``/``, NFC (macOS ZIPs store Korean names as NFD)."""
+    """POSIX separators without empty or ``.`` segments (``./a//b.png`` -> ``a/b.png``), NFC
+    (macOS ZIPs store Korean names as NFD)."""
     text = unicodedata.normalize("NFC", str(path)).strip().replace("\\", "/")
-    while text.startswith("./"):
-        text = text[2:]
-    return text.strip("/")
+    return "/".join(part for part in text.split("/") if part not in ("", "."))
 
 
 def stimulus_key(path: str, mode: str, case_insensitive: bool) -> str:

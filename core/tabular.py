@@ -21,6 +21,10 @@ SNIFF_LINES = 50
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls
 HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode text" export
+# Byte-order marks and zero-width characters left in cells by concatenated or copied files.
+INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"
+MAX_COLUMNS = 16_384  # Excel's limit; a wider table is a wrong delimiter or a broken export
 
 
 class TableError(ValueError):
@@ -30,9 +34,12 @@ class TableError(ValueError):
 def read_table(file_name: str, data: bytes) -> pd.DataFrame:
     """Read a CSV/TSV/XLSX upload into a DataFrame of stripped strings (empty cell -> ``""``).
 
-    Blank rows are dropped; the index is kept, so ``index + 2`` is the row number in the file
-    or spreadsheet (header on row 1). Column names are stripped and NFC-normalised.
-    Raises :class:`TableError` for empty, binary or unreadable files.
+    The first non-blank row holds the column names. Blank rows are dropped; the index is kept,
+    so ``index + 2`` is the row number in the file or spreadsheet (header on row 1). Column
+    names are stripped and NFC-normalised. XLSX: the first sheet is read (the others are named
+    in ``frame.attrs["notes"]``); formulas are read as the values Excel last computed.
+    Raises :class:`TableError` for empty, binary or unreadable files, duplicate or missing
+    column names, and rows with more values than the header has columns.
     """
     if not data or not data.strip():
         raise TableError(f"{file_name}: the file is empty. Export the table again and re-upload.")
@@ -41,20 +48,25 @@ def read_table(file_name: str, data: bytes) -> pd.DataFrame:
             f"{file_name}: old Excel .xls format is not supported. "
             "Save it as .xlsx or CSV (UTF-8) and upload again."
         )
+    notes: list[str] = []
     if data.startswith(ZIP_MAGIC) or file_name.lower().endswith((".xlsx", ".xlsm")):
-        frame = _read_xlsx(file_name, data)
+        rows = _read_xlsx(file_name, data, notes)
     else:
-        frame = _read_delimited(file_name, data)
-    return _tidy(file_name, frame)
+        rows = _read_delimited(file_name, data)
+    frame = _tidy(file_name, rows)
+    frame.attrs["notes"] = notes
+    return frame
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
     """Decode bytes of a text table; returns (text, encoding name used).
 
-    UTF-8 (with or without BOM) first; then cp949 only when it yields Korean text (cp949 also
-    decodes many Western byte pairs into nonsense Hangul/Hanja); then cp1252, then latin-1,
-    which accepts any byte.
+    UTF-16 when the data starts with its byte-order mark; else UTF-8 (with or without BOM)
+    first; then cp949 only when it yields Korean text (cp949 also decodes many Western byte
+    pairs into nonsense Hangul/Hanja); then cp1252, then latin-1, which accepts any byte.
     """
+    if data.startswith(UTF16_BOMS):
+        return data.decode("utf-16"), "utf-16"
     try:
         text = data.decode("utf-8-sig")
         return text, "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
@@ -79,7 +91,10 @@ def sniff_delimiter(text: str, file_name: str = "") -> str:
         return "\t"
     best, best_score = ",", (-1.0, 0)
     for delimiter in DELIMITERS:
-        counts = [len(row) for row in csv.reader(lines, delimiter=delimiter)]
+        try:
+            counts = [len(row) for row in csv.reader(lines, delimiter=delimiter)]
+        except csv.Error:  # e.g. a field above csv's size limit: not this delimiter
+            continue
         if not counts or counts[0] < 2:
             continue
         consistent = sum(count == counts[0] for count in counts) / len(counts)
@@ -124,44 +139,121 @@ def _looks_korean(text: str) -> bool:
     return hangul / len(non_ascii) >= 0.8
 
 
-def _read_delimited(file_name: str, data: bytes) -> pd.DataFrame:
-    if b"\x00" in data[:4096]:
+def _read_delimited(file_name: str, data: bytes) -> list[list[str]]:
+    utf16 = data.startswith(UTF16_BOMS)
+    if not utf16 and b"\x00" in data[:4096]:
         raise TableError(
-            f"{file_name}: this looks like a binary file or UTF-16 text, not CSV. "
-            "Save it from Excel as 'CSV UTF-8' and upload again."
+            f"{file_name}: this looks like a binary file or UTF-16 text without a byte-order "
+            "mark, not CSV. Save it from Excel as 'CSV UTF-8' and upload again."
         )
-    text, _ = decode_text(data)
-    delimiter = sniff_delimiter(text, file_name)
     try:
-        return pd.read_csv(
-            io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
-            na_filter=False, skip_blank_lines=False, engine="python",
-        )
-    except (pd.errors.ParserError, csv.Error) as error:
+        text, _ = decode_text(data)
+    except UnicodeDecodeError as error:  # only UTF-16 decoding can fail
         raise TableError(
-            f"{file_name}: cannot split the file into columns ({error}). Check that every row "
-            "has the same number of delimiters and that quotes are closed."
+            f"{file_name}: the UTF-16 text is damaged ({error}). Save it from Excel as "
+            "'CSV UTF-8' and upload again."
+        ) from error
+    delimiter = sniff_delimiter(text, file_name)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        return list(reader)
+    except csv.Error as error:
+        raise TableError(
+            f"{file_name}: cannot split the file into columns near line {reader.line_num} "
+            f"({error}). Check that quotes are closed and that the delimiter is right."
         ) from error
 
 
-def _read_xlsx(file_name: str, data: bytes) -> pd.DataFrame:
+def _read_xlsx(file_name: str, data: bytes, notes: list[str]) -> list[list[str]]:
     try:
-        return pd.read_excel(
-            io.BytesIO(data), sheet_name=0, dtype=str, keep_default_na=False,
-            na_filter=False, engine="openpyxl",
-        )
+        with pd.ExcelFile(io.BytesIO(data), engine="openpyxl") as book:
+            sheets = book.sheet_names
+            frame = pd.read_excel(
+                book, sheet_name=0, header=None, dtype=str, keep_default_na=False,
+                na_filter=False,
+            )
     except Exception as error:  # openpyxl raises many types for broken workbooks
         raise TableError(
             f"{file_name}: cannot read it as an Excel workbook ({type(error).__name__}: {error}). "
             "Open it in Excel, save as .xlsx or CSV, and upload again."
         ) from error
+    others = ", ".join(repr(name) for name in sheets[1:])
+    if others and not (frame.fillna("").astype(str) != "").to_numpy().any():
+        raise TableError(
+            f"{file_name}: the first sheet {sheets[0]!r} is empty and only the first sheet is "
+            f"read (other sheets: {others}). Move the table to the first sheet and upload again."
+        )
+    if others:
+        notes.append(
+            f"{file_name}: read the first sheet {sheets[0]!r}; other sheets ({others}) were "
+            "ignored. Move a table to the first sheet (or save it as CSV) to import it."
+        )
+    return frame.fillna("").astype(str).to_numpy().tolist()
 
 
-def _tidy(file_name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    frame.columns = [unicodedata.normalize("NFC", str(col)).strip() for col in frame.columns]
-    frame = frame.fillna("").astype(str).apply(lambda col: col.str.strip())
-    # Drop blank rows but keep the index, so ``index + 2`` stays the row number users see.
+def _strip(cell: str) -> str:
+    return cell.strip().strip(INVISIBLE).strip()
+
+
+def _clean(cells: pd.Series) -> pd.Series:
+    """Vectorised :func:`_strip`."""
+    return cells.str.strip().str.strip(INVISIBLE).str.strip()
+
+
+def _tidy(file_name: str, rows: list[list[str]]) -> pd.DataFrame:
+    """Header from the first non-blank row; refuses unnamed data columns and repeated names."""
+    width = max(map(len, rows), default=0)
+    if width > MAX_COLUMNS:
+        raise TableError(
+            f"{file_name}: more than {MAX_COLUMNS:,} columns (Excel's limit). Check that the "
+            "file uses ',', ';' or tab between values, one row per line."
+        )
+    start = next((i for i, row in enumerate(rows) if any(map(_strip, row))), None)
+    if start is None:
+        raise TableError(f"{file_name}: the file is empty. Export the table again and re-upload.")
+    header = [unicodedata.normalize("NFC", _strip(str(name))) for name in rows[start]]
+    header += [""] * (width - len(header))
+    body = rows[start + 1:]
+    if any(len(row) != width for row in body):
+        body = [row + [""] * (width - len(row)) for row in body]
+    frame = pd.DataFrame(body, columns=range(width), dtype=object).astype(str).apply(_clean)
+    frame.index = frame.index + start  # index + 2 is the row number users see
     frame = frame.loc[~(frame == "").all(axis=1)]
+    _check_header(file_name, header, frame, start + 1)
+    named = [j for j, name in enumerate(header) if name]
+    frame = frame[named]
+    frame.columns = [header[j] for j in named]
     if frame.columns.size == 0 or frame.empty:
         raise TableError(f"{file_name}: no data rows below the header. Check the file content.")
     return frame
+
+
+def _check_header(file_name: str, header: list[str], frame: pd.DataFrame, header_row: int) -> None:
+    for position, name in enumerate(header):
+        filled = frame.index[frame[position] != ""] if not name else []
+        if len(filled):
+            raise TableError(
+                f"{file_name}: column {position + 1} (Excel column {_letters(position)}) has "
+                f"values, first on row {int(filled[0]) + 2}, but no name in the header row "
+                f"(row {header_row}). Put one name per column in the header row: remove title "
+                "rows above it and unmerge header cells; in a CSV, check the delimiters and "
+                "quotes on that row."
+            )
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header):
+        if name and name in seen:
+            raise TableError(
+                f"{file_name}: the header names {name!r} twice (columns {seen[name] + 1} and "
+                f"{position + 1}). Give every column its own name and upload again."
+            )
+        seen.setdefault(name, position)
+
+
+def _letters(position: int) -> str:
+    """Spreadsheet column letters: 0 -> A, 25 -> Z, 26 -> AA."""
+    letters = ""
+    position += 1
+    while position:
+        position, rest = divmod(position - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters

@@ -438,7 +438,7 @@ def test_read_table_delimiters_and_encodings() -> None:
         (b"", "empty"),
         (b"   \n  \n", "empty"),
         (b"\xd0\xcf\x11\xe0" + bytes(100), "old Excel .xls"),
-        ("a,b\n".encode("utf-16"), "UTF-16"),
+        ("a,b\n".encode("utf-16-le"), "UTF-16 text without a byte-order mark"),
         (b"a,b\n", "no data rows"),
         (b"PK\x03\x04broken", "cannot read it as an Excel workbook"),
     ],

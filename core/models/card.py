@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -82,12 +83,24 @@ def parse_ref(text: str) -> OutputRef:
 # --- parsing and validation ---------------------------------------------------------------------
 
 
-def parse_card_text(text: str) -> dict[str, Any]:
-    """TOML, or JSON when the text starts with ``{``; syntax errors name the line."""
+def parse_card_text(text: str | bytes) -> dict[str, Any]:
+    """TOML, or JSON when the text starts with ``{``; syntax errors name the line.
+
+    Bytes are decoded as UTF-8; a byte-order mark (Windows editors) is ignored.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CardError(f"the card is not valid TOML/JSON: it is not UTF-8 text ({exc}); "
+                            "save it as UTF-8 and upload again") from exc
+    text = text.removeprefix("\ufeff")
     try:
         return json.loads(text) if text.lstrip().startswith("{") else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise CardError(f"the card is not valid TOML/JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise CardError("the card is not valid TOML/JSON: it is nested too deeply") from exc
 
 
 class _Checker:
@@ -109,16 +122,21 @@ class _Checker:
                 self.fail(field, "is required")
             return default
         if (isinstance(node, bool) and kind is not bool) or not isinstance(node, kind):
-            self.fail(field, f"expected {getattr(kind, '__name__', kind)}, got {node!r}")
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            self.fail(field, f"expected {names}, got {node!r}")
             return default
         return node
 
     def floats(self, field: str, default: tuple[float, ...], count: int) -> tuple[float, ...]:
         value = self.get(field, list, list(default))
-        if len(value) != count or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            self.fail(field, f"expected {count} numbers, got {value!r}")
+        if len(value) != count or not all(_finite(v) for v in value):
+            self.fail(field, f"expected {count} finite numbers, got {value!r}")
             return default
         return tuple(float(v) for v in value)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_identity(c: _Checker) -> None:
@@ -148,7 +166,9 @@ def _check_input(c: _Checker) -> Preprocessing | None:
     size = c.get("input.size", (int, list), required=True)
     if isinstance(size, int):
         size = [size, size]
-    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 4096 for v in size)):
+    size_ok = size is not None and len(size) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 4096 for v in size)
+    if size is not None and not size_ok:
         c.fail("input.size", f"expected [height, width] in pixels (8..4096), got {size!r}")
     colour = c.get("input.colour", str, required=True)
     if colour is not None and colour not in ("RGB", "BGR"):
@@ -163,11 +183,16 @@ def _check_input(c: _Checker) -> Preprocessing | None:
     if crop == "box_margin" and not 0 < margin <= 2:
         c.fail("input.margin", "box_margin needs a margin between 0 and 2 (fraction of the box per side)")
     scale = c.get("input.scale", (int, float), 1.0 / 255.0)
+    if not (_finite(scale) and scale > 0):
+        c.fail("input.scale", f"must be a finite number above 0, got {scale!r}")
     mean = c.floats("input.mean", (0.0, 0.0, 0.0), 3)
     std = c.floats("input.std", (1.0, 1.0, 1.0), 3)
     if any(s == 0 for s in std):
         c.fail("input.std", "must not contain 0")
     short_side = c.get("input.resize_short_side", int)
+    if short_side is not None and size_ok and not max(size) <= short_side <= 4096:
+        c.fail("input.resize_short_side", f"must be at least the larger side of `input.size` "
+                                          f"(the centre crop is cut from it) and at most 4096, got {short_side}")
     if c.problems:
         return None
     return Preprocessing(
@@ -407,7 +432,7 @@ def _count_params(path: Path, fmt: str) -> int:
     return int(sum(p.numel() for p in _load_torchscript(path).parameters()))
 
 
-def register_card(session: Session, card_text: str, model_file: bytes | Path, replace: bool = False) -> ModelSpec:
+def register_card(session: Session, card_text: str | bytes, model_file: bytes | Path, replace: bool = False) -> ModelSpec:
     """Validate a card and its model file, store the file, record the model; returns its spec."""
     card = validate_card(parse_card_text(card_text))
     _check_id_free(session, card.id, replace)
