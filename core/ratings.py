@@ -428,18 +428,29 @@ def _long_records(frame: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFrame:
     return records
 
 
+def _melt(frame: pd.DataFrame, id_column: str, columns: list[str], id_name: str) -> pd.DataFrame:
+    """One record (row, id_name, column, raw) per cell of ``columns``, row by row.
+
+    Built from arrays rather than DataFrame.melt, so a file column called ``row``, ``column``
+    or ``raw`` can never collide with these names.
+    """
+    values = frame[columns].to_numpy(dtype=object)
+    width = len(columns)
+    return pd.DataFrame({
+        "row": np.repeat(_file_rows(frame), width),
+        id_name: np.repeat(frame[id_column].to_numpy(dtype=object), width),
+        "column": np.tile(np.asarray(columns, dtype=object), len(frame)),
+        "raw": values.ravel(),
+    })
+
+
 def _wide_records(
     frame: pd.DataFrame, mapping: ColumnMapping, index: StimulusIndex | None
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     id_role = ID_ROLE[mapping.layout]
     other_role = "stimulus" if id_role == "rater" else "rater"
     cells = cell_columns(frame, mapping, index)
-    melted = (
-        frame[[mapping.columns[id_role], *cells]]
-        .assign(row=_file_rows(frame))
-        .melt(id_vars=["row", mapping.columns[id_role]], var_name="column", value_name="raw")
-        .rename(columns={mapping.columns[id_role]: id_role})
-    )
+    melted = _melt(frame, mapping.columns[id_role], list(cells), id_role)
     melted = melted.loc[melted["raw"] != ""]
     melted[other_role] = melted["column"].map({c: key for c, (key, _) in cells.items()})
     melted["dim"] = melted["column"].map({c: dim for c, (_, dim) in cells.items()})
@@ -470,12 +481,7 @@ def _vote_records(
     columns = vote_columns(
         [c for c in frame.columns if c not in mapping.ignored], codes, skip=[id_column]
     )
-    melted = (
-        frame[[id_column, *columns]]
-        .assign(row=_file_rows(frame))
-        .melt(id_vars=["row", id_column], var_name="column", value_name="raw")
-        .rename(columns={id_column: "stimulus_key"})
-    )
+    melted = _melt(frame, id_column, list(columns), "stimulus_key")
     counts = _parse_numbers(melted["raw"])
     bad_number = (melted["raw"] != "") & counts.isna()
     bad_count = counts.notna() & (

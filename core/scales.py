@@ -34,6 +34,8 @@ class Scale:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
             raise ValueError(f"scale bounds must be finite numbers, got {self.low}..{self.high}")
+        if not math.isfinite(self.high - self.low):
+            raise ValueError(f"scale range {self.low:g}..{self.high:g} is too wide to compute with")
         if self.low >= self.high:
             raise ValueError(f"scale minimum {self.low:g} must be below its maximum {self.high:g}")
 

@@ -351,7 +351,7 @@ def _plan_zip(
     try:
         archive = stack.enter_context(zipfile.ZipFile(stack.enter_context(opener())))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
         return reject(f"not a readable ZIP archive ({error}). Re-create the ZIP and upload again.")
     if len(infos) > limits.max_entries:
         return reject(

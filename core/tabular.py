@@ -13,6 +13,7 @@ import io
 import math
 import re
 import unicodedata
+import zipfile
 
 import pandas as pd
 
@@ -25,6 +26,8 @@ UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode text" export
 # Byte-order marks and zero-width characters left in cells by concatenated or copied files.
 INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"
 MAX_COLUMNS = 16_384  # Excel's limit; a wider table is a wrong delimiter or a broken export
+# Uncompressed size of all parts of an XLSX (a ZIP); a million-cell sheet is about 30 MB.
+MAX_WORKBOOK_BYTES = 256 << 20
 
 
 class TableError(ValueError):
@@ -165,6 +168,7 @@ def _read_delimited(file_name: str, data: bytes) -> list[list[str]]:
 
 
 def _read_xlsx(file_name: str, data: bytes, notes: list[str]) -> list[list[str]]:
+    _check_workbook_size(file_name, data)
     try:
         with pd.ExcelFile(io.BytesIO(data), engine="openpyxl") as book:
             sheets = book.sheet_names
@@ -189,6 +193,22 @@ def _read_xlsx(file_name: str, data: bytes, notes: list[str]) -> list[list[str]]
             "ignored. Move a table to the first sheet (or save it as CSV) to import it."
         )
     return frame.fillna("").astype(str).to_numpy().tolist()
+
+
+def _check_workbook_size(file_name: str, data: bytes) -> None:
+    """Refuse ZIP bombs from the sizes in the archive directory (zipfile never inflates an
+    entry beyond its declared size)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as book:
+            total = sum(info.file_size for info in book.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return  # not a readable ZIP: the workbook reader says so
+    if total > MAX_WORKBOOK_BYTES:
+        raise TableError(
+            f"{file_name}: the workbook expands to {total / 2**20:,.0f} MB, above the "
+            f"{MAX_WORKBOOK_BYTES >> 20} MB limit (protection against ZIP bombs). Save the sheet "
+            "as CSV, or split it, and upload again."
+        )
 
 
 def _strip(cell: str) -> str:

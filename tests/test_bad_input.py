@@ -185,6 +185,30 @@ def test_xlsx_formulas_read_as_the_values_excel_computed(index) -> None:
     assert prepared.errors[["row", "kind"]].values.tolist() == [[3, "missing"]]
 
 
+def test_xlsx_zip_bomb_is_refused_from_the_declared_sizes(monkeypatch) -> None:
+    import core.tabular as tabular
+
+    data = xlsx(("S", [["rater", "stimulus"], ["P1", "img01.png"]]))
+    monkeypatch.setattr(tabular, "MAX_WORKBOOK_BYTES", 1000)
+    with pytest.raises(TableError, match=r"^r.xlsx: the workbook expands to .* ZIP bombs"):
+        read_table("r.xlsx", data)
+
+
+def test_xlsx_with_an_entity_expansion_bomb_is_refused() -> None:
+    laughs = (b'<?xml version="1.0"?><!DOCTYPE w [<!ENTITY a "' + b"ha" * 50 + b'">'
+              + b"".join(b'<!ENTITY %c "%s">' % (98 + i, (b"&%c;" % (97 + i)) * 10) for i in range(6))
+              + b']><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+              b'<sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>&g;</t></is></c></row>'
+              b"</sheetData></worksheet>")  # 600 bytes that expand to 100 MB
+    source, buffer = zipfile.ZipFile(io.BytesIO(xlsx(("S", [["a"], [1]])))), io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as target:
+        for info in source.infolist():
+            is_sheet = info.filename == "xl/worksheets/sheet1.xml"
+            target.writestr(info, laughs if is_sheet else source.read(info))
+    with pytest.raises(TableError, match="^bomb.xlsx: cannot read it as an Excel workbook.*amplification"):
+        read_table("bomb.xlsx", buffer.getvalue())
+
+
 # ------------------------------------------------------------------------------------ ratings
 
 
@@ -222,6 +246,31 @@ def test_stimuli_of_another_study_are_unknown(sessions, study) -> None:
     prepared = prepare("rater,stimulus,emotion\nP1,elsewhere.png,happy\nP1,img01.png,sad\n", index)
     assert prepared.errors[["row", "kind"]].values.tolist() == [[2, "unknown_stimulus"]]
     assert "not in the study" in prepared.errors.loc[0, "message"]
+
+
+@pytest.mark.parametrize(("text", "layout"), [
+    ("image,row,raw,column\nimg01.png,3,4,5\n", "wide_stimulus"),
+    ("participant,row,raw\nP1,3,4\n", "wide_rater"),
+])
+def test_columns_named_like_internal_fields_keep_their_values(text, layout) -> None:
+    """``row``, ``raw`` and ``column`` are also names the conversion uses internally."""
+    frame = read_table("r.csv", text.encode())
+    index = StimulusIndex.build({"img01.png": 1, "row": 2, "raw": 3})
+    mapping = detect_mapping(frame, index, layout=layout)
+    mapping.dimension = "valence"
+    prepared = prepare_ratings(frame, mapping, index=index, scales=SAM)
+    got = sorted(zip(prepared.ratings["rater"], prepared.ratings["stimulus_key"],
+                     prepared.ratings["valence_raw"]))
+    expected = {"wide_stimulus": [("column", "img01.png", 5.0), ("raw", "img01.png", 4.0),
+                                  ("row", "img01.png", 3.0)],
+                "wide_rater": [("P1", "raw", 4.0), ("P1", "row", 3.0)]}[layout]
+    assert got == expected
+
+
+def test_vote_file_whose_id_column_is_called_row(index) -> None:
+    frame = read_table("r.csv", b"row,neutral,happiness,anger\nimg01.png,1,2,0\n")
+    prepared = prepare_ratings(frame, detect_mapping(frame, index, layout="votes"), index=index)
+    assert prepared.ok and prepared.ratings["emotion"].tolist() == ["neutral", "happiness", "happiness"]
 
 
 def test_vote_counts_that_would_expand_into_millions_of_ratings_are_refused(index) -> None:
@@ -378,6 +427,16 @@ def test_dot_and_doubled_separators_in_names(sessions, study) -> None:
         (".", "", "error"), ("dots.zip: .", "", "error"),
         ("dots.zip: a/./b.png", "a/b.png", "added"), ("dots.zip: c//d.png", "c/d.png", "added"),
     ]
+
+
+def test_zip_of_an_unsupported_version_is_reported(sessions, study) -> None:
+    archive = bytearray(zip_of([("a.png", noise_png(16))]))
+    directory = archive.index(b"PK\x01\x02")
+    archive[directory + 6] = 64  # "version needed to extract": 6.4, which zipfile cannot read
+    report = run_import(sessions, study, [("new.zip", bytes(archive))])
+    assert [(e.status, e.message) for e in report.entries] == [("error", (
+        "not a readable ZIP archive (zip file version 6.4). Re-create the ZIP and upload again."
+    ))]
 
 
 def test_duplicate_entry_names_in_one_archive(sessions, study) -> None:

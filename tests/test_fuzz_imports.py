@@ -61,7 +61,7 @@ NASTY_HEADERS = [
     "rater", "participant", "stimulus", "image", "emotion", "label", "valence", "arousal",
     "img01.png_valence", "img02.png:arousal", "valence_img01.png", "행복.png", "P01", "P02_valence",
     "neutral", "happiness", "anger", "sadness", "Happy", "notes", "", " rater ", "\ufeffimage",
-    "Rater", "file", "score", "Valence", "Arousal",
+    "Rater", "file", "score", "Valence", "Arousal", "row", "column", "raw", "dim",
 ]
 cells = st.one_of(st.sampled_from(NASTY_CELLS), st.text(max_size=6))
 headers = st.one_of(st.sampled_from(NASTY_HEADERS), st.text(max_size=6))

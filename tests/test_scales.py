@@ -45,6 +45,8 @@ def test_parse_scale_rejects_nonsense_with_the_accepted_forms(text: str) -> None
 def test_scale_rejects_non_finite_bounds() -> None:
     with pytest.raises(ValueError, match="finite"):
         Scale(0, float("inf"))
+    with pytest.raises(ValueError, match="too wide"):
+        parse_scale("-1" + "0" * 308 + "..1" + "0" * 308)  # finite bounds, infinite width
 
 
 @pytest.mark.parametrize(
