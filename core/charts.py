@@ -378,8 +378,10 @@ def model_heatmap(
             "value:Q", title=metric, scale=alt.Scale(domain=list(domain), scheme="redblue", domainMid=0)
         )
     )
-    text = base.mark_text(fontSize=11).encode(
-        text=alt.Text("value:Q", format=".2f"),
+    text = base.mark_text(fontSize=11).transform_calculate(  # Vega would print "null"
+        cell_text="isValid(datum.value) && isFinite(datum.value) ? format(datum.value, '.2f') : 'n/a'"
+    ).encode(
+        text=alt.Text("cell_text:N"),
         color=alt.condition("abs(datum.value) > 0.7", alt.value("white"), alt.value("black")),
     )
     size = max(160, 56 * len(order))

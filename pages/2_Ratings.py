@@ -180,6 +180,8 @@ def scale_editor(frame: pd.DataFrame, mapping: ColumnMapping, index, key: str) -
 
 def custom_scale(dim: str, observed: tuple[float, float], key: str) -> Scale | None:
     """Bounds prefilled with the observed range, for the user to widen to the true scale."""
+    st.caption(f"The {dim} bounds start at the values seen in the file: set them to the ends of "
+               "the scale raters used (e.g. 1 and 9), not the ends they happened to reach.")
     low_column, high_column = st.columns(2)
     low = low_column.number_input(f"{dim} minimum", value=observed[0], key=f"{key}low:{dim}")
     high = high_column.number_input(f"{dim} maximum", value=observed[1], key=f"{key}high:{dim}")
@@ -225,11 +227,27 @@ def validation_report(frame: pd.DataFrame, prepared: PreparedRatings) -> None:
         return
     counts = prepared.errors["kind"].map(ERROR_KINDS).value_counts()
     st.error("Problems found: " + ", ".join(f"{kind} ({n})" for kind, n in counts.items()))
+    st.markdown("\n".join(problem_examples(prepared.errors)))
     st.dataframe(prepared.errors, hide_index=True)
     st.download_button(
         "Download the problem report (CSV)", to_csv_bytes(prepared.errors),
         "rating_problems.csv", "text/csv", on_click="ignore",
     )
+
+
+def problem_examples(errors: pd.DataFrame) -> list[str]:
+    """One bullet per kind of problem with its first row's full message (the table cuts long
+    messages off, and the message says what to do)."""
+    bullets = []
+    for kind, rows in errors.groupby("kind", sort=False):
+        first = rows.iloc[0]
+        value = str(first["value"]).replace("`", "'") or "(empty)"
+        message = str(first["message"]).replace("$", "\\$")  # $ would start LaTeX in markdown
+        bullets.append(
+            f"- **{ERROR_KINDS.get(kind, kind)}** ({len(rows)} rows; e.g. row {first['row']}, "
+            f"column `{first['column']}`, value `{value}`): {message}"
+        )
+    return bullets
 
 
 def confirm(file_name: str, data: bytes, frame, prepared: PreparedRatings, allow_duplicate: bool) -> None:

@@ -36,6 +36,11 @@ STATES = {
 CANCEL_KEY = "models_cancel_requested"
 REPORTS_KEY = "models_last_reports"
 IMPORT_KEY = "models_last_import"
+CARD_KEY = "models_last_card"
+CHECKPOINT_KEY = "models_last_checkpoint"
+FACES_KEY = "models_last_face_stage"
+FACE_STATUS_WORDS = {"one": "one face", "several": "several faces", "none": "no face",
+                     "error": "unreadable", "not run": "not run yet"}
 NONE = "(none)"
 DETECTOR_CHOICES = [name for name in DETECTORS if name != "precropped"]
 
@@ -66,7 +71,7 @@ def comparison_section() -> None:
     st.subheader("Model comparison")
     with factory() as session:
         table = registry.comparison_table(session)
-    st.dataframe(table, hide_index=True)
+    st.dataframe(table, hide_index=True, height="content")
     left, right = st.columns(2)
     left.download_button("Download CSV", exports.to_csv_bytes(table), "models.csv", "text/csv")
     latex = exports.to_latex(table, "Facial emotion recognition models compared", "tab:models")
@@ -75,10 +80,12 @@ def comparison_section() -> None:
 
 def status_section(models: pd.DataFrame) -> None:
     st.subheader("Checkpoints and predictions")
+    if CHECKPOINT_KEY in st.session_state:
+        st.success(st.session_state.pop(CHECKPOINT_KEY))
     shown = models.assign(state=models["state"].map(lambda s: STATES.get(s, (s, "gray"))[0]))
-    st.dataframe(
-        shown[["model_id", "name", "source", "state", "license", "ok", "failed"]],
-        hide_index=True,
+    st.dataframe(  # the study's counts before the long license text, so they stay in view
+        shown[["model_id", "name", "source", "state", "ok", "failed", "license"]],
+        hide_index=True, height="content",
         column_config={
             "ok": st.column_config.NumberColumn("predictions", help="stimuli of this study with a stored prediction"),
             "failed": st.column_config.NumberColumn("failed", help="stimuli whose newest prediction failed"),
@@ -111,7 +118,7 @@ def checkpoint_actions(model_id: str) -> None:
             except checkpoints.CheckpointError as error:
                 st.error(str(error))
             else:
-                st.success("Downloaded and verified.")
+                st.session_state[CHECKPOINT_KEY] = f"{model_id}: downloaded and verified."
                 st.rerun()
     names = [slot.name for slot in spec.checkpoints]
     index = 0
@@ -124,8 +131,11 @@ def checkpoint_actions(model_id: str) -> None:
             path = checkpoints.register_local(spec, index, upload.getvalue())
         except checkpoints.CheckpointError as error:
             st.error(str(error))
-        else:
-            st.success(f"Registered {path.name}; {checkpoints.checkpoint_status(spec).message}")
+        else:  # rerun so the table and the Run tab see the new state
+            st.session_state[CHECKPOINT_KEY] = (
+                f"{model_id}: registered {path.name}; {checkpoints.checkpoint_status(spec).message}"
+            )
+            st.rerun()
 
 
 def face_options() -> tuple[str, str, str]:
@@ -150,14 +160,22 @@ def face_options() -> tuple[str, str, str]:
     return detector, rule, device
 
 
+def face_counts_text(counts: dict[str, int]) -> str:
+    """``one face: 4, no face: 1`` rather than the raw status names."""
+    return ", ".join(f"{FACE_STATUS_WORDS.get(status, status)}: {n}" for status, n in counts.items())
+
+
 def face_stage_section(detector: str, rule: str, device: str) -> None:
+    if FACES_KEY in st.session_state:
+        st.success(st.session_state.pop(FACES_KEY))
     with factory() as session:
         images = study_images(session, study_id)
         detected = [image.sha256 for image in images if not image.precropped]
         counts = status_counts(session, detected, DETECTOR_VERSIONS[detector]) if detected else {}
     precropped = len(images) - len(detected)
     st.caption(f"{len(images)} images: {precropped} pre-cropped; detection ({detector}): "
-               + (", ".join(f"{status} {n}" for status, n in counts.items()) or "nothing to detect"))
+               + (face_counts_text(counts) or "nothing to detect")
+               + ". Models run it themselves when needed; run it here to check the faces first.")
     if st.button("Run face stage", disabled=not images):
         bar = st.progress(0.0, text="Detecting faces…")
         try:
@@ -167,6 +185,7 @@ def face_stage_section(detector: str, rule: str, device: str) -> None:
         except (DetectorUnavailable, DeviceError) as error:
             st.error(str(error))
         else:
+            st.session_state[FACES_KEY] = f"Face stage finished for {len(images)} images ({detector})."
             st.rerun()
 
 
@@ -187,11 +206,13 @@ def request_cancel() -> None:
 
 
 def run_section(models: pd.DataFrame, detector: str, rule: str, device: str) -> None:
+    st.subheader("Run models")
     runnable = models[models["source"] != "imported"]
     ready = runnable[runnable["state"] == "ready"]
     names = dict(zip(models["model_id"], models["name"]))
     if ready.empty:
-        st.info("No model has its checkpoint yet: download or register one above.")
+        st.info("No model has its checkpoint yet: download or register one in the **Models** tab, "
+                "or add a model from a card in the **Add a model** tab.")
         return
     chosen = st.multiselect("Models to run", list(ready["model_id"]), default=list(ready["model_id"]),
                             format_func=lambda m: f"{names[m]} ({m})")
@@ -379,8 +400,11 @@ def card_section() -> None:
                                           model_file.getvalue(), replace=replace)
         except (ValueError, checkpoints.CheckpointError) as error:
             st.error(str(error))
-        else:
-            st.success(f"Registered {spec.name} ({spec.id}).")
+        else:  # rerun so the Models and Run tabs, built earlier in this run, list the new model
+            st.session_state[CARD_KEY] = f"Registered {spec.name} ({spec.id}); run it in the Run tab."
+            st.rerun()
+    if CARD_KEY in st.session_state:
+        st.success(st.session_state.pop(CARD_KEY))
 
 
 models = overview()
@@ -392,6 +416,7 @@ with run:
     if study_id is None:
         st.info("Create or pick a study on the Home page to run models.")
     else:
+        st.subheader("Face stage")
         detector, rule, device = face_options()
         face_stage_section(detector, rule, device)
         st.divider()

@@ -86,7 +86,7 @@ def human_ceiling_section(context: AnalysisContext) -> None:
     show_table(alpha, "Krippendorff alpha", key="agreement-alpha",
                caption="Krippendorff's alpha: nominal for labels, interval for valence and arousal.")
     st.caption("ICC forms are named in both conventions: McGraw-Wong (pingouin 0.7) = Shrout-Fleiss (legacy pingouin).")
-    show_table(icc, "ICC", key="agreement-icc",
+    show_table(icc, "ICC", key="agreement-icc", lead=("dimension", "label", "estimate", "description"),
                caption="Intraclass correlations of human valence and arousal (all six forms, F test, exact 95% CI).")
 
 
@@ -132,6 +132,7 @@ def models_section(context: AnalysisContext) -> None:
                "Labels vs humans", key="agreement-labels",
                caption="Model labels against the human majority label and the intended emotion.")
     show_table(tables["panel_reliability"], "Panel with and without each model", key="agreement-panel",
+               lead=("model_id", "dimension", "metric", "panel", "estimate"),
                caption="ICC(A,1) and Krippendorff's alpha of the human panel, and with the model as one more rater.")
 
 
@@ -156,8 +157,10 @@ def subgroup_section(context: AnalysisContext) -> None:
     show_chart(chart, f"subgroups_{attribute}_{dimension}_{metric}", key="agreement-subgroup-chart")
     st.caption("Rows 'humans' are the human panel's own reliability within each group (the ceiling per group).")
     show_table(groups, f"Subgroups by {attribute}", key="agreement-subgroups",
+               lead=("group", "model_id", "dimension", "metric", "estimate"),
                caption=f"Agreement per value of {attribute} (bootstrap CIs over stimuli).")
     show_table(gaps, f"Gaps by {attribute}", key="agreement-gaps",
+               lead=("group_a", "group_b", "model_id", "dimension", "metric", "estimate"),
                caption=f"Differences between groups of {attribute} (group a minus group b) with bootstrap CIs.")
 
 

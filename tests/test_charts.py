@@ -199,7 +199,7 @@ def test_model_heatmap_labels_pipelines_and_orders_by_pipeline() -> None:
     assert rect["encoding"]["x"]["sort"] == ["A · enet_b0_8_va_mtl", "A · mbf_va_mtl", "E · esr9"]
     assert rect["encoding"]["color"]["scale"]["domain"] == [-1.0, 1.0]
     assert rect["encoding"]["color"]["title"] == "CCC valence"
-    assert text["encoding"]["text"]["field"] == "value"
+    assert text["encoding"]["text"]["field"] == "cell_text"  # "n/a" where the value is undefined
     cell = next(v for v in _values(rect) if v["model_a"] == "esr9" and v["model_b"] == "mbf_va_mtl")
     assert (cell["pipeline_a"], cell["pipeline_b"], cell["value"]) == ("E", "A", 0.3)
 

@@ -12,6 +12,7 @@ from db.engine import DB_URL_ENV, default_url, make_engine, make_sessionmaker
 from db.queries import list_studies
 
 STUDY_KEY = "study_id"
+STUDY_PARAM = "study"  # the study in the address, so a reload or a shared link keeps it
 
 
 def _secret(name: str) -> str | None:
@@ -44,6 +45,18 @@ def _password_ok() -> bool:
     return False
 
 
+def _remembered_study(ids: list[int]) -> int | None:
+    """This session's study, else the one named in the address (``?study=3``)."""
+    current = st.session_state.get(STUDY_KEY)
+    if current in ids:
+        return current
+    try:
+        named = int(st.query_params.get(STUDY_PARAM, ""))
+    except ValueError:
+        return None
+    return named if named in ids else None
+
+
 def page_setup(title: str, *, needs_study: bool = True) -> tuple[sessionmaker[Session], int | None]:
     """Configure the page, gate it, and return the session factory and selected study id.
 
@@ -59,8 +72,8 @@ def page_setup(title: str, *, needs_study: bool = True) -> tuple[sessionmaker[Se
     demo_ids = {s.id for s in all_studies if s.is_demo}
     study_id = None
     if studies:
-        current = st.session_state.get(STUDY_KEY)
         ids = list(studies)
+        current = _remembered_study(ids)
         study_id = st.sidebar.selectbox(
             "Study",
             ids,
@@ -68,6 +81,7 @@ def page_setup(title: str, *, needs_study: bool = True) -> tuple[sessionmaker[Se
             format_func=studies.get,
         )
         st.session_state[STUDY_KEY] = study_id
+        st.query_params[STUDY_PARAM] = str(study_id)
         if study_id in demo_ids:
             st.sidebar.warning("Synthetic demo study: generated faces, ratings and model outputs.")
     st.title(title)

@@ -85,16 +85,32 @@ def show_table(
     caption: str,
     key: str,
     columns: Sequence[str] | None = None,
+    lead: Sequence[str] = (),
 ) -> None:
-    """A table with its CIs merged for reading, and CSV/XLSX/LaTeX downloads of ``columns``."""
+    """A table with its CIs merged for reading, and CSV/XLSX/LaTeX downloads of ``columns``.
+
+    ``lead`` names columns shown first on screen (``estimate`` for the merged estimate), so
+    the figures of a wide table stay in view; the downloads keep the table's own order.
+    """
     shown = table[list(columns)] if columns is not None else table
     st.markdown(f"**{name}**")
     if shown.empty:
         st.caption("No rows for the current data and filters.")
         return
     st.caption(caption)
-    st.dataframe(display_frame(shown), hide_index=True, width="stretch")
+    display = display_frame(shown)
+    st.dataframe(display, hide_index=True, width="stretch", column_order=leading(display, lead))
     table_downloads(shown, name, caption=caption, key=key)
+
+
+def leading(display: pd.DataFrame, lead: Sequence[str]) -> list[str] | None:
+    """The display's columns with ``lead`` first; ``estimate`` stands for its merged CI column."""
+    if not lead:
+        return None
+    renamed = {"estimate": next((c for c in display.columns if c.startswith("estimate")), "estimate")}
+    first = [renamed.get(column, column) for column in lead]
+    first = [column for column in first if column in display.columns]
+    return first + [column for column in display.columns if column not in first]
 
 
 def workbook_download(tables: Mapping[str, pd.DataFrame], name: str, *, key: str) -> None:
