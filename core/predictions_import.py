@@ -277,7 +277,7 @@ def preview(
             first_row[sha] = parsed.row
         rows.append(parsed)
     result = ImportPreview(file_name, sha256_bytes(data), mapping, rows)
-    result.hints = _range_hints(result)
+    result.hints = [*frame.attrs.get("notes", []), *_range_hints(result)]
     return result
 
 

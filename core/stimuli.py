@@ -556,6 +556,7 @@ def import_metadata(
         file_name, id_col, intended_col, _attribute_columns(table, (id_col, intended_col))
     )
     report.n_rows = len(table)
+    report.notes.extend(table.attrs.get("notes", []))
     rows = _matched_rows(table, id_col, index, lookup, report)
     report.matched = len(rows)
     values = {

@@ -142,6 +142,19 @@ def test_xlsx_reads_the_first_sheet_and_names_the_others() -> None:
     assert read_table("one.xlsx", xlsx(("Only", [["a"], [1]]))).attrs["notes"] == []
 
 
+def test_the_ignored_sheets_reach_the_prediction_hints_and_metadata_notes(sessions, study) -> None:
+    data = xlsx(("Scores", [["file", "happy", "sad"], ["img01.png", 0.9, 0.1]]),
+                ("About", [["tool", "FaceReader"]]))
+    with sessions() as session:
+        hints = pi.preview(session, study, "p.xlsx", data).hints
+    with sessions.begin() as session:
+        notes = import_metadata(session, study, "p.xlsx", data).notes
+    assert hints == notes == [
+        "p.xlsx: read the first sheet 'Scores'; other sheets ('About') were ignored. "
+        "Move a table to the first sheet (or save it as CSV) to import it."
+    ]
+
+
 def test_xlsx_with_an_empty_first_sheet_says_where_the_data_is() -> None:
     data = xlsx(("Sheet1", []), ("Data", [["rater", "stimulus"], ["P1", "img01.png"]]))
     with pytest.raises(TableError, match=r"first sheet 'Sheet1' is empty .*other sheets: 'Data'"):
