@@ -404,6 +404,44 @@ def test_zero_byte_uploads_are_reported_everywhere(sessions, study) -> None:
         card_module.validate_card(parse_card_text(b""))
 
 
+# -------------------------------------------------------------------------------------- cards
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{" + '"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    ("a = " + "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    (b"\xff\xfeid = 'x'", "not UTF-8 text"),
+])
+def test_card_text_that_cannot_be_parsed(text, message) -> None:
+    with pytest.raises(CardError, match=f"^the card is not valid TOML/JSON: .*{message}"):
+        parse_card_text(text)
+
+
+def test_card_saved_with_a_byte_order_mark_is_read() -> None:
+    text = "\ufeff" + card_text("tiny")
+    assert parse_card_text(text)["id"] == "tiny"
+    assert parse_card_text(text.encode("utf-8"))["id"] == "tiny"
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("std = [nan, 0.5, 0.5]", r"`input.std`: expected 3 finite numbers, got \[nan, 0.5, 0.5\]"),
+    ("mean = [0.5, inf, 0.5]", r"`input.mean`: expected 3 finite numbers"),
+    ("scale = inf", r"`input.scale`: must be a finite number above 0, got inf"),
+    ("scale = 0", r"`input.scale`: must be a finite number above 0, got 0"),
+    ("resize_short_side = 16", r"`input.resize_short_side`: must be at least the larger side"),
+    ("size = true", r"`input.size`: expected int or list, got True"),
+])
+def test_card_numbers_that_would_poison_every_prediction(line: str, message: str) -> None:
+    key = line.split(" = ")[0]
+    text = "\n".join(
+        line if raw.startswith(f"{key} = ") else raw for raw in card_text("tiny").splitlines()
+    )
+    if line not in text:
+        text = text.replace("[input]", f"[input]\n{line}")
+    with pytest.raises(CardError, match=message):
+        card_module.validate_card(parse_card_text(text))
+
+
 # ----------------------------------------------------------------------------------- archives
 
 
