@@ -44,10 +44,10 @@ from core.tabular import TableError, read_table
 from db import stimuli as stimulus_db
 from db.models import Prediction, RegisteredModel, Stimulus, StimulusAttribute
 
-# FUZZ_EXAMPLES=2000 for a longer hunt; the default keeps this file near 15 s.
+# FUZZ_EXAMPLES=2000 for a longer hunt; the default 100 keeps this file near 15 s.
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
 FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", 60)), deadline=None,
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", 100)), deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 STIMULI = ["img01.png", "img02.png", "행복.png"]
