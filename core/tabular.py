@@ -181,8 +181,9 @@ def _read_xlsx(file_name: str, data: bytes, notes: list[str]) -> list[list[str]]
             f"{file_name}: cannot read it as an Excel workbook ({type(error).__name__}: {error}). "
             "Open it in Excel, save as .xlsx or CSV, and upload again."
         ) from error
+    cells = frame.fillna("").astype(str)
     others = ", ".join(repr(name) for name in sheets[1:])
-    if others and not (frame.fillna("").astype(str) != "").to_numpy().any():
+    if others and not (cells != "").to_numpy().any():
         raise TableError(
             f"{file_name}: the first sheet {sheets[0]!r} is empty and only the first sheet is "
             f"read (other sheets: {others}). Move the table to the first sheet and upload again."
@@ -192,7 +193,7 @@ def _read_xlsx(file_name: str, data: bytes, notes: list[str]) -> list[list[str]]
             f"{file_name}: read the first sheet {sheets[0]!r}; other sheets ({others}) were "
             "ignored. Move a table to the first sheet (or save it as CSV) to import it."
         )
-    return frame.fillna("").astype(str).to_numpy().tolist()
+    return cells.to_numpy().tolist()
 
 
 def _check_workbook_size(file_name: str, data: bytes) -> None:
