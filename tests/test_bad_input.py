@@ -423,6 +423,15 @@ def test_card_saved_with_a_byte_order_mark_is_read() -> None:
     assert parse_card_text(text.encode("utf-8"))["id"] == "tiny"
 
 
+def test_json_nulls_in_a_card_count_as_absent() -> None:
+    data = {**parse_card_text(card_text("tiny")), "params": None, "paper": None, "labels": None}
+    with pytest.raises(CardError, match="`labels` names 0"):
+        card_module.validate_card(data)
+    data["labels"] = parse_card_text(card_text("tiny"))["labels"]
+    spec = card_module.card_spec(card_module.validate_card(data), "0" * 64)
+    assert (spec.params, spec.paper) == (0, "")
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ("std = [nan, 0.5, 0.5]", r"`input.std`: expected 3 finite numbers, got \[nan, 0.5, 0.5\]"),
     ("mean = [0.5, inf, 0.5]", r"`input.mean`: expected 3 finite numbers"),

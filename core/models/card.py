@@ -271,8 +271,15 @@ class Card:
         return self.data["file"]["format"]
 
 
+def _without_nulls(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _without_nulls(value) for key, value in node.items() if value is not None}
+    return node
+
+
 def validate_card(data: dict[str, Any]) -> Card:
-    """Check every field; raises CardError listing all problems."""
+    """Check every field; raises CardError listing all problems. JSON nulls count as absent."""
+    data = _without_nulls(data)
     c = _Checker(data)
     _check_identity(c)
     _check_file(c)
