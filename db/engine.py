@@ -42,6 +42,10 @@ def _set_sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# The sqlite3 driver opens transactions itself (before the first write, not before reads). That
+# keeps a page's read-then-write units from failing when another process wrote in between, but
+# it makes SAVEPOINTs commit early: imports are all-or-nothing per transaction and never rely on
+# nested transactions (tests/test_bad_input.py checks that a failed import stores nothing).
 def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     """Create an engine for ``url`` (default: :func:`default_url`), upgraded to the newest schema."""
     url = url or default_url()
