@@ -19,6 +19,9 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
+# The sidebar note shown once the demo study exists ("Loading the synthetic demo study…" would
+# match a looser text while it is still being built).
+DEMO_LOADED = "generated faces, ratings and model outputs"
 
 
 def _free_port() -> int:
@@ -51,7 +54,11 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("streamlit did not become healthy within 60 s")
     yield url
     server.terminate()
-    server.wait(timeout=20)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:  # a script still running after a failed step
+        server.kill()
+        server.wait()
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +92,7 @@ def test_main_flow_demo_upload_and_agreement(page, app_url: str, tmp_path: Path)
 
     page.goto(app_url)
     page.get_by_role("button", name="Load demo study").click()
-    page.get_by_text("Synthetic demo study").first.wait_for()
+    page.get_by_text(DEMO_LOADED).wait_for(timeout=180_000)
     _shot(page, "1-home")
 
     page.goto(f"{app_url}/Stimuli")
@@ -115,3 +122,50 @@ def test_main_flow_demo_upload_and_agreement(page, app_url: str, tmp_path: Path)
     page.locator(".vega-embed canvas, .vega-embed svg.marks").first.wait_for(timeout=120_000)
     page.wait_for_timeout(1000)
     _shot(page, "5-circumplex")
+
+
+def _choose(page, label: str, option: str) -> None:
+    """Pick in a Streamlit selectbox (a react-aria combobox, not BaseWeb): open it by its label,
+    then click the option. A click that lands while the page still lays out may not open it."""
+    box = page.get_by_role("combobox", name=label).first
+    for _ in range(5):
+        box.click()
+        if box.get_attribute("aria-expanded") == "true":
+            break
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(300)
+    page.get_by_role("option", name=option).first.click()
+
+
+def test_ratings_upload_wizard(page, app_url: str, tmp_path: Path) -> None:
+    """A long rating file for the demo study's stimuli: columns detected, both scales chosen in
+    their dropdowns, confirmed, and listed as a new batch."""
+    stimuli = ["neutral_01.png", "happiness_01.png", "sadness_01.png", "surprise_01.png"]
+    rows = [f"B{rater},{name},{(rater + index) % 9 + 1},{(rater * index) % 9 + 1}"
+            for rater in range(1, 4) for index, name in enumerate(stimuli)]
+    ratings = tmp_path / "browser_wizard_ratings.csv"
+    ratings.write_text("participant,image,valence,arousal\n" + "\n".join(rows) + "\n")
+
+    page.goto(app_url)
+    no_study = page.get_by_text("load the demo study to begin")
+    page.get_by_text("What to do next").or_(no_study).first.wait_for()  # the Home page's end
+    if not no_study.is_visible():  # the Demo section is folded once a study exists
+        page.get_by_text("Demo", exact=True).click()
+    page.get_by_role("button", name="Load demo study").click()  # returns an existing demo
+    page.get_by_text(DEMO_LOADED).wait_for(timeout=180_000)
+    page.locator("[data-testid=stSidebarNav] a").filter(has_text="Ratings").first.click()
+    page.get_by_role("tab", name="Upload ratings").wait_for()
+    page.locator("input[type=file]").first.set_input_files(str(ratings))
+    page.get_by_text("12 data rows, 4 columns").wait_for()
+    _choose(page, "valence scale", "SAM 1-9 (1..9)")
+    page.get_by_role("combobox", name="arousal scale").wait_for()
+    _choose(page, "arousal scale", "SAM 1-9 (1..9)")
+    page.get_by_text("Every row is valid.").wait_for()
+    _shot(page, "6-ratings-wizard")
+    page.get_by_role("button", name="Import 12 ratings").click()
+    page.get_by_text("browser_wizard_ratings.csv: batch #").wait_for()
+    page.get_by_role("tab", name="Batches").click()
+    batches = page.get_by_role("tabpanel", name="Batches")
+    batches.get_by_text("12 ratings, 3 raters, 4 stimuli").wait_for()
+    assert batches.get_by_text("browser_wizard_ratings.csv").count() == 1
+    _shot(page, "7-ratings-batches")
