@@ -35,6 +35,7 @@ CUSTOM = "custom"
 ROUND_KEY = "ratings_upload_round"  # bumped after an import to empty the uploader
 RESULT_KEY = "ratings_last_import"
 BY_KEY = "ratings_uploaded_by"
+LAST_BY_KEY = "ratings_last_uploader"  # kept for the next file (the widget's own state is not)
 
 factory, study_id = page_setup("Ratings")
 
@@ -251,7 +252,9 @@ def problem_examples(errors: pd.DataFrame) -> list[str]:
 
 
 def confirm(file_name: str, data: bytes, frame, prepared: PreparedRatings, allow_duplicate: bool) -> None:
-    uploaded_by = st.text_input("Uploaded by (stored with the batch)", key=BY_KEY)
+    uploaded_by = st.text_input(
+        "Uploaded by (stored with the batch)", value=st.session_state.get(LAST_BY_KEY, ""), key=BY_KEY
+    )
     if prepared.ok:
         if st.button(f"Import {len(prepared.ratings)} ratings", type="primary"):
             store(file_name, data, frame, prepared, uploaded_by, False, allow_duplicate)
@@ -279,6 +282,7 @@ def store(file_name, data, frame, prepared, uploaded_by, partial, allow_duplicat
         return
     rejected = rejected_rows_table(frame, prepared.errors) if result.rejected_rows else None
     st.session_state[RESULT_KEY] = (file_name, result, rejected)
+    st.session_state[LAST_BY_KEY] = uploaded_by
     st.session_state[ROUND_KEY] += 1
     st.rerun()
 
@@ -336,7 +340,9 @@ def batch_row(batch: rating_db.BatchSummary) -> None:
         delete.button("Delete", key=f"delete_{batch.id}", on_click=act,
                       args=(rating_db.delete_batch, batch.id))
         with st.expander("Provenance"):
-            st.dataframe(rating_db.batches_frame([batch]).T.astype(str))
+            facts = rating_db.batches_frame([batch]).T.astype(str).set_axis(["value"], axis=1)
+            st.dataframe(facts, height="content")
+            st.caption("How the file was read: column mapping, declared scales, label codes.")
             st.json({"mapping": batch.mapping, "scales": batch.scales,
                      "label_map": batch.label_map}, expanded=False)
             st.download_button(

@@ -141,3 +141,24 @@ def test_study_comes_from_the_address_and_is_written_back(sessions) -> None:
     at.query_params["study"] = "not-a-number"
     at.run()
     assert not at.exception and at.sidebar.selectbox[0].value == first
+
+
+def test_uploader_name_is_offered_again_for_the_next_file_and_provenance_is_labelled(sessions) -> None:
+    with sessions.begin() as session:
+        study_id = get_or_create_study(session, "Pilot").id
+        session.add(Stimulus(study_id=study_id, path="img01.png", sha256="1" * 64, media_type="image/png",
+                             width=1, height=1, thumbnail=b""))
+    at = AppTest.from_file(RATINGS, default_timeout=TIMEOUT).run()
+    for number, text in enumerate(("rater,image,valence\nP1,img01.png,5\n", "rater,image,valence\nP2,img01.png,6\n")):
+        at.file_uploader[0].set_value((f"r{number}.csv", text.encode(), "text/csv"))
+        at.run()
+        next(s for s in at.selectbox if s.label.startswith("valence scale")).select("sam9").run()
+        by = next(t for t in at.text_input if t.label.startswith("Uploaded by"))
+        assert by.value == ("" if number == 0 else "Ana")
+        if number == 0:
+            by.input("Ana")
+        button(at, "Import 1 ratings").click().run()
+        assert not at.exception
+    assert any("r1.csv: batch #2 stored" in s.value for s in at.success)
+    facts = next(d.value for d in at.dataframe if "value" in d.value.columns)
+    assert facts.loc["uploaded by", "value"] == "Ana"
