@@ -5,26 +5,30 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core import exports, inference
-from core import predictions_import as pi
-from core.detection import (
-    DETECTOR_VERSIONS,
-    DETECTORS,
-    DetectorUnavailable,
-    download_mtcnn,
-    mtcnn_status,
-)
-from core.devices import DeviceError, available_devices, device_label, resolve_device
-from core.face_stage import CHOICE_RULES, ensure_faces
-from core.labels import CANONICAL
-from core.models import card, checkpoints, registry
-from core.stimuli import parse_code_map
-from core.scales import parse_scale
-from core.storage import sha256_bytes
-from core.tabular import TableError, read_table
-from db.faces import status_counts
-from db.predictions import failed_stimuli, prediction_summary, study_images
 from ui.chrome import page_setup
+
+# The title first: the model code imports PyTorch, which takes seconds on a server's first visit.
+factory, study_id = page_setup("Models", needs_study=False)
+with st.spinner("Loading PyTorch and the model code (seconds, on the first visit only)…"):
+    from core import exports, inference
+    from core import predictions_import as pi
+    from core.detection import (
+        DETECTOR_VERSIONS,
+        DETECTORS,
+        DetectorUnavailable,
+        download_mtcnn,
+        mtcnn_status,
+    )
+    from core.devices import DeviceError, available_devices, device_label, resolve_device
+    from core.face_stage import CHOICE_RULES, ensure_faces
+    from core.labels import CANONICAL
+    from core.models import card, checkpoints, registry
+    from core.stimuli import parse_code_map
+    from core.scales import parse_scale
+    from core.storage import sha256_bytes
+    from core.tabular import TableError, read_table
+    from db.faces import status_counts
+    from db.predictions import failed_stimuli, prediction_summary, study_images
 
 STATES = {
     "ready": ("ready", "green"),
@@ -43,8 +47,6 @@ FACE_STATUS_WORDS = {"one": "one face", "several": "several faces", "none": "no 
                      "error": "unreadable", "not run": "not run yet"}
 NONE = "(none)"
 DETECTOR_CHOICES = [name for name in DETECTORS if name != "precropped"]
-
-factory, study_id = page_setup("Models", needs_study=False)
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading model…", on_release=inference.release_adapter)
