@@ -520,5 +520,13 @@ def subgroup_gap_chart(
         zero
         + gap_base.mark_rule(color="black").encode(x=alt.X("ci_low:Q", title=f"gap in {metric}"), x2="ci_high:Q")
         + gap_base.mark_point(filled=True, size=60, color="black").encode(x="estimate:Q")
-    ).properties(title="gap between groups", width=240, height=height)
+    ).properties(title=_gap_title(gap_data["comparison"]), width=240, height=height)
     return finished(alt.hconcat(per_group, gap_panel))
+
+
+def _gap_title(comparisons: pd.Series) -> str:
+    """Which way round the gap is read: ``gap: female − male`` when there is one pair."""
+    pairs = comparisons.unique()
+    if len(pairs) == 1 and pairs[0] != "gap":
+        return f"gap: {pairs[0]}"
+    return "gap between groups (first minus second; hover for the pair)"

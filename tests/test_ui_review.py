@@ -162,3 +162,15 @@ def test_uploader_name_is_offered_again_for_the_next_file_and_provenance_is_labe
     assert any("r1.csv: batch #2 stored" in s.value for s in at.success)
     facts = next(d.value for d in at.dataframe if "value" in d.value.columns)
     assert facts.loc["uploaded by", "value"] == "Ana"
+
+
+def test_gap_panel_title_says_which_group_is_subtracted() -> None:
+    groups = pd.DataFrame({"model_id": ["m1", "m1"], "group": ["female", "male"], "estimate": [0.6, 0.4],
+                           "ci_low": [0.5, 0.3], "ci_high": [0.7, 0.5]})
+    one_pair = pd.DataFrame({"model_id": ["m1"], "group_a": ["female"], "group_b": ["male"],
+                             "estimate": [0.2], "ci_low": [0.1], "ci_high": [0.3]})
+    spec = charts.subgroup_gap_chart(groups, one_pair).to_dict()
+    assert spec["hconcat"][1]["title"] == "gap: female − male"
+    two_pairs = pd.concat([one_pair, one_pair.assign(group_b="other")], ignore_index=True)
+    spec = charts.subgroup_gap_chart(groups, two_pairs).to_dict()
+    assert spec["hconcat"][1]["title"].startswith("gap between groups (first minus second")
