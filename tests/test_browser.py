@@ -126,15 +126,22 @@ def test_main_flow_demo_upload_and_agreement(page, app_url: str, tmp_path: Path)
 
 def _choose(page, label: str, option: str) -> None:
     """Pick in a Streamlit selectbox (a react-aria combobox, not BaseWeb): open it by its label,
-    then click the option. A click that lands while the page still lays out may not open it."""
+    click the option, and check the box shows it. A click that lands while the page is still
+    laying out or rerunning may not open the list or may be lost, so try again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
+
     box = page.get_by_role("combobox", name=label).first
     for _ in range(5):
         box.click()
-        if box.get_attribute("aria-expanded") == "true":
-            break
+        try:
+            page.get_by_role("option", name=option).first.click(timeout=3_000)
+            expect(box).to_have_value(option, timeout=5_000)
+            return
+        except (AssertionError, PlaywrightTimeout):
+            pass
         page.keyboard.press("Escape")
-        page.wait_for_timeout(300)
-    page.get_by_role("option", name=option).first.click()
+        page.wait_for_timeout(500)
+    raise AssertionError(f"could not choose {option!r} in {label!r}")
 
 
 def test_ratings_upload_wizard(page, app_url: str, tmp_path: Path) -> None:
