@@ -86,7 +86,7 @@ def load_demo(session: Session) -> int:
     rng = np.random.default_rng(SEED)
     truth = {path: _emotion_of(path) for path in stimuli}
     _import_ratings(session, study.id, truth, rng)
-    _add_predictions(session, stimuli, truth, rng)
+    _add_predictions(session, study.id, stimuli, truth, rng)
     return study.id
 
 
@@ -192,7 +192,8 @@ def _import_ratings(
 
 
 def _add_predictions(
-    session: Session, stimuli: dict[str, str], truth: dict[str, str], rng: np.random.Generator
+    session: Session, study_id: int, stimuli: dict[str, str], truth: dict[str, str],
+    rng: np.random.Generator,
 ) -> None:
     for model in DEMO_MODELS:
         if session.get(RegisteredModel, model.model_id) is None:
@@ -202,21 +203,24 @@ def _add_predictions(
                       "labels": list(model.labels)},
             ))
         for path, sha in stimuli.items():
-            if _has_prediction(session, sha, model.model_id):
+            if _has_prediction(session, study_id, sha, model.model_id):
                 continue
-            session.add(_prediction(model, sha, truth[path], rng))
+            session.add(_prediction(model, study_id, sha, truth[path], rng))
 
 
-def _has_prediction(session: Session, sha: str, model_id: str) -> bool:
+def _has_prediction(session: Session, study_id: int, sha: str, model_id: str) -> bool:
     return session.scalar(
         select(Prediction.id).where(
             Prediction.stimulus_sha256 == sha, Prediction.model_id == model_id,
+            Prediction.study_id == study_id,
             Prediction.checkpoint_sha256 == SYNTHETIC,
         )
     ) is not None
 
 
-def _prediction(model: DemoModel, sha: str, emotion: str, rng: np.random.Generator) -> Prediction:
+def _prediction(
+    model: DemoModel, study_id: int, sha: str, emotion: str, rng: np.random.Generator
+) -> Prediction:
     labels = list(model.labels)
     logits = rng.normal(0, 1, size=len(labels))
     hit = emotion in labels and rng.random() < model.accuracy
@@ -225,7 +229,7 @@ def _prediction(model: DemoModel, sha: str, emotion: str, rng: np.random.Generat
     probs = np.exp(logits) / np.exp(logits).sum()
     valence, arousal = np.clip(np.array(PROTOTYPES[emotion]) + rng.normal(0, model.noise, 2), -1, 1)
     return Prediction(
-        stimulus_sha256=sha, model_id=model.model_id, checkpoint_sha256=SYNTHETIC,
+        stimulus_sha256=sha, study_id=study_id, model_id=model.model_id, checkpoint_sha256=SYNTHETIC,
         preprocessing=SYNTHETIC, detector="none", status="ok",
         label=labels[int(np.argmax(probs))],
         probs={label: float(p) for label, p in zip(labels, probs)},

@@ -436,9 +436,11 @@ def import_predictions(
         existing = session.get(RegisteredModel, model_id)
         history = _history(existing, result.sha256, replace, model_id)
         if existing is not None and replace:
-            session.execute(delete(Prediction).where(Prediction.model_id == model_id))
+            session.execute(delete(Prediction).where(
+                Prediction.model_id == model_id, Prediction.study_id == study_id
+            ))
         rows = [_prediction_row(row) for row in result.rows if not (UNSTORABLE & _kinds(row))]
-        save_predictions(session, CacheKey(model_id, result.sha256, IMPORTED), rows)
+        save_predictions(session, CacheKey(model_id, result.sha256, IMPORTED), rows, study_id)
         store_bytes(data)
         card = _card(result, model_id, name, pipeline, tool, notes, rows, history)
         upsert_registered_model(session, model_id, source=IMPORTED, card=card,

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.labels import CANONICAL
 from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute
+from db.predictions import visible_in
 
 RATING_COLUMNS = ["stimulus", "stimulus_id", "rater", "batch_id", "emotion", "valence", "arousal"]
 PREDICTION_COLUMNS = ["stimulus", "stimulus_id", "model_id", "label", "valence", "arousal"] + [
@@ -85,7 +86,7 @@ def load_predictions(
             Prediction.id,
         )
         .join(Stimulus, Stimulus.sha256 == Prediction.stimulus_sha256)
-        .where(Stimulus.study_id == study_id, Prediction.status == "ok")
+        .where(Stimulus.study_id == study_id, Prediction.status == "ok", visible_in(study_id))
         .order_by(Prediction.created_at, Prediction.id)
     )
     if model_ids is not None:

@@ -203,12 +203,18 @@ class Prediction(Base):
     __tablename__ = "prediction"
     __table_args__ = (
         UniqueConstraint(
-            "stimulus_sha256", "model_id", "checkpoint_sha256", "preprocessing", "detector"
+            "stimulus_sha256", "model_id", "checkpoint_sha256", "preprocessing", "detector",
+            "study_id",
         ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     stimulus_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # Set for predictions that belong to one study (a tool's imported outputs, the synthetic
+    # demo); NULL for computed ones, which every study holding the same image bytes shares.
+    study_id: Mapped[int | None] = mapped_column(
+        ForeignKey("study.id", ondelete="CASCADE"), index=True
+    )
     model_id: Mapped[str] = mapped_column(String(100), index=True)
     checkpoint_sha256: Mapped[str] = mapped_column(String(64))
     # Preprocessing version of the model spec: a change invalidates the cache.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import delete, insert, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from db.models import Prediction, RegisteredModel, Stimulus
@@ -85,9 +85,12 @@ def cached_statuses(session: Session, key: CacheKey, wanted: dict[str, str]) -> 
     return found
 
 
-def save_predictions(session: Session, key: CacheKey, rows: Sequence[PredictionRow]) -> None:
+def save_predictions(
+    session: Session, key: CacheKey, rows: Sequence[PredictionRow], study_id: int | None = None
+) -> None:
     """Store ``rows`` under ``key``, replacing rows with the same full key (a retried failure,
-    a re-imported file, or a concurrent run that got there first)."""
+    a re-imported file, or a concurrent run that got there first). ``study_id`` scopes rows
+    to one study (imported predictions); computed predictions leave it None and are shared."""
     if not rows:
         return
     pairs = [(row.sha256, row.detector) for row in rows]
@@ -95,6 +98,7 @@ def save_predictions(session: Session, key: CacheKey, rows: Sequence[PredictionR
         session.execute(
             delete(Prediction).where(
                 *_key_filter(key),
+                _study_filter(study_id),
                 tuple_(Prediction.stimulus_sha256, Prediction.detector).in_(chunk),
             )
         )
@@ -102,7 +106,7 @@ def save_predictions(session: Session, key: CacheKey, rows: Sequence[PredictionR
         insert(Prediction),
         [
             {
-                "stimulus_sha256": row.sha256, "model_id": key.model_id,
+                "stimulus_sha256": row.sha256, "study_id": study_id, "model_id": key.model_id,
                 "checkpoint_sha256": key.weights, "preprocessing": key.preprocessing,
                 "detector": row.detector, "status": row.status, "error": row.error,
                 "label": row.label, "probs": row.probs, "valence": row.valence,
@@ -142,7 +146,7 @@ def latest_predictions(session: Session, study_id: int) -> pd.DataFrame:
             Prediction.checkpoint_sha256, Prediction.created_at,
         )
         .join(Stimulus, Stimulus.sha256 == Prediction.stimulus_sha256)
-        .where(Stimulus.study_id == study_id)
+        .where(Stimulus.study_id == study_id, visible_in(study_id))
         .order_by(Prediction.created_at, Prediction.id)
     ).all()
     frame = pd.DataFrame(rows, columns=columns)
@@ -207,3 +211,12 @@ def _key_filter(key: CacheKey) -> tuple:
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _study_filter(study_id: int | None):
+    return Prediction.study_id.is_(None) if study_id is None else Prediction.study_id == study_id
+
+
+def visible_in(study_id: int):
+    """Predictions a study sees: the shared computed ones and its own imported ones."""
+    return or_(Prediction.study_id.is_(None), Prediction.study_id == study_id)

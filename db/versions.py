@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import Prediction, Rating, RatingBatch, RegisteredModel, Stimulus, StimulusAttribute
+from db.predictions import visible_in
 
 
 def _active_batches(study_id: int):
@@ -54,7 +55,7 @@ def analysis_version(session: Session, study_id: int) -> tuple[object, ...]:
     predictions = session.execute(
         select(func.count(), func.max(Prediction.id))
         .join(Stimulus, Stimulus.sha256 == Prediction.stimulus_sha256)
-        .where(Stimulus.study_id == study_id)
+        .where(Stimulus.study_id == study_id, visible_in(study_id))
     ).one()
     models = session.execute(select(func.count(), func.max(RegisteredModel.created_at))).one()
     return (study_id, batches, *ratings, *stimuli, *attributes, *predictions, models[0], str(models[1]))

@@ -1,0 +1,42 @@
+"""Imported (and synthetic demo) predictions belong to their study; computed ones are shared by
+every study holding the same image bytes."""
+
+from __future__ import annotations
+
+from core.demo import load_demo
+from core.demo_faces import PHOTO_NAME, demo_images
+from core.stimuli import import_files
+from db.analysis import load_predictions
+from db.models import Prediction, Stimulus
+from db.predictions import CacheKey, PredictionRow, save_predictions
+from db.stimuli import create_study
+
+
+def test_demo_predictions_stay_in_the_demo_study(sessions) -> None:
+    with sessions.begin() as session:
+        demo_id = load_demo(session)
+        pilot = create_study(session, "pilot")
+        photo = [(name, data) for name, data in demo_images() if name == PHOTO_NAME]
+        import_files(session, pilot.id, photo)
+        pilot_id = pilot.id
+    with sessions() as session:
+        assert not load_predictions(session, demo_id).empty
+        assert load_predictions(session, pilot_id).empty
+
+
+def test_computed_predictions_are_shared_by_image_content(sessions) -> None:
+    with sessions.begin() as session:
+        demo_id = load_demo(session)
+        pilot = create_study(session, "pilot")
+        photo = [(name, data) for name, data in demo_images() if name == PHOTO_NAME]
+        import_files(session, pilot.id, photo)
+        pilot_id = pilot.id
+        sha = session.query(Stimulus.sha256).filter_by(study_id=pilot_id).scalar()
+        row = PredictionRow(sha256=sha, detector="mtcnn-v1", status="ok", label="happiness",
+                            probs={"happiness": 1.0}, valence=0.5, arousal=0.1)
+        save_predictions(session, CacheKey("enet_b0_8_va_mtl", "w" * 64, "emotiefflib-v1"), [row])
+    with sessions() as session:
+        for study_id in (demo_id, pilot_id):
+            models = set(load_predictions(session, study_id)["model_id"])
+            assert "enet_b0_8_va_mtl" in models
+        assert session.query(Prediction).filter_by(model_id="enet_b0_8_va_mtl").count() == 1
