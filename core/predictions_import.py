@@ -434,7 +434,7 @@ def import_predictions(
         if not result.ok and not store_failures:
             raise ImportRejected(result)
         existing = session.get(RegisteredModel, model_id)
-        history = _history(existing, result.sha256, replace, model_id)
+        history = _history(existing, result.sha256, result.mapping.to_dict(), replace, model_id)
         if existing is not None and replace:
             session.execute(delete(Prediction).where(
                 Prediction.model_id == model_id, Prediction.study_id == study_id
@@ -458,17 +458,22 @@ def _kinds(row: ParsedRow) -> set[str]:
     return {issue["kind"] for issue in row.issues}
 
 
-def _history(existing: RegisteredModel | None, sha256: str, replace: bool, model_id: str) -> list[dict]:
+def _history(
+    existing: RegisteredModel | None, sha256: str, mapping: dict, replace: bool, model_id: str
+) -> list[dict]:
     if existing is None:
         return []
     card = existing.card or {}
     earlier = list(card.get("history", []))
-    if existing.checkpoint_sha256 == sha256:
+    same_import = existing.checkpoint_sha256 == sha256 and card.get("mapping") == mapping
+    if same_import:
         return earlier
     if not replace:
+        what = "with another column mapping or range" if existing.checkpoint_sha256 == sha256 else (
+            f"from {card.get('source_file', 'another file')}")
         raise ValueError(
-            f"model {model_id!r} already holds predictions imported from "
-            f"{card.get('source_file', 'another file')}; import under a new id or replace them"
+            f"model {model_id!r} already holds predictions imported {what}; "
+            "import under a new id or replace them"
         )
     return earlier + [{"source_file": card.get("source_file"), "source_sha256": existing.checkpoint_sha256,
                        "imported_at": card.get("imported_at")}]

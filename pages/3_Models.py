@@ -398,7 +398,7 @@ def card_section() -> None:
     if st.button("Register model", disabled=not (card_file and model_file)):
         try:
             with factory.begin() as session:
-                spec = card.register_card(session, card_file.getvalue().decode("utf-8"),
+                spec = card.register_card(session, card_file.getvalue(),
                                           model_file.getvalue(), replace=replace)
         except (ValueError, checkpoints.CheckpointError) as error:
             st.error(str(error))

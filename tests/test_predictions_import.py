@@ -233,3 +233,23 @@ def test_cli_import_with_declared_range_and_override(db_url, sessions, study, tm
     captured = capsys.readouterr()
     assert "row 4: unknown label: label 'bored'" in captured.out
     assert "nothing was imported" in captured.err
+
+
+def test_same_file_with_another_mapping_needs_replace(data_dir, sessions, study):
+    """Re-importing the same bytes with other column roles or ranges must not silently rewrite
+    the stored predictions (seen in the UI review: a changed range went through unasked)."""
+    pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode())
+    with sessions() as session:
+        mapping = pi.preview(session, study, "feat.csv", PYFEAT.encode()).mapping
+    swapped = dict(mapping.scores, anger=mapping.scores["disgust"], disgust=mapping.scores["anger"])
+    other = pi.PredictionMapping(**{**mapping.__dict__, "scores": swapped})
+    with pytest.raises(ValueError, match="another column mapping"):
+        pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode(), mapping=other)
+    with sessions() as session:
+        frame = load_predictions(session, study, ["pyfeat"]).set_index("stimulus")
+    assert frame.loc["set/face02.jpg", "label"] == "anger"
+    pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode(), mapping=other,
+                          replace=True)
+    with sessions() as session:
+        frame = load_predictions(session, study, ["pyfeat"]).set_index("stimulus")
+    assert frame.loc["set/face02.jpg", "label"] == "disgust"

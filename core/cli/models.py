@@ -218,7 +218,7 @@ def run_register_card(args: argparse.Namespace) -> int:
     factory = _factory(args)
     try:
         with factory.begin() as session:
-            spec = card.register_card(session, args.card.read_text(encoding="utf-8"), args.file,
+            spec = card.register_card(session, args.card.read_bytes(), args.file,
                                       replace=args.replace)
     except (ValueError, checkpoints.CheckpointError) as error:
         return _error(error)
