@@ -3,6 +3,8 @@ every study holding the same image bytes."""
 
 from __future__ import annotations
 
+import pytest
+
 from core.demo import load_demo
 from core.demo_faces import PHOTO_NAME, demo_images
 from core.stimuli import import_files
@@ -12,31 +14,30 @@ from db.predictions import CacheKey, PredictionRow, save_predictions
 from db.stimuli import create_study
 
 
-def test_demo_predictions_stay_in_the_demo_study(sessions) -> None:
+@pytest.fixture
+def two_studies(sessions) -> tuple[int, int]:
+    """The demo study and a pilot study sharing the demo's photo (same bytes)."""
     with sessions.begin() as session:
         demo_id = load_demo(session)
         pilot = create_study(session, "pilot")
-        photo = [(name, data) for name, data in demo_images() if name == PHOTO_NAME]
-        import_files(session, pilot.id, photo)
-        pilot_id = pilot.id
+        import_files(session, pilot.id, [(n, d) for n, d in demo_images() if n == PHOTO_NAME])
+        return demo_id, pilot.id
+
+
+def test_demo_predictions_stay_in_the_demo_study(sessions, two_studies) -> None:
+    demo_id, pilot_id = two_studies
     with sessions() as session:
         assert not load_predictions(session, demo_id).empty
         assert load_predictions(session, pilot_id).empty
 
 
-def test_computed_predictions_are_shared_by_image_content(sessions) -> None:
+def test_computed_predictions_are_shared_by_image_content(sessions, two_studies) -> None:
     with sessions.begin() as session:
-        demo_id = load_demo(session)
-        pilot = create_study(session, "pilot")
-        photo = [(name, data) for name, data in demo_images() if name == PHOTO_NAME]
-        import_files(session, pilot.id, photo)
-        pilot_id = pilot.id
-        sha = session.query(Stimulus.sha256).filter_by(study_id=pilot_id).scalar()
+        sha = session.query(Stimulus.sha256).filter_by(study_id=two_studies[1]).scalar()
         row = PredictionRow(sha256=sha, detector="mtcnn-v1", status="ok", label="happiness",
                             probs={"happiness": 1.0}, valence=0.5, arousal=0.1)
         save_predictions(session, CacheKey("enet_b0_8_va_mtl", "w" * 64, "emotiefflib-v1"), [row])
     with sessions() as session:
-        for study_id in (demo_id, pilot_id):
-            models = set(load_predictions(session, study_id)["model_id"])
-            assert "enet_b0_8_va_mtl" in models
+        for study_id in two_studies:
+            assert "enet_b0_8_va_mtl" in set(load_predictions(session, study_id)["model_id"])
         assert session.query(Prediction).filter_by(model_id="enet_b0_8_va_mtl").count() == 1
