@@ -160,7 +160,8 @@ def test_ratings_upload_wizard(page, app_url: str, tmp_path: Path) -> None:
         page.get_by_text("Demo", exact=True).click()
     page.get_by_role("button", name="Load demo study").click()  # returns an existing demo
     page.get_by_text(DEMO_LOADED).wait_for(timeout=180_000)
-    page.locator("[data-testid=stSidebarNav] a").filter(has_text="Ratings").first.click()
+    # A fresh page load, not a sidebar click that can land while the Home page still reruns.
+    page.goto(f"{app_url}/Ratings")
     page.get_by_role("tab", name="Upload ratings").wait_for()
     page.locator("input[type=file]").first.set_input_files(str(ratings))
     page.get_by_text("12 data rows, 4 columns").wait_for()
