@@ -133,6 +133,12 @@ def _factory(args: argparse.Namespace) -> sessionmaker[Session]:
     return make_sessionmaker(make_engine(args.db))
 
 
+def _open_study(args: argparse.Namespace) -> tuple[sessionmaker[Session], int | None]:
+    """The session factory of ``--db`` and the id of ``--study`` (None, with a message, if absent)."""
+    factory = _factory(args)
+    return factory, _study_id(factory, args.study)
+
+
 def _study_id(factory: sessionmaker[Session], name: str) -> int | None:
     with factory() as session:
         study_id = session.scalar(select(Study.id).where(Study.name == name))
@@ -227,8 +233,7 @@ def run_register_card(args: argparse.Namespace) -> int:
 
 
 def run_detect_faces(args: argparse.Namespace) -> int:
-    factory = _factory(args)
-    study_id = _study_id(factory, args.study)
+    factory, study_id = _open_study(args)
     if study_id is None:
         return 2
     with factory() as session:
@@ -249,8 +254,7 @@ def run_detect_faces(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    factory = _factory(args)
-    study_id = _study_id(factory, args.study)
+    factory, study_id = _open_study(args)
     if study_id is None:
         return 2
     try:
@@ -276,8 +280,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_check_fp16(args: argparse.Namespace) -> int:
-    factory = _factory(args)
-    study_id = _study_id(factory, args.study)
+    factory, study_id = _open_study(args)
     if study_id is None:
         return 2
     try:
@@ -294,8 +297,7 @@ def run_check_fp16(args: argparse.Namespace) -> int:
 def run_import_predictions(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         return _error(f"not a file: {args.file}", 2)
-    factory = _factory(args)
-    study_id = _study_id(factory, args.study)
+    factory, study_id = _open_study(args)
     if study_id is None:
         return 2
     data = args.file.read_bytes()

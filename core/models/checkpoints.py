@@ -198,15 +198,20 @@ def checkpoint_status(spec: ModelSpec) -> CheckpointStatus:
 
 def resolve(spec: ModelSpec) -> list[Path]:
     """Verified paths in spec order, re-hashing every file now; raises CheckpointError otherwise."""
+    return [check.path for check in _ready_slots(spec, fast=False)]
+
+
+def _ready_slots(spec: ModelSpec, fast: bool) -> list[_SlotCheck]:
+    """Each slot's check in spec order; raises CheckpointError at the first one not ready."""
     folder = checkpoint_dir(spec)
     manifest = _read_manifest(folder)
-    paths = []
+    checks = []
     for slot in spec.checkpoints:
-        check = _check_slot(folder, slot, manifest, fast=False)
+        check = _check_slot(folder, slot, manifest, fast=fast)
         if check.state != "ready":
             raise CheckpointError(_advice(spec, check))
-        paths.append(check.path)
-    return paths
+        checks.append(check)
+    return checks
 
 
 def _advice(spec: ModelSpec, check: _SlotCheck) -> str:
@@ -220,15 +225,7 @@ def _advice(spec: ModelSpec, check: _SlotCheck) -> str:
 
 def used_files(spec: ModelSpec) -> list[tuple[CheckpointFile, Path, str]]:
     """(variant, path, sha256) of the verified file in each slot (manifest-fast); raises if not ready."""
-    folder = checkpoint_dir(spec)
-    manifest = _read_manifest(folder)
-    result = []
-    for slot in spec.checkpoints:
-        check = _check_slot(folder, slot, manifest, fast=True)
-        if check.state != "ready":
-            raise CheckpointError(_advice(spec, check))
-        result.append((check.variant, check.path, check.sha256))
-    return result
+    return [(check.variant, check.path, check.sha256) for check in _ready_slots(spec, fast=True)]
 
 
 def weights_fingerprint(spec: ModelSpec) -> str:
