@@ -113,10 +113,10 @@ def mtcnn_dir() -> Path:
 
 def _where_to_get() -> str:
     return (
-        "Download them with core.detection.download_mtcnn() (needs internet), or run "
-        f"`pip download {FACENET_WHEEL} --no-deps -d <folder>` and install the weights from that "
-        "wheel with core.detection.install_mtcnn_from_wheel(<wheel>). The offline 'haar' "
-        "detector needs no download."
+        "Download them with `python -m core install-mtcnn` or the Models page (needs internet), "
+        f"or run `pip download {FACENET_WHEEL} --no-deps -d <folder>` and install the weights "
+        "from that wheel with `python -m core install-mtcnn --wheel <wheel>`. The offline "
+        "'haar' detector needs no download."
     )
 
 
