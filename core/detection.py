@@ -115,7 +115,8 @@ def _where_to_get() -> str:
     return (
         "Download them with `python -m core install-mtcnn` or the Models page (needs internet), "
         f"or run `pip download {FACENET_WHEEL} --no-deps -d <folder>` and install the weights "
-        "from that wheel with `python -m core install-mtcnn --wheel <wheel>`. The offline "
+        "from that wheel with `python -m core install-mtcnn --wheel <wheel>` "
+        "(core.detection.install_mtcnn_from_wheel in Python). The offline "
         "'haar' detector needs no download."
     )
 
