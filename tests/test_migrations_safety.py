@@ -102,10 +102,17 @@ def test_rebuilding_parent_tables_keeps_every_row(demo_file: Path, db_url: str, 
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
+DELETE_RATINGS = """
+    op.add_column("study", sa.Column("doomed", sa.Integer()))
+    op.execute("DELETE FROM rating")
+"""
+
+
 def test_upgrade_that_deletes_ratings_is_rolled_back(demo_file: Path, db_url: str, tmp_path) -> None:
     before = tables(demo_file)
     engine = make_engine(db_url, migrate=False)
-    versions = write_migration(tmp_path / "v", engine, 'op.execute("DELETE FROM rating")\n')
+    # SQLite commits the ALTER at once, so only the backup can undo it.
+    versions = write_migration(tmp_path / "v", engine, DELETE_RATINGS)
     with pytest.raises(MigrationAborted, match=r"rating: \d+ -> 0") as raised:
         upgrade(engine, extra_version_dirs=[versions])
     engine.dispose()
