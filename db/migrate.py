@@ -43,15 +43,17 @@ class MigrationAborted(RuntimeError):
     """An upgrade would have lost data or could not run safely; the database is unchanged."""
 
 
-def alembic_config(engine: Engine, extra_version_dirs: Sequence[Path] = ()) -> Config:
-    """An Alembic config bound to ``engine`` (no alembic.ini needed).
+def alembic_config(extra_version_dirs: Sequence[Path] = ()) -> Config:
+    """An Alembic config for the project's migrations (no alembic.ini needed).
+
+    It names no URL: env.py runs on the connection handed over in ``attributes`` (a URL would go
+    through configparser, which chokes on the ``%`` of an encoded password or socket path).
 
     ``extra_version_dirs`` adds folders of revisions after the project's own chain (tests use it
     for throwaway migrations that must not enter db/migrations/versions).
     """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     if extra_version_dirs:
         folders = [MIGRATIONS_DIR / "versions", *extra_version_dirs]
         config.set_main_option("path_separator", "os")
@@ -63,8 +65,9 @@ def upgrade(
     engine: Engine, revision: str = "head", *, extra_version_dirs: Sequence[Path] = ()
 ) -> None:
     """Bring the schema to ``revision`` under the lock, backup and row-count guard above."""
-    config = alembic_config(engine, extra_version_dirs)
-    target = {script.revision for script in ScriptDirectory.from_config(config).get_revisions(revision)}
+    config = alembic_config(extra_version_dirs)
+    scripts = ScriptDirectory.from_config(config).get_revisions(revision)
+    target = {script.revision for script in scripts}
     with engine.connect() as connection:
         if _current_revisions(connection) == target:
             return
@@ -77,7 +80,7 @@ def upgrade(
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Step the schema back to ``revision`` (for developers; rows may legitimately go)."""
-    config = alembic_config(engine)
+    config = alembic_config()
     with _migration_connection(engine) as connection:
         _run_guarded(connection, config, lambda: command.downgrade(config, revision), check=False)
 

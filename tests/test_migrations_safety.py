@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
 
 from core.demo import load_demo
 from db.engine import make_engine, make_sessionmaker
@@ -40,17 +39,17 @@ def revision(path: Path) -> str:
         return connection.execute("SELECT version_num FROM alembic_version").fetchone()[0]
 
 
-def repo_head(engine: Engine) -> str:
-    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+def repo_head() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def write_migration(folder: Path, engine: Engine, upgrade_body: str) -> Path:
+def write_migration(folder: Path, upgrade_body: str) -> Path:
     """A throwaway revision on top of the project's head, outside db/migrations/versions."""
     folder.mkdir()
     body = textwrap.indent(textwrap.dedent(upgrade_body).strip(), "    ")
     source = (
         "import sqlalchemy as sa\nfrom alembic import op\n\n"
-        f'revision = "9999_test"\ndown_revision = "{repo_head(engine)}"\n'
+        f'revision = "9999_test"\ndown_revision = "{repo_head()}"\n'
         "branch_labels = None\ndepends_on = None\n\n\n"
         f"def upgrade() -> None:\n{body}\n\n\ndef downgrade() -> None:\n    pass\n"
     )
@@ -86,13 +85,15 @@ REBUILD_PARENTS = """
 """
 
 
-def test_rebuilding_parent_tables_keeps_every_row(demo_file: Path, db_url: str, tmp_path) -> None:
+def test_rebuilding_parent_tables_keeps_every_row(
+    demo_file: Path, db_url: str, tmp_path: Path
+) -> None:
     """Batch mode drops and recreates study, stimulus and rating_batch; with foreign keys on,
     each DROP would cascade into ratings, attributes and predictions."""
     before = tables(demo_file)
     assert len(before["rating"]) > 0 and len(before["stimulus_attribute"]) > 0
     engine = make_engine(db_url, migrate=False)
-    upgrade(engine, extra_version_dirs=[write_migration(tmp_path / "v", engine, REBUILD_PARENTS)])
+    upgrade(engine, extra_version_dirs=[write_migration(tmp_path / "v", REBUILD_PARENTS)])
     after = tables(demo_file)
     assert revision(demo_file) == "9999_test"
     del before["alembic_version"], after["alembic_version"]
@@ -108,21 +109,25 @@ DELETE_RATINGS = """
 """
 
 
-def test_upgrade_that_deletes_ratings_is_rolled_back(demo_file: Path, db_url: str, tmp_path) -> None:
+def test_upgrade_that_deletes_ratings_is_rolled_back(
+    demo_file: Path, db_url: str, tmp_path: Path
+) -> None:
     before = tables(demo_file)
     engine = make_engine(db_url, migrate=False)
     # SQLite commits the ALTER at once, so only the backup can undo it.
-    versions = write_migration(tmp_path / "v", engine, DELETE_RATINGS)
+    versions = write_migration(tmp_path / "v", DELETE_RATINGS)
     with pytest.raises(MigrationAborted, match=r"rating: \d+ -> 0") as raised:
         upgrade(engine, extra_version_dirs=[versions])
     engine.dispose()
     assert tables(demo_file) == before
-    backups = list((demo_file.parent / "backups").glob(f"test-{repo_head(engine)}-*.sqlite"))
+    backups = list((demo_file.parent / "backups").glob(f"test-{repo_head()}-*.sqlite"))
     assert len(backups) == 1 and tables(backups[0]) == before
     assert str(backups[0]) in "".join(raised.value.__notes__)
 
 
-def test_start_at_head_takes_no_backup_and_an_upgrade_takes_one(old_file: Path, db_url: str) -> None:
+def test_start_at_head_takes_no_backup_and_an_upgrade_takes_one(
+    old_file: Path, db_url: str
+) -> None:
     folder = old_file.parent / "backups"
     taken_by_the_downgrade = set(folder.iterdir())
     make_engine(db_url)
@@ -137,8 +142,8 @@ def test_stray_scratch_table_does_not_block_the_next_start(old_file: Path, db_ur
     with sqlite3.connect(old_file) as connection:
         connection.execute(f"CREATE TABLE {SCRATCH} AS SELECT * FROM prediction")
     ratings = tables(old_file)["rating"]
-    engine = make_engine(db_url)
-    assert revision(old_file) == repo_head(engine)
+    make_engine(db_url)
+    assert revision(old_file) == repo_head()
     assert SCRATCH not in tables(old_file) and tables(old_file)["rating"] == ratings
 
 
@@ -197,18 +202,20 @@ def start_four_processes(db_url: str, barrier: Path) -> None:
     assert [start.returncode for start in starts] == [0] * 4, "\n".join(errors)
 
 
+@pytest.mark.slow
 def test_four_starts_on_a_new_file(db_url: str, tmp_path: Path) -> None:
     start_four_processes(db_url, tmp_path / "barrier")
     path = Path(db_url.split("///", 1)[1])
-    assert revision(path) == repo_head(make_engine(db_url, migrate=False))
+    assert revision(path) == repo_head()
     assert not [name for name in tables(path) if name.startswith("_alembic_tmp_")]
 
 
+@pytest.mark.slow
 def test_four_starts_on_an_old_file(old_file: Path, db_url: str, tmp_path: Path) -> None:
     before = tables(old_file)
     start_four_processes(db_url, tmp_path / "barrier")
     after = tables(old_file)
-    assert revision(old_file) == repo_head(make_engine(db_url, migrate=False))
+    assert revision(old_file) == repo_head()
     assert not [name for name in after if name.startswith("_alembic_tmp_")]
     for name in ("study", "stimulus", "stimulus_attribute", "rating_batch", "rating"):
         assert after[name] == before[name]
