@@ -34,6 +34,7 @@ def _set_sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL: readers (the dashboard) never block the writer (an import or an inference run).
     cursor.execute("PRAGMA journal_mode=WAL")
     # SQLite ships with foreign keys off; ratings must never point at a missing stimulus.
+    # (db.migrate turns them off for its own connection: a batch rebuild's DROP would cascade.)
     cursor.execute("PRAGMA foreign_keys=ON")
     # NORMAL is durable under WAL except on power loss, and much faster than FULL.
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -47,7 +48,10 @@ def _set_sqlite_pragmas(dbapi_connection, _record) -> None:
 # it makes SAVEPOINTs commit early: imports are all-or-nothing per transaction and never rely on
 # nested transactions (tests/test_bad_input.py checks that a failed import stores nothing).
 def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
-    """Create an engine for ``url`` (default: :func:`default_url`), upgraded to the newest schema."""
+    """Create an engine for ``url`` (default: :func:`default_url`), upgraded to the newest schema.
+
+    At head this costs one revision read; otherwise db.migrate locks, backs up and guards.
+    """
     url = url or default_url()
     is_sqlite = url.startswith("sqlite")
     if is_sqlite and ":memory:" not in url:
