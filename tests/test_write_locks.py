@@ -158,3 +158,35 @@ def test_migration_0003_keeps_duplicates_imported_before_the_index(db_url: str) 
     with pytest.raises(IntegrityError), engine.begin() as connection:
         insert_batch(connection, 6, "g")
         connection.execute(text("UPDATE rating_batch SET dedupe_sha256 = 'g' WHERE id = 6"))
+
+
+def busy_page(path: str) -> None:
+    """A page whose write meets a database another connection keeps locked."""
+    import sqlite3
+
+    import streamlit as st
+    from sqlalchemy import create_engine, text
+
+    from ui.db_errors import friendly_writes
+
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")  # another import holding the write lock
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.05})
+    with friendly_writes(stop=False), engine.begin() as connection:
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+    st.write("the callback-style write returned")
+    with friendly_writes(), engine.begin() as connection:
+        connection.execute(text("INSERT INTO t VALUES (2)"))
+    st.write("never shown: the run stops after the message")
+
+
+def test_a_locked_database_shows_the_busy_message(tmp_path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from ui.db_errors import BUSY_MESSAGE
+
+    app = AppTest.from_function(busy_page, args=(str(tmp_path / "busy.sqlite"),)).run()
+    assert not app.exception
+    assert [error.value for error in app.error] == [BUSY_MESSAGE, BUSY_MESSAGE]
+    assert [text.value for text in app.markdown] == ["the callback-style write returned"]
