@@ -9,6 +9,7 @@ from core.stimulus_keys import KEY_MODES
 from db import stimuli as stimulus_db
 from db.queries import study_counts
 from ui.chrome import STUDY_KEY, page_setup
+from ui.db_errors import friendly_writes
 
 PAGES = Path(__file__).parent / "pages"
 
@@ -32,7 +33,7 @@ def create_study_form() -> None:
         folded = st.checkbox("Ignore upper/lower case in stimulus ids", value=True)
         if st.form_submit_button("Create study"):
             try:
-                with factory.begin() as session:
+                with friendly_writes(), factory.begin() as session:
                     study = stimulus_db.create_study(
                         session, name, description, stimulus_key_mode=mode,
                         case_insensitive=folded,
@@ -57,7 +58,7 @@ def load_demo_button() -> None:
         st.warning("The demo study is not available in this build.")
         return
     with st.status("Loading the synthetic demo study…", expanded=True) as status:
-        with factory.begin() as session:
+        with friendly_writes(), factory.begin() as session:
             demo_id = load_demo(session)
         status.update(label="Demo study loaded.", state="complete")
     st.session_state[STUDY_KEY] = demo_id

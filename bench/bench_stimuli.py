@@ -4,7 +4,8 @@ Usage: python bench/bench_stimuli.py [--sizes 500 2000] [--tracemalloc]
 
 Each size runs in a fresh child process (peak RSS is per process), importing a ZIP written to
 disk beforehand into a new temporary SQLite file and blob folder. Reported per size: import
-seconds (including the commit), RSS before the import, peak RSS during it, and with
+seconds (including the commit), the longest write transaction (how long other writers would
+wait for SQLite's write lock), RSS before the import, peak RSS during it, and with
 --tracemalloc the peak Python-heap allocation of the import (slower). Peak memory should not
 grow with the number of images. Target (issue 2): 2,000 images in under 60 s on 2 cores.
 """
@@ -63,12 +64,16 @@ def child(zip_path: Path, use_tracemalloc: bool) -> dict:
     from db.engine import make_engine, make_sessionmaker
     from db.stimuli import create_study
 
-    factory = make_sessionmaker(make_engine())
+    from write_locks import WriteLockTimer
+
+    engine = make_engine()
+    factory = make_sessionmaker(engine)
     with factory.begin() as session:
         study_id = create_study(session, "bench").id
     before = rss_mb()
     if use_tracemalloc:
         tracemalloc.start()
+    timer = WriteLockTimer(engine)
     started = time.perf_counter()
     with factory.begin() as session:
         report = import_files(session, study_id, [(zip_path.name, zip_path)])
@@ -76,6 +81,7 @@ def child(zip_path: Path, use_tracemalloc: bool) -> dict:
     heap = tracemalloc.get_traced_memory()[1] / 2**20 if use_tracemalloc else None
     return {
         "added": len(report.added), "errors": len(report.errors), "seconds": round(seconds, 2),
+        "longest_write_s": round(timer.longest, 3),
         "rss_before_mb": round(before, 1), "rss_peak_mb": round(rss_mb(), 1),
         "heap_peak_mb": None if heap is None else round(heap, 1),
     }
@@ -111,6 +117,7 @@ def main() -> None:
                 f"{result['images']:>6} images, ZIP {result['zip_mb']:>6} MB: "
                 f"{result['seconds']:>6.2f} s ({result['images'] / result['seconds']:.0f} img/s), "
                 f"added {result['added']}, errors {result['errors']}, "
+                f"longest write transaction {result['longest_write_s']:.3f} s, "
                 f"RSS before {result['rss_before_mb']} MB, peak {result['rss_peak_mb']} MB"
                 + (f", Python heap peak {result['heap_peak_mb']} MB" if args.tracemalloc else "")
             )

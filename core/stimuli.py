@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import lzma
+import pickle
 import re
 import tempfile
 import zipfile
@@ -23,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import pandas as pd
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from core.images import MAX_PIXELS, ImageError, ImageInfo, inspect_image
@@ -30,7 +32,7 @@ from core.labels import to_canonical
 from core.storage import store_stream
 from core.stimulus_keys import KEY_MODES, lookup_key, normalise_path, stimulus_key
 from core.tabular import read_table
-from db.models import Stimulus, Study
+from db.models import Stimulus, Study, utcnow
 from db.stimuli import get_study, key_index, stimulus_rows, upsert_attributes
 
 __all__ = [
@@ -48,6 +50,7 @@ DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xls")
 TABLE_HINT = " Metadata tables are imported separately (Metadata tab, or `import-metadata`)."
 NESTED_ZIP_HINT = " A ZIP inside a ZIP is not opened: extract it and upload the inner ZIP itself."
+INSERT_CHUNK = 500  # stimulus rows per executemany
 
 
 @dataclass(frozen=True)
@@ -140,13 +143,15 @@ def import_files(
     """Import images and ZIP archives into a study; returns the per-file report.
 
     ``files`` yields (name, content) with content as bytes, a seekable binary stream or a Path.
-    Rows are flushed image by image and the caller commits (or rolls back) the session as a
-    whole; image blobs are stored as they are read (content-addressed, so never wrong).
+    Every image is first decoded, hashed, stored as a blob (content-addressed, so never wrong)
+    and thumbnailed without writing to the database; then all new rows are inserted at once in
+    the caller's session, which commits (or rolls back) them as a whole. So the import holds
+    the database's write lock only for the final inserts, not while images are decoded.
     """
     report = StimulusImportReport()
     study = get_study(session, study_id)
-    importer = _Importer(session, study, report, precropped, limits, max_pixels)
     with ExitStack() as stack:
+        importer = _Importer(session, study, report, precropped, limits, max_pixels, stack)
         jobs = [job for name, source in files for job in _plan(name, source, limits, report, stack)]
         if progress:
             progress(0, len(jobs))
@@ -154,6 +159,7 @@ def import_files(
             importer.run(job)
             if progress:
                 progress(done, len(jobs))
+        importer.insert_staged()
     return report
 
 
@@ -163,19 +169,50 @@ def iter_folder(folder: Path) -> Iterator[tuple[str, Path]]:
         yield path.relative_to(folder).as_posix(), path
 
 
+@dataclass(frozen=True)
+class _Staged:
+    """An image read and stored as a blob whose row is not inserted yet."""
+
+    entry: int  # position of its "added" line in the report
+    path: str
+    sha256: str
+    info: ImageInfo
+
+
+class _StagedRows:
+    """Staged images spooled to a temporary file: thumbnails of a big ZIP stay off the heap."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self.file = stack.enter_context(tempfile.TemporaryFile())
+        self.count = 0
+
+    def append(self, staged: _Staged) -> None:
+        pickle.dump(staged, self.file)
+        self.count += 1
+
+    def __iter__(self) -> Iterator[_Staged]:
+        self.file.seek(0)
+        for _ in range(self.count):
+            yield pickle.load(self.file)
+
+
 class _Importer:
-    """Adds one image at a time, keeping the study's path, content and key indexes current."""
+    """Stages one image at a time, keeping the study's path, content and key indexes current."""
 
     def __init__(
         self, session: Session, study: Study, report: StimulusImportReport,
-        precropped: bool, limits: ZipLimits, max_pixels: int,
+        precropped: bool, limits: ZipLimits, max_pixels: int, stack: ExitStack,
     ) -> None:
         self.session, self.study, self.report = session, study, report
         self.precropped, self.limits, self.max_pixels = precropped, limits, max_pixels
+        self.staged = _StagedRows(stack)
+        self._load_indexes()
+
+    def _load_indexes(self) -> None:
         self.by_path: dict[str, str] = {}
         self.by_sha: dict[str, str] = {}
         self.by_key: dict[str, tuple[str, str]] = {}
-        for _, path, sha in stimulus_rows(session, study.id):
+        for _, path, sha in stimulus_rows(self.session, self.study.id):
             self._remember(path, sha)
 
     def _remember(self, path: str, sha: str) -> None:
@@ -189,10 +226,42 @@ class _Importer:
     def _note(self, job: _Job, status: str, message: str) -> None:
         self.report.entries.append(ReportEntry(job.file, job.path, status, message))
 
+    def insert_staged(self) -> None:
+        """Insert the staged rows, re-checked against the rows stored meanwhile (another import
+        into the same study may have committed while this one read its images)."""
+        self._load_indexes()
+        rows: list[dict] = []
+        for staged in self.staged:
+            entry = self.report.entries[staged.entry]
+            verdict = self._verdict(staged.path, staged.sha256)
+            if verdict:
+                self.report.entries[staged.entry] = ReportEntry(entry.file, entry.path, *verdict)
+                continue
+            self._remember(staged.path, staged.sha256)
+            rows.append(self._row(staged))
+            if len(rows) == INSERT_CHUNK:
+                self._insert(rows)
+                rows = []
+        if rows:
+            self._insert(rows)
+
+    def _row(self, staged: _Staged) -> dict:
+        info = staged.info
+        return {
+            "study_id": self.study.id, "path": staged.path, "sha256": staged.sha256,
+            "media_type": info.media_type, "width": info.width, "height": info.height,
+            "thumbnail": info.thumbnail, "precropped": self.precropped, "created_at": utcnow(),
+        }
+
+    def _insert(self, rows: list[dict]) -> None:
+        self.session.execute(insert(Stimulus), rows)
+
     def run(self, job: _Job) -> None:
         try:
             with job.open() as stream, _Spool(stream, self.limits.max_entry_bytes) as (spool, sha):
-                if self._skip_known(job, sha):
+                verdict = self._verdict(job.path, sha)
+                if verdict:
+                    self._note(job, *verdict)
                     return
                 info = inspect_image(spool, max_pixels=self.max_pixels)
                 spool.seek(0)
@@ -209,48 +278,36 @@ class _Importer:
             reason = f"could not read the file ({error}). Re-export it and upload again."
             self._note(job, "error", reason)
             return
-        self._add(job, stored_sha, info)
+        self._stage(job, stored_sha, info)
 
-    def _skip_known(self, job: _Job, sha: str) -> bool:
-        """Report duplicates and conflicts with what is already stored; True if skipped."""
-        existing = self.by_path.get(job.path)
+    def _verdict(self, path: str, sha: str) -> tuple[str, str] | None:
+        """(status, message) when the image duplicates or conflicts with a known one."""
+        existing = self.by_path.get(path)
         if existing == sha:
-            self._note(job, "duplicate", "already in the study with the same content; skipped.")
-        elif existing is not None:
-            self._note(job, "conflict", (
-                f"a different image is already stored as {job.path!r}; nothing was replaced. "
+            return "duplicate", "already in the study with the same content; skipped."
+        if existing is not None:
+            return "conflict", (
+                f"a different image is already stored as {path!r}; nothing was replaced. "
                 "Rename the new file if both images belong in the study."
-            ))
-        elif sha in self.by_sha:
-            self._note(job, "duplicate", (
+            )
+        if sha in self.by_sha:
+            return "duplicate", (
                 f"same image content as the existing stimulus {self.by_sha[sha]!r}; skipped. "
                 "Rating files must use that stimulus's id."
-            ))
-        elif self._key(job.path) in self.by_key:
-            other, _ = self.by_key[self._key(job.path)]
-            self._note(job, "conflict", (
-                f"its stimulus id {self._key(job.path)!r} (study ids use the "
+            )
+        if self._key(path) in self.by_key:
+            other, _ = self.by_key[self._key(path)]
+            return "conflict", (
+                f"its stimulus id {self._key(path)!r} (study ids use the "
                 f"{KEY_MODES[self.study.stimulus_key]}) is already used by {other!r} with "
                 "different content; nothing was replaced. Rename one of the files, or set the "
                 "study's stimulus id to 'relative path' on the Stimuli page if they sit in "
                 "different folders."
-            ))
-        else:
-            return False
-        return True
+            )
+        return None
 
-    def _add(self, job: _Job, sha: str, info: ImageInfo) -> None:
-        stimulus = Stimulus(
-            study_id=self.study.id, path=job.path, sha256=sha, media_type=info.media_type,
-            width=info.width, height=info.height, thumbnail=info.thumbnail,
-            precropped=self.precropped,
-        )
-        # A plain flush, not a savepoint: under pysqlite a SAVEPOINT opened before any other
-        # statement starts the transaction and its RELEASE commits it, image by image.
-        self.session.add(stimulus)
-        self.session.flush()
-        # Rows stay in the transaction; dropping the objects keeps memory flat on big ZIPs.
-        self.session.expunge(stimulus)
+    def _stage(self, job: _Job, sha: str, info: ImageInfo) -> None:
+        self.staged.append(_Staged(len(self.report.entries), job.path, sha, info))
         self._remember(job.path, sha)
         self._note(job, "added", f"{info.width}x{info.height} {info.media_type}")
 

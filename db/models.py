@@ -15,12 +15,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -110,11 +112,22 @@ class RatingBatch(Base):
     """One uploaded rating file with the provenance needed to reproduce its import."""
 
     __tablename__ = "rating_batch"
+    # The duplicate-file guard, enforced by the database so concurrent imports cannot race it:
+    # one live (not deleted) guarded batch per file and study. Deliberate duplicates carry no key.
+    __table_args__ = (
+        Index(
+            "ux_rating_batch_live_file", "study_id", "dedupe_sha256", unique=True,
+            sqlite_where=text("deleted_at IS NULL"), postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
     file_name: Mapped[str] = mapped_column(String(500))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # The file's sha256 while this batch guards against importing the file again; NULL for a
+    # batch imported deliberately as a duplicate ("allow duplicates").
+    dedupe_sha256: Mapped[str | None] = mapped_column(String(64))
     uploaded_by: Mapped[str] = mapped_column(String(200), default="")
     uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # "long", "wide_rater", "wide_stimulus" or "votes".

@@ -1,5 +1,8 @@
 """Rating batches: all-or-nothing import, duplicate files, listing, exclusion, soft delete.
 
+The duplicate-file guard is a unique index (one live guarded batch per file and study), so
+concurrent imports of one file store it once; a deliberate duplicate has no ``dedupe_sha256``.
+
 Every write here happens in the caller's transaction (``with factory.begin() as session:``),
 so an import either stores its batch and every rating or, on any error, nothing at all.
 Human ratings cannot be regenerated: a deleted batch stays restorable for :data:`UNDO_WINDOW`
@@ -14,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.ratings import PreparedRatings, StimulusIndex, assign_vote_raters
@@ -99,7 +103,7 @@ def stimulus_index(session: Session, study_id: int) -> StimulusIndex:
 
 
 def find_duplicate_file(session: Session, study_id: int, sha256: str) -> RatingBatch | None:
-    """The live (not deleted) batch of this study imported from a file with this hash."""
+    """The first live (not deleted) batch of this study imported from a file with this hash."""
     return session.scalar(
         select(RatingBatch)
         .where(
@@ -139,31 +143,55 @@ def import_batch(
     if prepared.ratings.empty:
         raise ImportRejected(prepared, "no valid rows to import; nothing was stored.")
     store_bytes(data)
+    # Rows are built before the first write: the write lock is held only for the inserts.
+    rows = _rating_rows(prepared)
     batch = RatingBatch(
-        study_id=study_id, file_name=file_name, sha256=sha, uploaded_by=uploaded_by,
+        study_id=study_id, file_name=file_name, sha256=sha,
+        dedupe_sha256=None if allow_duplicate else sha, uploaded_by=uploaded_by,
         layout=prepared.layout, mapping=prepared.mapping, scales=prepared.scales,
         label_map=prepared.label_map, n_rows=len(prepared.ratings),
         n_rejected=len(prepared.rejected_rows), note=_rejection_note(prepared.rejected_rows),
     )
     session.add(batch)
-    session.flush()
+    _flush_guarded(session, study_id, sha)
+    if prepared.layout == "votes":
+        _name_vote_raters(rows, batch.id)
     # Core executemany: ORM objects per row would be several times slower at 100k rows.
-    session.connection().execute(insert(Rating.__table__), _rating_rows(prepared, batch.id))
+    session.connection().execute(insert(Rating.__table__).values(batch_id=batch.id), rows)
     return ImportResult(batch.id, len(prepared.ratings), prepared.rejected_rows)
 
 
-def _rating_rows(prepared: PreparedRatings, batch_id: int) -> list[dict[str, Any]]:
+def _flush_guarded(session: Session, study_id: int, sha256: str) -> None:
+    """Insert the new batch; another import of the same file that committed first (the unique
+    index ux_rating_batch_live_file) becomes :class:`DuplicateFileError` naming that batch."""
+    try:
+        session.flush()
+    except IntegrityError as error:
+        # The caller's transaction is spoilt (and on PostgreSQL aborted): look in a fresh one.
+        with Session(session.get_bind()) as fresh:
+            existing = find_duplicate_file(fresh, study_id, sha256)
+        if existing is None:
+            raise
+        raise DuplicateFileError(existing) from error
+
+
+def _rating_rows(prepared: PreparedRatings) -> list[dict[str, Any]]:
+    """Insert parameters of every rating; the batch id is bound once at insert time."""
     ratings = prepared.ratings
-    if prepared.layout == "votes":
-        ratings = assign_vote_raters(ratings, batch_id)
     columns = {
         name: ratings[name].astype(object).where(ratings[name].notna(), None).tolist()
         for name in STORED_COLUMNS
     }
     columns["stimulus_id"] = [int(value) for value in columns["stimulus_id"]]
-    columns["batch_id"] = [batch_id] * len(ratings)
     names = list(columns)
     return [dict(zip(names, values)) for values in zip(*columns.values())]
+
+
+def _name_vote_raters(rows: list[dict[str, Any]], batch_id: int) -> None:
+    """Anonymous vote raters belong to their batch, whose id exists only once it is inserted."""
+    raters = assign_vote_raters(pd.DataFrame({"rater": [row["rater"] for row in rows]}), batch_id)
+    for row, rater in zip(rows, raters["rater"]):
+        row["rater"] = rater
 
 
 def _rejection_note(rows: list[int]) -> str:
@@ -248,7 +276,8 @@ def delete_batch(session: Session, batch_id: int, now: datetime | None = None) -
 
 
 def undo_delete(session: Session, batch_id: int, now: datetime | None = None) -> None:
-    """Restore a soft-deleted batch; raises :class:`UndoExpired` after the undo window."""
+    """Restore a soft-deleted batch; raises :class:`UndoExpired` after the undo window and
+    :class:`DuplicateFileError` when its file was imported again since (delete that one first)."""
     batch = _batch(session, batch_id)
     if batch.deleted_at is None:
         raise UndoExpired(f"batch #{batch_id} is not deleted")
@@ -256,6 +285,14 @@ def undo_delete(session: Session, batch_id: int, now: datetime | None = None) ->
         raise UndoExpired(
             f"batch #{batch_id} was deleted more than {UNDO_WINDOW} ago; upload its file again"
         )
+    if batch.dedupe_sha256 is not None:
+        guard = session.scalar(select(RatingBatch).where(
+            RatingBatch.study_id == batch.study_id,
+            RatingBatch.dedupe_sha256 == batch.dedupe_sha256,
+            RatingBatch.deleted_at.is_(None),
+        ))
+        if guard is not None:
+            raise DuplicateFileError(guard)
     batch.deleted_at = None
 
 

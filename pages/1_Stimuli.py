@@ -18,6 +18,7 @@ from core.stimulus_keys import KEY_MODES
 from core.tabular import TableError, read_table
 from db import stimuli as stimulus_db
 from ui.chrome import page_setup
+from ui.db_errors import friendly_writes
 from ui.face_panel import show_detection
 
 PAGE_SIZE = 48
@@ -46,7 +47,7 @@ def upload_section() -> None:
             bar.progress(done / total if total else 1.0, text=f"{done} of {total} images")
 
         with st.status("Importing stimuli…", expanded=False) as status:
-            with factory.begin() as session:
+            with friendly_writes(), factory.begin() as session:
                 report = import_files(
                     session, study_id, [(f.name, f) for f in files],
                     progress=progress, precropped=precropped,
@@ -102,7 +103,7 @@ def metadata_section() -> None:
     )
     if st.button("Attach metadata", type="primary"):
         try:
-            with factory.begin() as session:
+            with friendly_writes(), factory.begin() as session:
                 report = import_metadata(
                     session, study_id, upload.name, data,
                     id_column=None if id_column == DETECT else id_column,
@@ -153,7 +154,7 @@ def key_section() -> None:
     )
     if st.button("Save stimulus id setting"):
         try:
-            with factory.begin() as session:
+            with friendly_writes(), factory.begin() as session:
                 stimulus_db.set_key_mode(session, study_id, mode, folded)
         except ValueError as error:
             st.error(str(error))
@@ -218,7 +219,7 @@ def detail_section(stimulus_id: int) -> None:
         format_func=lambda value: value or "none (not posed)", key=f"intended_{stimulus.id}",
     )
     if facts.button("Save intended emotion", key=f"save_intended_{stimulus.id}"):
-        with factory.begin() as session:
+        with friendly_writes(), factory.begin() as session:
             stimulus_db.set_intended(session, stimulus.id, label)
         st.rerun()
     if facts.button("Close", key="close_detail"):

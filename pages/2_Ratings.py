@@ -28,6 +28,7 @@ from core.tabular import TableError, read_table
 from db import ratings as rating_db
 from db.stimuli import AmbiguousKeyError
 from ui.chrome import page_setup
+from ui.db_errors import friendly_writes
 
 PREVIEW_ROWS = 20
 NONE = "(none)"
@@ -272,7 +273,7 @@ def confirm(file_name: str, data: bytes, frame, prepared: PreparedRatings, allow
 
 def store(file_name, data, frame, prepared, uploaded_by, partial, allow_duplicate) -> None:
     try:
-        with factory.begin() as session:
+        with friendly_writes(), factory.begin() as session:
             result = rating_db.import_batch(
                 session, study_id, prepared, file_name=file_name, data=data,
                 uploaded_by=uploaded_by, partial=partial, allow_duplicate=allow_duplicate,
@@ -301,7 +302,7 @@ def show_last_import() -> None:
 
 
 def batch_list() -> None:
-    with factory.begin() as session:
+    with friendly_writes(stop=False), factory.begin() as session:
         rating_db.purge_deleted(session)
     with factory() as session:
         batches = rating_db.list_batches(session, study_id)
@@ -353,14 +354,14 @@ def batch_row(batch: rating_db.BatchSummary) -> None:
 
 def act(action, batch_id: int) -> None:
     try:
-        with factory.begin() as session:
+        with friendly_writes(stop=False), factory.begin() as session:
             action(session, batch_id)
-    except (rating_db.UndoExpired, LookupError) as error:
+    except (rating_db.UndoExpired, rating_db.DuplicateFileError, LookupError) as error:
         st.session_state["ratings_batch_error"] = str(error)
 
 
 def toggle(batch_id: int) -> None:
-    with factory.begin() as session:
+    with friendly_writes(stop=False), factory.begin() as session:
         rating_db.set_excluded(session, batch_id, st.session_state[f"exclude_{batch_id}"])
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.chrome import page_setup
+from ui.db_errors import friendly_writes
 
 # The title first: the model code imports PyTorch, which takes seconds on a server's first visit.
 factory, study_id = page_setup("Models", needs_study=False)
@@ -181,9 +182,10 @@ def face_stage_section(detector: str, rule: str, device: str) -> None:
     if st.button("Run face stage", disabled=not images):
         bar = st.progress(0.0, text="Detecting faces…")
         try:
-            ensure_faces(factory, [image.sha256 for image in images], detector=detector, rule=rule,
-                         precropped={image.sha256 for image in images if image.precropped},
-                         progress=progress_bar(bar, "faces"), device=resolve_device(device))
+            with friendly_writes():
+                ensure_faces(factory, [image.sha256 for image in images], detector=detector, rule=rule,
+                             precropped={image.sha256 for image in images if image.precropped},
+                             progress=progress_bar(bar, "faces"), device=resolve_device(device))
         except (DetectorUnavailable, DeviceError) as error:
             st.error(str(error))
         else:
@@ -235,14 +237,15 @@ def run_section(models: pd.DataFrame, detector: str, rule: str, device: str) -> 
         status = st.empty()
         bar = st.progress(0.0)
         try:
-            reports = inference.run_models(
-                factory, study_id, chosen, device=resolved, half=half, batch_size=int(batch_size),
-                detector=detector, rule=rule, retry_failed=retry,
-                on_model=lambda m, i, n: status.write(f"Model {i + 1} of {n}: {names[m]}"),
-                progress_for=lambda m: progress_bar(bar, names[m]),
-                should_stop=lambda: st.session_state.get(CANCEL_KEY, False),
-                adapter_source=cached_adapter,
-            )
+            with friendly_writes():
+                reports = inference.run_models(
+                    factory, study_id, chosen, device=resolved, half=half, batch_size=int(batch_size),
+                    detector=detector, rule=rule, retry_failed=retry,
+                    on_model=lambda m, i, n: status.write(f"Model {i + 1} of {n}: {names[m]}"),
+                    progress_for=lambda m: progress_bar(bar, names[m]),
+                    should_stop=lambda: st.session_state.get(CANCEL_KEY, False),
+                    adapter_source=cached_adapter,
+                )
         except (DetectorUnavailable, DeviceError) as error:
             st.error(str(error))
             return
@@ -260,8 +263,9 @@ def fp16_check(chosen: list[str], device: str, detector: str, rule: str) -> None
     model_id = st.selectbox("Check fp16 against fp32 for", chosen)
     if st.button("Check fp16"):
         try:
-            check = inference.check_half_precision(factory, study_id, model_id, device=device,
-                                                   detector=detector, rule=rule)
+            with friendly_writes():
+                check = inference.check_half_precision(factory, study_id, model_id, device=device,
+                                                       detector=detector, rule=rule)
         except (DeviceError, inference.RunError, checkpoints.CheckpointError) as error:
             st.error(str(error))
         else:
@@ -373,10 +377,11 @@ def import_form(file_name: str, data: bytes, mapping, checked: pi.ImportPreview,
     replace = st.checkbox("Replace predictions imported earlier under this id", key=f"imp_replace_{tag}")
     if st.button("Import predictions", type="primary", disabled=not model_id):
         try:
-            result = pi.import_predictions(
-                factory, study_id, model_id.strip(), file_name, data, mapping=mapping, name=name or None,
-                pipeline=pipeline, tool=tool, notes=notes, store_failures=store_failures, replace=replace,
-            )
+            with friendly_writes():
+                result = pi.import_predictions(
+                    factory, study_id, model_id.strip(), file_name, data, mapping=mapping, name=name or None,
+                    pipeline=pipeline, tool=tool, notes=notes, store_failures=store_failures, replace=replace,
+                )
         except pi.ImportRejected as rejected:
             st.error(str(rejected))
         except ValueError as error:
@@ -397,7 +402,7 @@ def card_section() -> None:
     replace = st.checkbox("Replace a card model with the same id", key="card_replace")
     if st.button("Register model", disabled=not (card_file and model_file)):
         try:
-            with factory.begin() as session:
+            with friendly_writes(), factory.begin() as session:
                 spec = card.register_card(session, card_file.getvalue(),
                                           model_file.getvalue(), replace=replace)
         except (ValueError, checkpoints.CheckpointError) as error:

@@ -587,7 +587,7 @@ def test_failing_card_registration_keeps_the_registered_card(sessions, data_dir,
 def test_failing_stimulus_import_stores_nothing_of_that_upload(sessions, study, monkeypatch) -> None:
     before = count(sessions, Stimulus)
     calls = []
-    original = stimuli_module._Importer._add
+    original = stimuli_module._Importer._insert
 
     def fail_second(self, *args):
         calls.append(1)
@@ -595,7 +595,8 @@ def test_failing_stimulus_import_stores_nothing_of_that_upload(sessions, study, 
             raise RuntimeError("disk full")
         original(self, *args)
 
-    monkeypatch.setattr(stimuli_module._Importer, "_add", fail_second)
+    monkeypatch.setattr(stimuli_module, "INSERT_CHUNK", 1)  # the first row is inserted already
+    monkeypatch.setattr(stimuli_module._Importer, "_insert", fail_second)
     with pytest.raises(RuntimeError, match="disk full"):
         run_import(sessions, study, [("a.png", noise_png(10)), ("b.png", noise_png(11))])
     assert count(sessions, Stimulus) == before

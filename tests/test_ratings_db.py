@@ -263,3 +263,20 @@ def test_cli_reports_unknown_study_and_unreadable_file(study, db_url, tmp_path, 
     good.write_text(GOOD)
     assert cli("--db", db_url, "import-ratings", "--study", "nope", str(good)) == 2
     assert "no study named 'nope'" in capsys.readouterr().err
+
+
+def test_undo_is_refused_while_the_file_is_imported_again(sessions, study) -> None:
+    """The unique index allows one live guarded batch per file: restoring the deleted copy
+    would double the ratings, so undo names the live batch instead."""
+    first = store(sessions, study, GOOD)
+    with sessions.begin() as session:
+        delete_batch(session, first)
+    again = store(sessions, study, GOOD)
+    with pytest.raises(DuplicateFileError, match=f"batch #{again}"):
+        with sessions.begin() as session:
+            undo_delete(session, first)
+    with sessions.begin() as session:
+        delete_batch(session, again)
+        undo_delete(session, first)
+    with sessions() as session:
+        assert [b.id for b in list_batches(session, study, include_deleted=False)] == [first]

@@ -54,8 +54,11 @@ def run_import_stimuli(args: argparse.Namespace) -> int:
     factory = make_sessionmaker(make_engine(args.db))
     with factory.begin() as session:
         study = _study(session, args)
-        if study is None:
-            return 2
+    if study is None:
+        return 2
+    # A transaction of its own: a study created above must not hold the write lock while the
+    # images are read.
+    with factory.begin() as session:
         report = import_files(
             session, study.id, _sources(args.paths), progress=_progress, precropped=args.precropped
         )
