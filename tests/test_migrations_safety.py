@@ -218,7 +218,8 @@ def test_four_starts_on_an_old_file(old_file: Path, db_url: str, tmp_path: Path)
     assert revision(old_file) == repo_head()
     assert not [name for name in after if name.startswith("_alembic_tmp_")]
     for name in ("study", "stimulus", "stimulus_attribute", "rating_batch", "rating"):
-        assert after[name] == before[name]
+        # Later revisions may append columns (0003 adds rating_batch.dedupe_sha256).
+        assert [row[:len(before[name][0])] for row in after[name]] == before[name]
     assert len(after["prediction"]) == len(before["prediction"])
     assert foreign_key_problems(old_file) == []
     assert len(list((old_file.parent / "backups").glob("test-0001-*"))) == 1  # one upgraded
