@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.face_stage import describe, result_from_row
 from core.overlay import draw_faces
 from db.faces import detections_for
+from ui.text import plain
 
 
 def show_detection(
@@ -31,8 +32,8 @@ def show_detection(
     result = result_from_row(row)
     st.image(draw_faces(image_rgb, result.faces, result.chosen), width="stretch")
     if result.status == "error":
-        st.error(describe(result))
+        st.error(plain(describe(result)))
     elif result.face is None:
-        st.warning(describe(result))
+        st.warning(plain(describe(result)))
     else:
-        st.caption(describe(result))
+        st.caption(plain(describe(result)))
