@@ -342,7 +342,7 @@ def mapping_form(columns: list[str], detected: pi.PredictionMapping, tag: str) -
         if column:
             scores[emotion] = column
     ranges = ["0..1", "0..100"]
-    score_range = st.radio("Scores range", ranges, horizontal=True, key=f"imp_sr_{tag}",
+    score_range = st.radio("Scores range", ranges, horizontal=True, key=f"imp_sr_{tag}", format_func=plain,
                            index=ranges.index(f"{detected.score_range.low:g}..{detected.score_range.high:g}"))
     codes = st.text_input("Label codes (e.g. 1=anger, 2=happy)", key=f"imp_codes_{tag}")
     return pi.PredictionMapping(

@@ -30,6 +30,8 @@ MARKDOWN_ELEMENTS = {
 }
 MARKDOWN_KEYWORDS = {"body", "label", "text", "help", "caption"}
 KEYWORDS_ONLY_ELEMENTS = {"progress", "page_link", "image", "update"}  # first argument is not text
+# Their options render as markdown too: format_func must be plain or a constant mapping's get.
+OPTION_ELEMENTS = {"radio", "pills", "segmented_control", "select_slider"}
 # Renders every cell as markdown, renders raw HTML, or turns cells into links and images.
 FORBIDDEN = {"table", "html", "LinkColumn", "ImageColumn", "unsafe_allow_html"}
 ALL_POSITIONAL = {"write"}  # st.write renders every positional argument
@@ -110,7 +112,26 @@ def unescaped_sinks(path: Path) -> list[str]:
             texts += _text_arguments(node, element)
     found = [f"{relative}:{text.lineno}: {ast.get_source_segment(source, text)}"
              for text in texts if not _is_safe(text)]
+    found += [f"{relative}:{node.lineno}: options of {name} need format_func=plain"
+              for node, name in _unformatted_options(tree)]
     return found + [f"{relative}:{node.lineno}: {name} is not allowed" for node, name in _forbidden(tree)]
+
+
+def _unformatted_options(tree: ast.AST) -> list[tuple[ast.Call, str]]:
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and isinstance(node.func, ast.Attribute) and node.func.attr in OPTION_ELEMENTS]
+    return [(call, call.func.attr) for call in calls if not any(
+        keyword.arg == "format_func" and _safe_formatter(keyword.value) for keyword in call.keywords
+    )]
+
+
+def _safe_formatter(func: ast.expr) -> bool:
+    match func:
+        case ast.Name(id=name):
+            return name in SAFE_HELPERS
+        case ast.Attribute(value=ast.Name(id=name), attr="get"):
+            return name.isupper()
+    return False
 
 
 def _forbidden(tree: ast.AST) -> list[tuple[ast.AST, str]]:
@@ -132,12 +153,14 @@ def test_the_scan_catches_unescaped_text(tmp_path: Path) -> None:
         'col.metric(f"{n:,} rows", 3)\nst.error(str(error))\nst.button("Go", help=note)\n'
         'def list_markdown(x):\n    return f"- {x}"\nst.markdown(list_markdown(name))\n'
         'st.table(frame)\nst.markdown("<b>", unsafe_allow_html=True)\n'
-        '(st.success if ok else st.warning)(report.summary())\nstatus.update(label=name)\n',
+        '(st.success if ok else st.warning)(report.summary())\nstatus.update(label=name)\n'
+        'st.radio("Pick", names)\nst.radio("Pick", names, format_func=plain)\n',
         encoding="utf-8",
     )
     assert unescaped_sinks(page) == [
         'probe.py:7: f"- {x}"', 'probe.py:1: f"by {batch.uploaded_by}"', "probe.py:4: str(error)",
         "probe.py:5: note", "probe.py:11: report.summary()", "probe.py:12: name",
+        "probe.py:13: options of radio need format_func=plain",
         "probe.py:9: table is not allowed", "probe.py:10: unsafe_allow_html is not allowed",
     ]
 

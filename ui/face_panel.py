@@ -26,7 +26,8 @@ def show_detection(
     if len(rows) > 1:
         by_detector = {r.detector: r for r in rows}
         chosen = st.radio(
-            "Detector", list(by_detector), horizontal=True, key=f"face_panel_{stimulus_sha256}"
+            "Detector", list(by_detector), horizontal=True, key=f"face_panel_{stimulus_sha256}",
+            format_func=plain,
         )
         row = by_detector[chosen]
     result = result_from_row(row)
