@@ -35,9 +35,9 @@ OPTION_ELEMENTS = {"radio", "pills", "segmented_control", "select_slider"}
 # Renders every cell as markdown, renders raw HTML, or turns cells into links and images.
 FORBIDDEN = {"table", "html", "LinkColumn", "ImageColumn", "unsafe_allow_html"}
 ALL_POSITIONAL = {"write"}  # st.write renders every positional argument
-MARKDOWN_FUNCTION_SUFFIX = "_markdown"  # a UI function returning markdown it escaped itself
+MARKDOWN_FUNCTION_SUFFIX = "_markdown"  # a UI function returning markdown; its returns are scanned
 SAFE_HELPERS = {"plain", "code"}
-NUMBER_CALLS = {"len", "int", "float", "round", "sum", "abs", "min", "max"}
+NUMBER_CALLS = {"len", "int", "float", "round", "abs"}
 NUMBER_FORMATS = tuple("dfgeEGn%,")  # f-string specs whose output is digits
 
 
