@@ -10,6 +10,7 @@ from db import stimuli as stimulus_db
 from db.queries import study_counts
 from ui.chrome import STUDY_KEY, page_setup
 from ui.db_errors import friendly_writes
+from ui.text import plain
 
 PAGES = Path(__file__).parent / "pages"
 
@@ -39,7 +40,7 @@ def create_study_form() -> None:
                         case_insensitive=folded,
                     )
             except ValueError as error:
-                st.error(str(error))
+                st.error(plain(error))
                 return
             st.session_state[STUDY_KEY] = study.id
             st.rerun()
@@ -75,12 +76,15 @@ def checklist(progress: dict[str, int]) -> None:
         ("Compare models with the human ceiling", False, "Agreement"),
     ]
     for label, done, page in steps:
-        text = f"{'✅' if done else '⬜'} {label}"
         path = page_path(page)
         if path:
-            st.page_link(path, label=text)
+            st.page_link(path, label=step_markdown(label, done))
         else:
-            st.markdown(text)
+            st.markdown(step_markdown(label, done))
+
+
+def step_markdown(label: str, done: bool) -> str:
+    return f"{'✅' if done else '⬜'} {plain(label)}"
 
 
 with st.expander("Create a study", expanded=study_id is None):
@@ -100,7 +104,7 @@ with factory() as session:
 METRICS = [("Stimuli", "stimuli"), ("Rating batches", "batches"), ("Ratings", "ratings"),
            ("Raters", "raters")]
 for col, (label, key) in zip(st.columns(len(METRICS)), METRICS):
-    col.metric(label, f"{counts[key]:,}")
+    col.metric(plain(label), f"{counts[key]:,}")
 
 left, right = st.columns(2)
 with left:
@@ -118,12 +122,12 @@ with right:
     with factory() as session:
         gaps = stimulus_db.coverage_gaps(session, study_id, int(min_raters))
     if gaps:
-        st.warning(f"{len(gaps)} stimuli have fewer than {min_raters} raters.")
+        st.warning(f"{len(gaps)} stimuli have fewer than {min_raters:,} raters.")
         st.dataframe(
             pd.DataFrame(gaps, columns=["stimulus", "raters"]), hide_index=True, height=240
         )
     elif counts["stimuli"]:
-        st.success(f"Every stimulus has at least {min_raters} raters.")
+        st.success(f"Every stimulus has at least {min_raters:,} raters.")
 
 st.subheader("What to do next")
 checklist(progress)

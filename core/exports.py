@@ -8,7 +8,6 @@ Charts are rendered offline by vl-convert (no browser, no network).
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from collections.abc import Mapping
@@ -18,6 +17,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import vl_convert
+
+from core import spreadsheet
 
 ESTIMATE_COLUMNS = ("estimate", "ci_low", "ci_high")
 MISSING = "--"
@@ -31,8 +32,8 @@ SHEET_NAME_MAX = 31  # Excel's limit
 
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
-    """UTF-8 CSV with a byte-order mark so Excel opens non-ASCII labels (e.g. Korean) correctly."""
-    return df.to_csv(index=False).encode("utf-8-sig")
+    """UTF-8 CSV with a byte-order mark; text a spreadsheet would run is quoted (core.spreadsheet)."""
+    return spreadsheet.csv_bytes(df)
 
 
 def _sheet_names(names: list[str]) -> list[str]:
@@ -52,11 +53,7 @@ def to_xlsx_bytes(tables: Mapping[str, pd.DataFrame]) -> bytes:
     """One workbook with one sheet per table, named after its key (shortened to Excel's limit)."""
     if not tables:
         raise ValueError("no tables to export: pass at least one named table")
-    buffer = io.BytesIO()
-    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-        for sheet, frame in zip(_sheet_names(list(tables)), tables.values()):
-            frame.to_excel(writer, sheet_name=sheet, index=False)
-    return buffer.getvalue()
+    return spreadsheet.xlsx_bytes(dict(zip(_sheet_names(list(tables)), tables.values())))
 
 
 def latex_escape(text: object) -> str:

@@ -32,6 +32,7 @@ import pandas as pd
 
 from core.labels import CANONICAL, normalise_token, to_canonical
 from core.scales import Scale, normalise, out_of_scale
+from core.spreadsheet import csv_bytes
 from core.stimulus_keys import KEY_MODES, lookup_key
 from core.tabular import parse_number
 
@@ -825,5 +826,5 @@ def rejected_rows_table(frame: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFra
 
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
-    """CSV with a UTF-8 BOM so Excel shows Korean and other non-ASCII text correctly."""
-    return frame.to_csv(index=False).encode("utf-8-sig")
+    """CSV with a UTF-8 BOM; text a spreadsheet would run is quoted (core.spreadsheet)."""
+    return csv_bytes(frame)

@@ -8,7 +8,6 @@ size-limited spool, so peak memory depends on the largest entry, not on the arch
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import lzma
@@ -29,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from core.images import MAX_PIXELS, ImageError, ImageInfo, inspect_image
 from core.labels import to_canonical
+from core.spreadsheet import csv_rows_bytes
 from core.storage import store_stream
 from core.stimulus_keys import KEY_MODES, lookup_key, normalise_path, stimulus_key
 from core.tabular import read_table
@@ -115,7 +115,7 @@ class StimulusImportReport:
 
     def to_csv(self) -> bytes:
         """The report as CSV (UTF-8 with BOM so Excel shows non-ASCII names)."""
-        return _csv_bytes(
+        return csv_rows_bytes(
             ["file", "stimulus_path", "status", "message"],
             [(e.file, e.path, e.status, e.message) for e in self.entries],
         )
@@ -579,7 +579,7 @@ class MetadataImportReport:
         )
 
     def to_csv(self) -> bytes:
-        return _csv_bytes(
+        return csv_rows_bytes(
             ["row", "stimulus", "reason"], [(i.row, i.stimulus, i.reason) for i in self.issues]
         )
 
@@ -742,10 +742,3 @@ def _apply_intended(
             stimulus.intended_emotion = label
             report.intended_set += 1
 
-
-def _csv_bytes(header: list[str], rows: Iterable[tuple]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8-sig")

@@ -20,6 +20,7 @@ from db import stimuli as stimulus_db
 from ui.chrome import page_setup
 from ui.db_errors import friendly_writes
 from ui.face_panel import show_detection
+from ui.text import plain
 
 PAGE_SIZE = 48
 GRID_COLUMNS = 6
@@ -44,7 +45,7 @@ def upload_section() -> None:
         bar = st.progress(0.0, text="Reading files…")
 
         def progress(done: int, total: int) -> None:
-            bar.progress(done / total if total else 1.0, text=f"{done} of {total} images")
+            bar.progress(done / total if total else 1.0, text=f"{done:,} of {total:,} images")
 
         with st.status("Importing stimuli…", expanded=False) as status:
             with friendly_writes(), factory.begin() as session:
@@ -52,7 +53,7 @@ def upload_section() -> None:
                     session, study_id, [(f.name, f) for f in files],
                     progress=progress, precropped=precropped,
                 )
-            status.update(label=f"Import finished: {report.summary()}", state="complete")
+            status.update(label=f"Import finished: {plain(report.summary())}", state="complete")
         st.session_state[REPORT_KEY] = report
     show_import_report(st.session_state.get(REPORT_KEY))
 
@@ -60,7 +61,7 @@ def upload_section() -> None:
 def show_import_report(report: StimulusImportReport | None) -> None:
     if report is None:
         return
-    (st.success if report.ok else st.warning)(f"Last import: {report.summary()}.")
+    (st.success if report.ok else st.warning)(f"Last import: {plain(report.summary())}.")
     problems = [e for e in report.entries if e.status != "added"]
     if problems:
         st.dataframe(
@@ -91,7 +92,7 @@ def metadata_section() -> None:
     try:
         table = read_table(upload.name, data)
     except TableError as error:
-        st.error(str(error))
+        st.error(plain(error))
         return
     st.dataframe(table.head(10), hide_index=True)
     columns = [DETECT, *table.columns]
@@ -111,7 +112,7 @@ def metadata_section() -> None:
                     code_map=parse_code_map(codes) or None,
                 )
         except ValueError as error:
-            st.error(str(error))
+            st.error(plain(error))
             return
         st.session_state[METADATA_REPORT_KEY] = report
     show_metadata_report(st.session_state.get(METADATA_REPORT_KEY))
@@ -120,11 +121,11 @@ def metadata_section() -> None:
 def show_metadata_report(report: MetadataImportReport | None) -> None:
     if report is None:
         return
-    (st.success if report.ok else st.warning)(report.summary())
+    (st.success if report.ok else st.warning)(plain(report.summary()))
     st.caption(
-        f"Id column: {report.id_column} · intended emotion column: "
-        f"{report.intended_column or 'none'} · attributes: "
-        f"{', '.join(report.attribute_columns.values()) or 'none'}"
+        f"Id column: {plain(report.id_column)} · intended emotion column: "
+        f"{plain(report.intended_column or 'none')} · attributes: "
+        f"{plain(', '.join(report.attribute_columns.values()) or 'none')}"
     )
     if report.issues:
         st.dataframe(
@@ -157,7 +158,7 @@ def key_section() -> None:
             with friendly_writes(), factory.begin() as session:
                 stimulus_db.set_key_mode(session, study_id, mode, folded)
         except ValueError as error:
-            st.error(str(error))
+            st.error(plain(error))
         else:
             st.success("Saved.")
 
@@ -171,7 +172,7 @@ def gallery_section() -> None:
     with factory() as session:
         _, total = stimulus_db.search_stimuli(session, study_id, text, wanted, limit=0)
     pages = max(1, math.ceil(total / PAGE_SIZE))
-    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="gallery_page")
+    page = st.number_input(f"Page (of {pages:,})", 1, pages, 1, key="gallery_page")
     with factory() as session:
         items, total = stimulus_db.search_stimuli(
             session, study_id, text, wanted, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
@@ -179,7 +180,7 @@ def gallery_section() -> None:
     st.caption(f"{total:,} stimuli match.")
     for start in range(0, len(items), GRID_COLUMNS):
         for column, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS]):
-            column.image(item.thumbnail, caption=item.path, width="stretch")
+            column.image(item.thumbnail, caption=plain(item.path), width="stretch")
             column.button(
                 "Details", key=f"detail_{item.id}", on_click=st.session_state.__setitem__,
                 args=(DETAIL_KEY, item.id),
@@ -192,13 +193,13 @@ def detail_section(stimulus_id: int) -> None:
     if stimulus is None or stimulus.study_id != study_id:
         st.session_state.pop(DETAIL_KEY, None)
         return
-    st.subheader(stimulus.path)
+    st.subheader(plain(stimulus.path))
     picture, facts = st.columns([3, 2])
     try:
         with picture:
             show_detection(factory, stimulus.sha256, load_rgb(stimulus.sha256))
     except ImageError as error:
-        picture.error(str(error))
+        picture.error(plain(error))
     facts.dataframe(
         pd.DataFrame(
             [

@@ -29,6 +29,7 @@ from db import ratings as rating_db
 from db.stimuli import AmbiguousKeyError
 from ui.chrome import page_setup
 from ui.db_errors import friendly_writes
+from ui.text import code, plain
 
 PREVIEW_ROWS = 20
 NONE = "(none)"
@@ -57,14 +58,14 @@ def wizard() -> None:
             index = rating_db.stimulus_index(session, study_id)
             duplicate = rating_db.find_duplicate_file(session, study_id, sha256_bytes(data))
     except (TableError, AmbiguousKeyError) as error:
-        st.error(str(error))
+        st.error(plain(error))
         return
     if not index.keys:
         st.warning("This study has no stimuli yet: import the images on the Stimuli page first.")
     key = f"{sha256_bytes(data)[:12]}:"  # widgets start afresh for every new file
 
     st.subheader("1 · Preview")
-    st.caption(f"{upload.name}: {len(frame)} data rows, {len(frame.columns)} columns.")
+    st.caption(f"{plain(upload.name)}: {len(frame)} data rows, {len(frame.columns)} columns.")
     st.dataframe(frame.head(PREVIEW_ROWS), hide_index=True)
     allow_duplicate = duplicate_warning(duplicate, key)
 
@@ -84,7 +85,7 @@ def wizard() -> None:
         prepared = prepare_ratings(frame, mapping, index=index, scales=scales, codes=codes)
     except MappingError as error:
         st.warning("Fix the choices above before validating:\n\n" + "\n".join(
-            f"- {problem}" for problem in error.problems
+            f"- {plain(problem)}" for problem in error.problems
         ))
         return
     validation_report(frame, prepared)
@@ -96,7 +97,7 @@ def wizard() -> None:
 def duplicate_warning(duplicate, key: str) -> bool:
     if duplicate is None:
         return False
-    st.warning(str(rating_db.DuplicateFileError(duplicate)))
+    st.warning(plain(rating_db.DuplicateFileError(duplicate)))
     return st.checkbox("Import this file again anyway", key=f"{key}allow_duplicate")
 
 
@@ -105,7 +106,7 @@ def parse_codes(text: str, show: bool = True) -> dict[str, str]:
         return parse_label_codes(text)
     except ValueError as error:
         if show:
-            st.error(str(error))
+            st.error(plain(error))
         return {}
 
 
@@ -123,7 +124,7 @@ def mapping_editor(frame: pd.DataFrame, index, codes: dict[str, str], key: str) 
     for column, role in zip(st.columns(len(roles)), roles):
         current = detected.columns.get(role)
         choice = column.selectbox(
-            f"{role} column", options, index=options.index(current) if current else 0,
+            f"{plain(role)} column", options, index=options.index(current) if current else 0,
             key=f"{key}{layout}:{role}",
         )
         if choice != NONE:
@@ -132,7 +133,7 @@ def mapping_editor(frame: pd.DataFrame, index, codes: dict[str, str], key: str) 
     if layout == "long":
         unused = [c for c in frame.columns if c not in chosen.values()]
         if unused:
-            st.caption("Columns not imported: " + ", ".join(unused))
+            st.caption("Columns not imported: " + plain(", ".join(unused)))
         return mapping
     mapping.ignored = st.multiselect(
         "Columns to leave out", [c for c in frame.columns if c not in chosen.values()],
@@ -169,7 +170,7 @@ def scale_editor(frame: pd.DataFrame, mapping: ColumnMapping, index, key: str) -
         hint = (f"values in the file: {observed[0]:g} to {observed[1]:g}; "
                 f"suggested: {suggestion.label}") if observed and suggestion else "no numbers"
         name = st.selectbox(
-            f"{dim} scale ({hint})", choices, index=None, placeholder="Declare the scale",
+            f"{plain(dim)} scale ({plain(hint)})", choices, index=None, placeholder="Declare the scale",
             format_func=lambda n: PRESETS[n].label if n in PRESETS else "custom MIN..MAX",
             key=f"{key}scale:{dim}",
         )
@@ -182,15 +183,15 @@ def scale_editor(frame: pd.DataFrame, mapping: ColumnMapping, index, key: str) -
 
 def custom_scale(dim: str, observed: tuple[float, float], key: str) -> Scale | None:
     """Bounds prefilled with the observed range, for the user to widen to the true scale."""
-    st.caption(f"The {dim} bounds start at the values seen in the file: set them to the ends of "
+    st.caption(f"The {plain(dim)} bounds start at the values seen in the file: set them to the ends of "
                "the scale raters used (e.g. 1 and 9), not the ends they happened to reach.")
     low_column, high_column = st.columns(2)
-    low = low_column.number_input(f"{dim} minimum", value=observed[0], key=f"{key}low:{dim}")
-    high = high_column.number_input(f"{dim} maximum", value=observed[1], key=f"{key}high:{dim}")
+    low = low_column.number_input(f"{plain(dim)} minimum", value=observed[0], key=f"{key}low:{dim}")
+    high = high_column.number_input(f"{plain(dim)} maximum", value=observed[1], key=f"{key}high:{dim}")
     try:
         return Scale(low, high)
     except ValueError as error:
-        st.error(f"{dim}: {error}")
+        st.error(f"{plain(dim)}: {plain(error)}")
         return None
 
 
@@ -209,7 +210,7 @@ def label_editor(frame: pd.DataFrame, mapping: ColumnMapping, index, key: str) -
     if unknown.any():
         st.warning(
             "Labels not recognised: "
-            + ", ".join(summary.loc[unknown, "raw"].head(20))
+            + plain(", ".join(summary.loc[unknown, "raw"].head(20)))
             + ". Declare them above, or their rows will be rejected."
         )
     st.dataframe(
@@ -228,8 +229,8 @@ def validation_report(frame: pd.DataFrame, prepared: PreparedRatings) -> None:
         st.success("Every row is valid.")
         return
     counts = prepared.errors["kind"].map(ERROR_KINDS).value_counts()
-    st.error("Problems found: " + ", ".join(f"{kind} ({n})" for kind, n in counts.items()))
-    st.markdown("\n".join(problem_examples(prepared.errors)))
+    st.error("Problems found: " + ", ".join(f"{plain(kind)} ({n:,})" for kind, n in counts.items()))
+    st.markdown(problem_examples_markdown(prepared.errors))
     st.dataframe(prepared.errors, hide_index=True)
     st.download_button(
         "Download the problem report (CSV)", to_csv_bytes(prepared.errors),
@@ -237,19 +238,21 @@ def validation_report(frame: pd.DataFrame, prepared: PreparedRatings) -> None:
     )
 
 
-def problem_examples(errors: pd.DataFrame) -> list[str]:
+def problem_examples_markdown(errors: pd.DataFrame) -> str:
     """One bullet per kind of problem with its first row's full message (the table cuts long
     messages off, and the message says what to do)."""
-    bullets = []
-    for kind, rows in errors.groupby("kind", sort=False):
-        first = rows.iloc[0]
-        value = str(first["value"]).replace("`", "'") or "(empty)"
-        message = str(first["message"]).replace("$", "\\$")  # $ would start LaTeX in markdown
-        bullets.append(
-            f"- **{ERROR_KINDS.get(kind, kind)}** ({len(rows)} rows; e.g. row {first['row']}, "
-            f"column `{first['column']}`, value `{value}`): {message}"
-        )
-    return bullets
+    return "\n".join(
+        problem_markdown(kind, rows) for kind, rows in errors.groupby("kind", sort=False)
+    )
+
+
+def problem_markdown(kind: str, rows: pd.DataFrame) -> str:
+    first = rows.iloc[0]
+    value = str(first["value"]) or "(empty)"
+    return (
+        f"- **{plain(ERROR_KINDS.get(kind, kind))}** ({len(rows)} rows; e.g. row {int(first['row'])}, "
+        f"column {code(first['column'])}, value {code(value)}): {plain(first['message'])}"
+    )
 
 
 def confirm(file_name: str, data: bytes, frame, prepared: PreparedRatings, allow_duplicate: bool) -> None:
@@ -265,9 +268,8 @@ def confirm(file_name: str, data: bytes, frame, prepared: PreparedRatings, allow
         "the valid rows only and download the rejected ones."
     )
     st.button("Import all rows", disabled=True, help="Some rows have problems.")
-    label = (f"Import the {len(prepared.ratings)} valid ratings only and download the "
-             f"{len(prepared.rejected_rows)} rejected rows")
-    if st.button(label, disabled=prepared.ratings.empty):
+    if st.button(f"Import the {len(prepared.ratings)} valid ratings only and download the "
+                 f"{len(prepared.rejected_rows)} rejected rows", disabled=prepared.ratings.empty):
         store(file_name, data, frame, prepared, uploaded_by, True, allow_duplicate)
 
 
@@ -279,7 +281,7 @@ def store(file_name, data, frame, prepared, uploaded_by, partial, allow_duplicat
                 uploaded_by=uploaded_by, partial=partial, allow_duplicate=allow_duplicate,
             )
     except (rating_db.ImportRejected, rating_db.DuplicateFileError) as error:
-        st.error(str(error))
+        st.error(plain(error))
         return
     rejected = rejected_rows_table(frame, prepared.errors) if result.rejected_rows else None
     st.session_state[RESULT_KEY] = (file_name, result, rejected)
@@ -293,7 +295,7 @@ def show_last_import() -> None:
     if last is None:
         return
     file_name, result, rejected = last
-    st.success(f"{file_name}: batch #{result.batch_id} stored with {result.n_ratings} ratings.")
+    st.success(f"{plain(file_name)}: batch #{result.batch_id:d} stored with {result.n_ratings:,} ratings.")
     if rejected is not None:
         st.download_button(
             f"Download the {len(rejected)} rejected rows (CSV)", to_csv_bytes(rejected),
@@ -316,7 +318,7 @@ def batch_list() -> None:
         st.markdown("**Recently deleted** (restorable for a while, then removed for good)")
     for batch in deleted:
         left, right = st.columns([4, 1])
-        left.write(f"#{batch.id} {batch.file_name}: {batch.n_ratings} ratings; can be restored "
+        left.write(f"#{batch.id:d} {plain(batch.file_name)}: {batch.n_ratings:,} ratings; can be restored "
                    f"until {batch.undo_until:%Y-%m-%d %H:%M} UTC")
         right.button("Undo delete", key=f"undo_{batch.id}", on_click=act,
                      args=(rating_db.undo_delete, batch.id))
@@ -326,13 +328,13 @@ def batch_row(batch: rating_db.BatchSummary) -> None:
     with st.container(border=True):
         info, exclude, delete = st.columns([4, 1, 1])
         info.markdown(
-            f"**#{batch.id} {batch.file_name}** · {batch.layout} · {batch.n_ratings} ratings, "
-            f"{batch.n_raters} raters, {batch.n_stimuli} stimuli"
-            + (f" · {batch.n_rejected} rows rejected" if batch.n_rejected else "")
+            f"**#{batch.id:d} {plain(batch.file_name)}** · {plain(batch.layout)} · {batch.n_ratings:,} ratings, "
+            f"{batch.n_raters:,} raters, {batch.n_stimuli:,} stimuli"
+            + (f" · {batch.n_rejected:,} rows rejected" if batch.n_rejected else "")
         )
         info.caption(
             f"uploaded {batch.uploaded_at:%Y-%m-%d %H:%M} UTC"
-            + (f" by {batch.uploaded_by}" if batch.uploaded_by else "")
+            + (f" by {plain(batch.uploaded_by)}" if batch.uploaded_by else "")
         )
         exclude.toggle(
             "Excluded", value=batch.excluded, key=f"exclude_{batch.id}", on_change=toggle,
@@ -375,5 +377,5 @@ with upload_tab:
     wizard()
 with batches_tab:
     if "ratings_batch_error" in st.session_state:
-        st.error(st.session_state.pop("ratings_batch_error"))
+        st.error(plain(st.session_state.pop("ratings_batch_error")))
     batch_list()

@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui.chrome import page_setup
 from ui.db_errors import friendly_writes
+from ui.text import code, plain
 
 # The title first: the model code imports PyTorch, which takes seconds on a server's first visit.
 factory, study_id = page_setup("Models", needs_study=False)
@@ -84,7 +85,7 @@ def comparison_section() -> None:
 def status_section(models: pd.DataFrame) -> None:
     st.subheader("Checkpoints and predictions")
     if CHECKPOINT_KEY in st.session_state:
-        st.success(st.session_state.pop(CHECKPOINT_KEY))
+        st.success(plain(st.session_state.pop(CHECKPOINT_KEY)))
     shown = models.assign(state=models["state"].map(lambda s: STATES.get(s, (s, "gray"))[0]))
     st.dataframe(  # the study's counts before the long license text, so they stay in view
         shown[["model_id", "name", "source", "state", "ok", "failed", "license"]],
@@ -96,14 +97,14 @@ def status_section(models: pd.DataFrame) -> None:
     )
     for row in models.itertuples():
         label, colour = STATES.get(row.state, (row.state, "gray"))
-        with st.expander(f"{row.name} · `{row.model_id}` · {label}"):
+        with st.expander(f"{plain(row.name)} · {code(row.model_id)} · {plain(label)}"):
             st.badge(label, color=colour)
-            st.caption(f"License: {row.license or 'not stated'} · pipeline {row.pipeline}")
+            st.caption(f"License: {plain(row.license or 'not stated')} · pipeline {plain(row.pipeline)}")
             if row.source == "imported":
                 st.write("Predictions imported from another tool; they are analysed like any model.")
                 continue
             if row.state != "ready":
-                st.warning(row.message)
+                st.warning(plain(row.message))
                 st.text(f"Where to get it:\n{row.where_to_get}")
                 checkpoint_actions(row.model_id)
 
@@ -119,7 +120,7 @@ def checkpoint_actions(model_id: str) -> None:
                 checkpoints.download(spec, progress=lambda done, total: bar.progress(
                     min(done / total, 1.0) if total else 0.0, text=f"{done / 1e6:.1f} MB of {total / 1e6:.1f} MB"))
             except checkpoints.CheckpointError as error:
-                st.error(str(error))
+                st.error(plain(error))
             else:
                 st.session_state[CHECKPOINT_KEY] = f"{model_id}: downloaded and verified."
                 st.rerun()
@@ -128,12 +129,12 @@ def checkpoint_actions(model_id: str) -> None:
     if len(names) > 1:
         index = st.selectbox("File slot", range(len(names)), format_func=names.__getitem__,
                              key=f"slot_{model_id}")
-    upload = st.file_uploader(f"Register a local copy of {names[index]}", key=f"upload_{model_id}")
+    upload = st.file_uploader(f"Register a local copy of {plain(names[index])}", key=f"upload_{model_id}")
     if upload is not None and st.button("Register file", key=f"register_{model_id}"):
         try:
             path = checkpoints.register_local(spec, index, upload.getvalue())
         except checkpoints.CheckpointError as error:
-            st.error(str(error))
+            st.error(plain(error))
         else:  # rerun so the table and the Run tab see the new state
             st.session_state[CHECKPOINT_KEY] = (
                 f"{model_id}: registered {path.name}; {checkpoints.checkpoint_status(spec).message}"
@@ -150,14 +151,14 @@ def face_options() -> tuple[str, str, str]:
     )
     rule = middle.selectbox("Face used when several are found", CHOICE_RULES)
     device = right.selectbox("Device", ["auto", *available_devices()],
-                             help=f"auto picks {device_label(resolve_device('auto'))}")
+                             help=f"auto picks {plain(device_label(resolve_device('auto')))}")
     if detector == "mtcnn" and weights.state != "ready":
-        st.warning(weights.message)
+        st.warning(plain(weights.message))
         if st.button("Download MTCNN weights"):
             try:
                 download_mtcnn()
             except DetectorUnavailable as error:
-                st.error(str(error))
+                st.error(plain(error))
             else:
                 st.rerun()
     return detector, rule, device
@@ -170,14 +171,14 @@ def face_counts_text(counts: dict[str, int]) -> str:
 
 def face_stage_section(detector: str, rule: str, device: str) -> None:
     if FACES_KEY in st.session_state:
-        st.success(st.session_state.pop(FACES_KEY))
+        st.success(plain(st.session_state.pop(FACES_KEY)))
     with factory() as session:
         images = study_images(session, study_id)
         detected = [image.sha256 for image in images if not image.precropped]
         counts = status_counts(session, detected, DETECTOR_VERSIONS[detector]) if detected else {}
     precropped = len(images) - len(detected)
-    st.caption(f"{len(images)} images: {precropped} pre-cropped; detection ({detector}): "
-               + (face_counts_text(counts) or "nothing to detect")
+    st.caption(f"{len(images)} images: {precropped:,} pre-cropped; detection ({plain(detector)}): "
+               + plain(face_counts_text(counts) or "nothing to detect")
                + ". Models run it themselves when needed; run it here to check the faces first.")
     if st.button("Run face stage", disabled=not images):
         bar = st.progress(0.0, text="Detecting faces…")
@@ -187,7 +188,7 @@ def face_stage_section(detector: str, rule: str, device: str) -> None:
                              precropped={image.sha256 for image in images if image.precropped},
                              progress=progress_bar(bar, "faces"), device=resolve_device(device))
         except (DetectorUnavailable, DeviceError) as error:
-            st.error(str(error))
+            st.error(plain(error))
         else:
             st.session_state[FACES_KEY] = f"Face stage finished for {len(images)} images ({detector})."
             st.rerun()
@@ -200,7 +201,7 @@ def progress_bar(bar, label: str):
         clock["start"] = clock["start"] or time.perf_counter()
         eta = inference.eta_seconds(time.perf_counter() - clock["start"], done, total)
         left = f" · about {eta:.0f} s left" if eta is not None and done < total else ""
-        bar.progress(done / total if total else 1.0, text=f"{label}: {done} of {total}{left}")
+        bar.progress(done / total if total else 1.0, text=f"{plain(label)}: {done:,} of {total:,}{plain(left)}")
 
     return update
 
@@ -222,7 +223,7 @@ def run_section(models: pd.DataFrame, detector: str, rule: str, device: str) -> 
                             format_func=lambda m: f"{names[m]} ({m})")
     not_ready = sorted(set(runnable["model_id"]) - set(ready["model_id"]))
     if not_ready:
-        st.caption("Not runnable until their checkpoints are ready: " + ", ".join(not_ready))
+        st.caption("Not runnable until their checkpoints are ready: " + plain(", ".join(not_ready)))
     resolved = resolve_device(device)
     left, middle, right = st.columns(3)
     half = left.checkbox("Half precision (fp16)", disabled=not resolved.startswith("cuda"),
@@ -241,19 +242,19 @@ def run_section(models: pd.DataFrame, detector: str, rule: str, device: str) -> 
                 reports = inference.run_models(
                     factory, study_id, chosen, device=resolved, half=half, batch_size=int(batch_size),
                     detector=detector, rule=rule, retry_failed=retry,
-                    on_model=lambda m, i, n: status.write(f"Model {i + 1} of {n}: {names[m]}"),
+                    on_model=lambda m, i, n: status.write(f"Model {i + 1:,} of {n:,}: {plain(names[m])}"),
                     progress_for=lambda m: progress_bar(bar, names[m]),
                     should_stop=lambda: st.session_state.get(CANCEL_KEY, False),
                     adapter_source=cached_adapter,
                 )
         except (DetectorUnavailable, DeviceError) as error:
-            st.error(str(error))
+            st.error(plain(error))
             return
         st.session_state[REPORTS_KEY] = [report.summary() for report in reports]
         st.session_state.pop(CANCEL_KEY, None)
         st.rerun()
     for line in st.session_state.get(REPORTS_KEY, []):
-        st.write(f"- {line}")
+        st.write(f"- {plain(line)}")
     fp16_check(chosen, resolved, detector, rule)
 
 
@@ -267,9 +268,9 @@ def fp16_check(chosen: list[str], device: str, detector: str, rule: str) -> None
                 check = inference.check_half_precision(factory, study_id, model_id, device=device,
                                                        detector=detector, rule=rule)
         except (DeviceError, inference.RunError, checkpoints.CheckpointError) as error:
-            st.error(str(error))
+            st.error(plain(error))
         else:
-            st.write(f"{model_id}: {check.summary()}")
+            st.write(f"{plain(model_id)}: {plain(check.summary())}")
 
 
 def failures_section() -> None:
@@ -292,7 +293,7 @@ def import_section() -> None:
     st.write("Predictions of tools that cannot run here (FaceReader, py-feat, AFFDEX, …): one row "
              "per stimulus with category scores and/or a label, valence and arousal.")
     if IMPORT_KEY in st.session_state:
-        st.success(st.session_state.pop(IMPORT_KEY))
+        st.success(plain(st.session_state.pop(IMPORT_KEY)))
     upload = st.file_uploader("Prediction file", type=["csv", "tsv", "txt", "xlsx"], key="predictions_file")
     if upload is None:
         return
@@ -303,14 +304,14 @@ def import_section() -> None:
         with factory() as session:
             detected = pi.preview(session, study_id, upload.name, data).mapping
     except (TableError, ValueError, LookupError) as error:
-        st.error(str(error))
+        st.error(plain(error))
         return
     try:
         mapping = mapping_form(columns, detected, tag)
         with factory() as session:
             checked = pi.preview(session, study_id, upload.name, data, mapping)
     except ValueError as error:
-        st.error(str(error))
+        st.error(plain(error))
         return
     show_preview(checked)
     import_form(upload.name, data, mapping, checked, tag)
@@ -319,7 +320,7 @@ def import_section() -> None:
 def _column_choice(label: str, columns: list[str], current: str | None, key: str, allow_none: bool = True):
     options = ([NONE] if allow_none else []) + columns
     index = options.index(current) if current in options else 0
-    value = st.selectbox(label, options, index=index, key=key)
+    value = st.selectbox(plain(label), options, index=index, key=key)
     return None if value == NONE else value
 
 
@@ -345,7 +346,7 @@ def mapping_form(columns: list[str], detected: pi.PredictionMapping, tag: str) -
         if column:
             scores[emotion] = column
     ranges = ["0..1", "0..100"]
-    score_range = st.radio("Scores range", ranges, horizontal=True, key=f"imp_sr_{tag}",
+    score_range = st.radio("Scores range", ranges, horizontal=True, key=f"imp_sr_{tag}", format_func=plain,
                            index=ranges.index(f"{detected.score_range.low:g}..{detected.score_range.high:g}"))
     codes = st.text_input("Label codes (e.g. 1=anger, 2=happy)", key=f"imp_codes_{tag}")
     return pi.PredictionMapping(
@@ -356,7 +357,7 @@ def mapping_form(columns: list[str], detected: pi.PredictionMapping, tag: str) -
 
 def show_preview(checked: pi.ImportPreview) -> None:
     for hint in checked.hints:
-        st.info(hint)
+        st.info(plain(hint))
     if checked.ok:
         st.success(f"All {len(checked.rows)} rows are valid.")
     else:
@@ -383,9 +384,9 @@ def import_form(file_name: str, data: bytes, mapping, checked: pi.ImportPreview,
                     pipeline=pipeline, tool=tool, notes=notes, store_failures=store_failures, replace=replace,
                 )
         except pi.ImportRejected as rejected:
-            st.error(str(rejected))
+            st.error(plain(rejected))
         except ValueError as error:
-            st.error(str(error))
+            st.error(plain(error))
         else:
             st.session_state[IMPORT_KEY] = (
                 f"{result.model_id}: {result.stored} predictions stored, {result.failed} as failures"
@@ -406,12 +407,12 @@ def card_section() -> None:
                 spec = card.register_card(session, card_file.getvalue(),
                                           model_file.getvalue(), replace=replace)
         except (ValueError, checkpoints.CheckpointError) as error:
-            st.error(str(error))
+            st.error(plain(error))
         else:  # rerun so the Models and Run tabs, built earlier in this run, list the new model
             st.session_state[CARD_KEY] = f"Registered {spec.name} ({spec.id}); run it in the Run tab."
             st.rerun()
     if CARD_KEY in st.session_state:
-        st.success(st.session_state.pop(CARD_KEY))
+        st.success(plain(st.session_state.pop(CARD_KEY)))
 
 
 models = overview()

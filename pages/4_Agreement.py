@@ -5,6 +5,7 @@ import streamlit as st
 
 from core import charts
 from ui.chrome import page_setup
+from ui.text import plain
 from ui.downloads import (
     AnalysisContext,
     analysis_context,
@@ -61,7 +62,7 @@ def human_ceiling_section(context: AnalysisContext) -> None:
     for cell, dimension in zip(cells[2:], ("valence", "arousal")):
         row = pick(icc, dimension=dimension, form="ICC(A,1)")
         if not row.empty:
-            cell.metric(f"ICC(A,1) = ICC(2,1), {dimension}", f"{row['estimate'].iloc[0]:.2f}")
+            cell.metric(plain(f"ICC(A,1) = ICC(2,1), {dimension}"), f"{row['estimate'].iloc[0]:.2f}")
 
     ceiling, loo = tables["ceiling"], tables["loo"]
     st.subheader("Leave-one-rater-out: each rater against the others")
@@ -116,7 +117,7 @@ def models_section(context: AnalysisContext) -> None:
         show_chart(chart, f"models_vs_ceiling_{dimension}_{metric}", key="agreement-model-chart")
         notes = rows.loc[rows["note"].astype(str) != "", ["model_id", "note"]].drop_duplicates()
         for note in notes.itertuples():
-            st.caption(f"{note.model_id}: {note.note}")
+            st.caption(f"{plain(note.model_id)}: {plain(note.note)}")
     show_table(as_rater, "Model as one more rater", key="agreement-as-rater",
                caption="Each model's score against the human raters and its percentile among the raters' leave-one-out scores.")
     show_table(with_ceiling(tables["model_continuous"], ceiling), "Valence and arousal vs humans",
@@ -169,9 +170,9 @@ context = analysis_context(factory, study_id, key="agreement")
 tables = context.tables
 ratings = context.frames.ratings
 st.caption(
-    f"{ratings['stimulus_id'].nunique()} stimuli, {ratings['rater'].nunique()} raters, "
-    f"{len(ratings)} ratings; {len(tables['models'])} model(s) with predictions. "
-    f"CIs: {context.settings.n_boot} bootstrap resamples of stimuli (seed {context.settings.seed})."
+    f"{ratings['stimulus_id'].nunique():,} stimuli, {ratings['rater'].nunique():,} raters, "
+    f"{len(ratings):,} ratings; {len(tables['models'])} model(s) with predictions. "
+    f"CIs: {context.settings.n_boot:,} bootstrap resamples of stimuli (seed {context.settings.seed:d})."
 )
 workbook_download(tables, "agreement_tables", key="agreement-all")
 

@@ -5,6 +5,7 @@ import streamlit as st
 
 from core import charts
 from ui.chrome import page_setup
+from ui.text import plain
 from ui.downloads import analysis_context, no_models_message, show_chart, show_table
 
 REFERENCES = {"human_majority": "human majority label", "intended": "intended emotion"}
@@ -28,7 +29,7 @@ def seven_class_note(models: pd.DataFrame, model_id: str) -> None:
         return
     missing, n_labels = row["cannot_output"].iloc[0], int(row["n_labels"].iloc[0])
     st.warning(
-        f"{model_id} has {n_labels} classes and cannot output: {missing}. Rows for those labels "
+        f"{plain(model_id)} has {n_labels:,} classes and cannot output: {plain(missing)}. Rows for those labels "
         "can only be errors; recall there is 0 by construction, not a failure to recognise it. "
         "Scope 'outputtable' in the recall chart leaves those stimuli out."
     )
@@ -83,7 +84,7 @@ else:
     ))
     show_chart(bars, f"recall_{reference}_{scope}", key="confusion-recall")
     for note in shown.loc[shown["note"].astype(str) != "", ["model_id", "emotion", "note"]].itertuples():
-        st.caption(f"{note.model_id}, {note.emotion}: {note.note}")
+        st.caption(f"{plain(note.model_id)}, {plain(note.emotion)}: {plain(note.note)}")
 
 show_table(cells, "Confusion counts", key="confusion-cells",
            caption=f"Confusion counts and row shares of {model_id} vs the {REFERENCES[reference]}.")

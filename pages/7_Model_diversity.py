@@ -4,6 +4,7 @@ import streamlit as st
 
 from core import charts
 from ui.chrome import page_setup
+from ui.text import plain
 from ui.downloads import analysis_context, no_models_message, show_chart, show_table
 
 MATRICES = (
@@ -35,7 +36,7 @@ st.markdown(
 for dimension, metric, title in MATRICES:
     matrix = pairs[(pairs["dimension"] == dimension) & (pairs["metric"] == metric)]
     if matrix.empty:
-        st.caption(f"{title}: no model pair has outputs for this.")
+        st.caption(f"{plain(title)}: no model pair has outputs for this.")
         continue
     chart = context.chart(
         ("diversity", dimension, metric),

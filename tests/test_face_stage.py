@@ -21,6 +21,7 @@ from core.face_stage import CHOICE_RULES, choose_face, describe, ensure_faces
 from core.overlay import CHOSEN_COLOUR, LANDMARK_COLOURS, OTHER_COLOUR, draw_faces
 from core.storage import store_bytes
 from db.models import FaceDetection
+from tests.markdown_text import shown
 
 
 def png(image: np.ndarray) -> bytes:
@@ -250,4 +251,4 @@ def test_face_panel_shows_status(sessions, db_url: str, data_dir: Path, astronau
     ensure_faces(sessions, [astronaut_sha], detector="haar")
     app = AppTest.from_function(panel_app, args=args, default_timeout=30).run()
     assert not app.exception
-    assert app.caption[0].value.startswith("haar-v1: 1 face, using face 1 (rule largest)")
+    assert shown(app.caption[0].value).startswith("haar-v1: 1 face, using face 1 (rule largest)")

@@ -18,6 +18,7 @@ from core.models import registry
 from core.storage import store_bytes
 from db.models import Prediction, Stimulus, Study
 from tests import model_fakes
+from tests.markdown_text import shown
 
 TIMEOUT = 120
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Models.py")
@@ -28,7 +29,7 @@ def button(at: AppTest, label: str):
 
 
 def texts(elements) -> list[str]:
-    return [element.value for element in elements]
+    return [shown(element.value) for element in elements]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from db.analysis import load_ratings
 from db.models import Rating, RatingBatch, Stimulus
 from db.queries import get_or_create_study
+from tests.markdown_text import shown
 
 TIMEOUT = 60
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "2_Ratings.py")
@@ -84,7 +85,7 @@ def test_upload_wizard_partial_import_then_duplicate_warning(sessions, study) ->
     assert (batch.uploaded_by, batch.n_rejected, batch.label_map) == ("Ana", 2, {"1": "anger"})
 
     at = upload(at, WITH_BAD_ROWS)  # the uploader was emptied; the same file again
-    assert any("already imported as batch #1" in w.value for w in at.warning)
+    assert any("already imported as batch #1" in shown(w.value) for w in at.warning)
 
 
 def test_clean_file_imports_in_one_click_all_or_nothing(sessions, study) -> None:
@@ -137,4 +138,4 @@ def test_unreadable_file_shows_a_clear_message(study) -> None:
     at.file_uploader[0].set_value(("broken.xlsx", b"PK\x03\x04 not really", "application/zip"))
     at.run()
     assert not at.exception
-    assert any("broken.xlsx" in e.value and "Excel" in e.value for e in at.error)
+    assert any("broken.xlsx" in shown(e.value) and "Excel" in e.value for e in at.error)

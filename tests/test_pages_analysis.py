@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.ratings import list_batches, set_excluded
 from tests.analysis_seed import seed_study
+from tests.markdown_text import shown
 from ui.analysis_data import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ def infos(at: AppTest) -> str:
 def test_agreement_ratings_only_shows_reliability_first(ratings_only: int) -> None:
     at = run_page("4_Agreement", ratings_only)
     assert [tab.label for tab in at.tabs][:2] == ["Human ceiling", "Models vs humans"]
-    metrics = {m.label: float(m.value) for m in at.metric}
+    metrics = {shown(m.label): float(m.value) for m in at.metric}
     assert {"Fleiss' kappa (labels)", "ICC(A,1) = ICC(2,1), valence", "ICC(A,1) = ICC(2,1), arousal"} <= set(metrics)
     assert all(-1 <= v <= 1 for v in metrics.values())
     assert NO_MODELS in infos(at)

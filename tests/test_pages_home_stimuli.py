@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from db import stimuli as stimulus_db
 from db.models import Rating, RatingBatch, Stimulus, Study
+from tests.markdown_text import shown
 
 TIMEOUT = 60
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def button(at: AppTest, label: str):
 
 
 def texts(elements) -> list[str]:
-    return [element.value for element in elements]
+    return [shown(element.value) for element in elements]
 
 
 @pytest.fixture
@@ -128,7 +129,7 @@ def test_stimuli_upload_gallery_detail_and_metadata(sessions, study_id) -> None:
     problems = at.dataframe[0].value
     assert problems["file"].tolist() == ["broken.png"] and "not an image" in problems["message"][0]
     assert "3 stimuli match." in texts(at.caption)
-    assert [caption for image in at.image for caption in image.captions] == [
+    assert [shown(caption) for image in at.image for caption in image.captions] == [
         f"set/face_{i:02d}.png" for i in range(3)
     ]
 
@@ -136,7 +137,7 @@ def test_stimuli_upload_gallery_detail_and_metadata(sessions, study_id) -> None:
     assert "1 stimuli match." in texts(at.caption)
     button(at, "Details").click().run()
     assert not at.exception
-    assert "set/face_01.png" in [header.value for header in at.subheader]
+    assert "set/face_01.png" in texts(at.subheader)
     assert len(at.image) == 2  # the full image of the detail view above the gallery
     next(box for box in at.selectbox if box.label == "Intended emotion").select("surprise")
     button(at, "Save intended emotion").click().run()

@@ -21,6 +21,7 @@ from tests.model_fakes import astronaut
 from tests.test_card_models import TinyNet, card_text, onnx_bytes
 from tests.test_pages_analysis import FAST
 from tests.analysis_seed import seed_study
+from tests.markdown_text import shown
 from ui.downloads import leading
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,18 +59,18 @@ def test_a_registered_card_model_is_runnable_at_once(sessions, photo_study: int)
     at.run()
     button(at, "Register model").click().run()
     assert not at.exception
-    assert any("Registered Tiny test model (tiny)" in s.value for s in at.success)
+    assert any("Registered Tiny test model (tiny)" in shown(s.value) for s in at.success)
     assert at.multiselect[0].label == "Models to run" and at.multiselect[0].value == ["tiny"]
 
 
 @pytest.mark.slow
 def test_face_stage_reports_what_it_found(sessions, photo_study: int) -> None:
     at = AppTest.from_file(MODELS, default_timeout=TIMEOUT).run()
-    assert any("detection (haar): not run yet: 1" in c.value for c in at.caption)
+    assert any("detection (haar): not run yet: 1" in shown(c.value) for c in at.caption)
     button(at, "Run face stage").click().run()
     assert not at.exception
-    assert any("Face stage finished for 1 images (haar)" in s.value for s in at.success)
-    assert any("detection (haar): one face: 1" in c.value for c in at.caption)
+    assert any("Face stage finished for 1 images (haar)" in shown(s.value) for s in at.success)
+    assert any("detection (haar): one face: 1" in shown(c.value) for c in at.caption)
 
 
 def test_rating_problems_show_one_full_message_per_kind(sessions) -> None:
@@ -84,7 +85,7 @@ def test_rating_problems_show_one_full_message_per_kind(sessions) -> None:
     next(s for s in at.selectbox if s.label.startswith("valence scale")).select("sam9").run()
     assert not at.exception
     errors = at.dataframe[-1].value
-    bullets = next(m.value for m in at.markdown if "**unknown stimulus**" in m.value)
+    bullets = next(shown(m.value) for m in at.markdown if "**unknown stimulus**" in m.value)
     unknown = errors.loc[errors["kind"] == "unknown_stimulus", "message"].iloc[0]
     scale = errors.loc[errors["kind"] == "out_of_scale", "message"].iloc[0]
     assert f"(1 rows; e.g. row 3, column `image`, value `ghost.png`): {unknown}" in bullets
@@ -159,7 +160,7 @@ def test_uploader_name_is_offered_again_for_the_next_file_and_provenance_is_labe
             by.input("Ana")
         button(at, "Import 1 ratings").click().run()
         assert not at.exception
-    assert any("r1.csv: batch #2 stored" in s.value for s in at.success)
+    assert any("r1.csv: batch #2 stored" in shown(s.value) for s in at.success)
     facts = next(d.value for d in at.dataframe if "value" in d.value.columns)
     assert facts.loc["uploaded by", "value"] == "Ana"
 

@@ -172,7 +172,7 @@ def report(
         bar = st.progress(0.0, text="loading ratings and predictions")
 
         def progress(done: int, total: int) -> None:
-            bar.progress(done / total, text=f"step {done} of {total}")
+            bar.progress(done / total, text=f"step {done:,} of {total:,}")
 
         tables = _report(factory, *key, _computed=_build(factory, *key, progress=progress))
         status.update(label="Agreement statistics ready", state="complete", expanded=False)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import DB_URL_ENV, default_url, make_engine, make_sessionmaker
 from db.queries import list_studies
+from ui.text import plain
 
 STUDY_KEY = "study_id"
 STUDY_PARAM = "study"  # the study in the address, so a reload or a shared link keeps it
@@ -84,7 +85,7 @@ def page_setup(title: str, *, needs_study: bool = True) -> tuple[sessionmaker[Se
         st.query_params[STUDY_PARAM] = str(study_id)
         if study_id in demo_ids:
             st.sidebar.warning("Synthetic demo study: generated faces, ratings and model outputs.")
-    st.title(title)
+    st.title(plain(title))
     if needs_study and study_id is None:
         st.info("No study yet. Create one or load the demo study on the Home page.")
         st.stop()

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ui import analysis_data as data
 from ui.analysis_data import DEFAULT_N_BOOT, DEFAULT_SEED, Filters, Settings, StudyFrames
+from ui.text import plain
 
 CSV_MIME = "text/csv"
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -93,11 +94,11 @@ def show_table(
     the figures of a wide table stay in view; the downloads keep the table's own order.
     """
     shown = table[list(columns)] if columns is not None else table
-    st.markdown(f"**{name}**")
+    st.markdown(f"**{plain(name)}**")
     if shown.empty:
         st.caption("No rows for the current data and filters.")
         return
-    st.caption(caption)
+    st.caption(plain(caption))
     display = display_frame(shown)
     st.dataframe(display, hide_index=True, width="stretch", column_order=leading(display, lead))
     table_downloads(shown, name, caption=caption, key=key)
@@ -197,12 +198,12 @@ def settings_widgets(*, key: str) -> Settings:
                                key=f"{key}-seed", help=f"Default {DEFAULT_SEED}; same seed, same CIs.")
         ties = st.selectbox(
             "Majority-label ties", TIE_POLICIES, index=TIE_POLICIES.index(current.ties),
-            key=f"{key}-ties", help="; ".join(f"{k}: {TIE_HELP.get(k, '')}" for k in TIE_POLICIES),
+            key=f"{key}-ties", help="; ".join(f"{plain(k)}: {TIE_HELP.get(k, '')}" for k in TIE_POLICIES),
         )
         unequal = st.selectbox(
             "Fleiss' kappa with unequal raters", UNEQUAL_RATER_POLICIES,
             index=UNEQUAL_RATER_POLICIES.index(current.unequal), key=f"{key}-unequal",
-            help="; ".join(f"{k}: {UNEQUAL_HELP.get(k, '')}" for k in UNEQUAL_RATER_POLICIES),
+            help="; ".join(f"{plain(k)}: {UNEQUAL_HELP.get(k, '')}" for k in UNEQUAL_RATER_POLICIES),
         )
     settings = Settings(n_boot=int(n_boot), seed=int(seed), ties=ties, unequal=unequal)
     _remember("settings", settings)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.face_stage import describe, result_from_row
 from core.overlay import draw_faces
 from db.faces import detections_for
+from ui.text import plain
 
 
 def show_detection(
@@ -25,14 +26,15 @@ def show_detection(
     if len(rows) > 1:
         by_detector = {r.detector: r for r in rows}
         chosen = st.radio(
-            "Detector", list(by_detector), horizontal=True, key=f"face_panel_{stimulus_sha256}"
+            "Detector", list(by_detector), horizontal=True, key=f"face_panel_{stimulus_sha256}",
+            format_func=plain,
         )
         row = by_detector[chosen]
     result = result_from_row(row)
     st.image(draw_faces(image_rgb, result.faces, result.chosen), width="stretch")
     if result.status == "error":
-        st.error(describe(result))
+        st.error(plain(describe(result)))
     elif result.face is None:
-        st.warning(describe(result))
+        st.warning(plain(describe(result)))
     else:
-        st.caption(describe(result))
+        st.caption(plain(describe(result)))
