@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from core.face import crop_box
+from tests.test_variants import official_box_crop as truncated_crop
 from core.labels import to_canonical
 from core.models import checkpoints, registry
 from core.models.adapters import emotiefflib
@@ -74,7 +74,7 @@ def test_prepare_matches_the_official_torchvision_transform(spec) -> None:
     official = transforms.Compose([
         transforms.Resize((size, size)), transforms.ToTensor(),
         transforms.Normalize(mean=spec.preprocessing.mean, std=spec.preprocessing.std),
-    ])(Image.fromarray(crop_box(image, face.box))).numpy()
+    ])(Image.fromarray(truncated_crop(image, face.box))).numpy()
     ours = adapter.prepare(image, face)
     assert ours.shape == (3, size, size) and ours.dtype == np.float32
     np.testing.assert_allclose(ours, official, atol=1e-5)
