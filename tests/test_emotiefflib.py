@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from tests.test_variants import official_box_crop as truncated_crop
 from core.labels import to_canonical
 from core.models import checkpoints, registry
 from core.models.adapters import emotiefflib
@@ -25,6 +24,7 @@ from tests.model_fakes import (
     fake_emotiefflib_pickle,
     register_surrogate,
 )
+from tests.test_variants import official_box_crop as truncated_crop
 
 SPECS = {spec.id: spec for spec in emotiefflib.SPECS}
 MBF = SPECS["mbf_va_mtl"]
@@ -199,7 +199,7 @@ def test_golden_argmax_on_the_library_test_image(model_id: str, data_dir: Path) 
 
 
 def test_spec_urls_point_at_pinned_commit() -> None:
-    for spec in emotiefflib.SPECS:
+    for spec in emotiefflib.BASE_SPECS:
         slot = spec.checkpoints[0]
         assert emotiefflib.COMMIT in slot.url and slot.url.endswith(f"onnx/{spec.id}.onnx")
         assert slot.alternatives[0].url.endswith(f"affectnet_emotions/{spec.id}.pt")

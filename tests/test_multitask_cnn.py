@@ -95,7 +95,7 @@ def test_parameter_counts() -> None:
 
 def test_specs_label_orders_and_shared_checkpoint_folder() -> None:
     assert ENSEMBLE.canonical_labels == ["neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise"]
-    assert [s.id for s in mt.SPECS] == ["wtomin_mtl", *(f"wtomin_mtl_s{i}" for i in range(5))]
+    assert [s.id for s in mt.SPECS] == ["wtomin_mtl", *(f"wtomin_mtl_s{i}" for i in range(5)), "wtomin_mtl@jpeg100"]
     assert [c.name for c in ENSEMBLE.checkpoints] == [f"{i}.pth" for i in range(5)]
     assert {s.options["checkpoint_dir"] for s in mt.SPECS} == {"wtomin_mtl"}
     assert [s.checkpoints[0].name for s in STUDENTS] == [f"{i}.pth" for i in range(5)]
