@@ -16,7 +16,7 @@ rule never serves a prediction made on another face.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -112,6 +112,19 @@ def detected(
         rule=rule,
         image_size=image_size,
     )
+
+
+def restrict(result: FaceResult, keeps: Callable[[Face], bool]) -> FaceResult:
+    """``result`` choosing only among the faces ``keeps`` accepts (a model's face profile).
+
+    Indices stay those of the stored detection, so the cache key names the same face; a
+    pre-cropped or failed result is returned unchanged.
+    """
+    if result.status in ("precropped", "error"):
+        return result
+    eligible = [i for i, face in enumerate(result.faces) if keeps(face)]
+    picked = choose_face([result.faces[i] for i in eligible], result.rule, result.image_size)
+    return replace(result, chosen=None if picked is None else eligible[picked])
 
 
 def _failed(sha256: str, version: str, rule: str, message: str) -> FaceResult:

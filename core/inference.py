@@ -40,6 +40,7 @@ from core.face import Face
 from core.images import load_rgb
 from core.models import checkpoints, registry
 from core.models.adapters.base import Adapter, ModelOutput
+from core.models.face_profiles import get_profile
 from core.models.spec import ModelSpec
 from db.predictions import (
     CacheKey,
@@ -176,7 +177,7 @@ def run_spec(
     report = RunReport(spec.id, device=device, half=half)
     with factory() as session:
         images = study_images(session, study_id)
-    jobs = _face_jobs(factory, images, detector, rule, device, face_progress)
+    jobs = _face_jobs(factory, images, detector, rule, device, face_progress, spec.preprocessing.face_profile)
     todo = _uncached(factory, key, jobs, retry_failed)
     report.cached = len(jobs) - len(todo)
     if todo:
@@ -261,7 +262,8 @@ def check_half_precision(
     with factory() as session:
         spec = registry.get_spec(model_id, session)
         images = study_images(session, study_id)
-    jobs = [job for job in _face_jobs(factory, images, detector, rule, device, None) if job.face][:n]
+    profile = spec.preprocessing.face_profile
+    jobs = [job for job in _face_jobs(factory, images, detector, rule, device, None, profile) if job.face][:n]
     reference = registry.load_adapter(spec, device, False)
     try:
         arrays = [item.array for item in (_prepare(reference, job) for job in jobs)
@@ -282,13 +284,15 @@ def check_half_precision(
 
 def _face_jobs(
     factory: sessionmaker[Session], images: list[StudyImage], detector: str, rule: str,
-    device: str, progress: Progress | None,
+    device: str, progress: Progress | None, profile: str = "shared",
 ) -> list[Job]:
     results = face_stage.ensure_faces(
         factory, [image.sha256 for image in images], detector=detector, rule=rule,
         precropped=frozenset(image.sha256 for image in images if image.precropped),
         progress=progress, device=device,
     )
+    keeps = get_profile(profile).keeps
+    results = {sha: face_stage.restrict(result, keeps) for sha, result in results.items()}
     return [
         Job(image.sha256, result.detector, result.face, None if result.face else _no_face_message(result))
         for image, result in ((image, results[image.sha256]) for image in images)
@@ -299,8 +303,8 @@ def _no_face_message(result: face_stage.FaceResult) -> str:
     if result.error:
         return f"face stage failed ({result.version}): {result.error}"
     if result.faces:
-        return (f"{len(result.faces)} faces found and the choice rule {result.rule!r} uses none; "
-                "choose another rule or crop the stimulus")
+        return (f"{len(result.faces)} faces found and the choice rule {result.rule!r} or the model's "
+                "face profile (minimum size, score) uses none; choose another rule or crop the stimulus")
     return (f"no face found by {result.version}; mark the stimulus as pre-cropped "
             "or try another detector")
 

@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from core.face import crop_box
 from core.labels import to_canonical
 from core.models import checkpoints, registry
 from core.models.adapters import emotiefflib
@@ -25,6 +24,7 @@ from tests.model_fakes import (
     fake_emotiefflib_pickle,
     register_surrogate,
 )
+from tests.test_variants import official_box_crop as truncated_crop
 
 SPECS = {spec.id: spec for spec in emotiefflib.SPECS}
 MBF = SPECS["mbf_va_mtl"]
@@ -74,7 +74,7 @@ def test_prepare_matches_the_official_torchvision_transform(spec) -> None:
     official = transforms.Compose([
         transforms.Resize((size, size)), transforms.ToTensor(),
         transforms.Normalize(mean=spec.preprocessing.mean, std=spec.preprocessing.std),
-    ])(Image.fromarray(crop_box(image, face.box))).numpy()
+    ])(Image.fromarray(truncated_crop(image, face.box))).numpy()
     ours = adapter.prepare(image, face)
     assert ours.shape == (3, size, size) and ours.dtype == np.float32
     np.testing.assert_allclose(ours, official, atol=1e-5)
@@ -199,7 +199,7 @@ def test_golden_argmax_on_the_library_test_image(model_id: str, data_dir: Path) 
 
 
 def test_spec_urls_point_at_pinned_commit() -> None:
-    for spec in emotiefflib.SPECS:
+    for spec in emotiefflib.BASE_SPECS:
         slot = spec.checkpoints[0]
         assert emotiefflib.COMMIT in slot.url and slot.url.endswith(f"onnx/{spec.id}.onnx")
         assert slot.alternatives[0].url.endswith(f"affectnet_emotions/{spec.id}.pt")

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.face import Face, crop_box
+from core.face import Face
 from core.models import checkpoints, registry
 from core.models.adapters import esr9
 from core.models.nets.esr9 import ESR9, Branch, SharedBase
@@ -92,7 +92,8 @@ def test_prepare_is_bgr_cv2_resized_and_unnormalised() -> None:
     """controller/cvision.py: BGR frame crop -> cv2.resize((96, 96)) -> ToTensor, mean 0, std 1."""
     image, face = astronaut()
     ours = esr9.ESR9Adapter(SPEC, net=None).prepare(image, face)
-    bgr = cv2.cvtColor(crop_box(image, face.box), cv2.COLOR_RGB2BGR)
+    x1, y1, x2, y2 = np.asarray(face.box).astype(int)  # cvision.py:81, 112: integer box
+    bgr = cv2.cvtColor(np.ascontiguousarray(image[y1:y2, x1:x2]), cv2.COLOR_RGB2BGR)
     official = cv2.resize(bgr, (96, 96)).transpose(2, 0, 1).astype(np.float32) / 255.0
     assert ours.shape == (3, 96, 96)
     np.testing.assert_allclose(ours, official, atol=1e-6)

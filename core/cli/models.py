@@ -173,7 +173,7 @@ def run_list(args: argparse.Namespace) -> int:
     factory = _factory(args)
     with factory() as session:
         table = inference.model_overview(session)
-    print(table[["model_id", "name", "pipeline", "source", "state", "license"]].to_string(index=False))
+    print(table[["model_id", "variant", "name", "pipeline", "source", "state", "license"]].to_string(index=False))
     return 0
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from core.face import Face, crop_box
+from core.models.face_profiles import crop_with_profile, get_profile
 from core.models.spec import Preprocessing
 
 PIL_METHODS = {
@@ -36,7 +37,7 @@ def crop_face(image_rgb: np.ndarray, face: Face, prep: Preprocessing) -> np.ndar
     if prep.crop == "whole_image":
         return image_rgb
     if prep.crop == "tight_box":
-        return crop_box(image_rgb, face.box)
+        return crop_with_profile(image_rgb, face.box, get_profile(prep.face_profile))
     if prep.crop == "box_margin":
         return crop_box(image_rgb, face.box, prep.crop_margin)
     raise ValueError(f"crop policy {prep.crop!r} needs the adapter's own alignment code")

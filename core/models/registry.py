@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from core.models import checkpoints
 from core.models.adapters.base import Adapter
 from core.models.spec import ModelSpec
+from core.models.variants import variant_role
 from db.models import RegisteredModel
 
 FAMILY_MODULES: tuple[str, ...] = (
@@ -32,6 +33,7 @@ CARD_MODULE = "core.models.card"
 DESCRIBE_COLUMNS = [
     "model_id", "name", "pipeline", "labels", "source", "architecture", "pretraining",
     "training_data", "strategy", "classes", "va_output", "params", "license", "paper",
+    "variant", "variant_note",
 ]
 COMPARISON_COLUMNS = {
     "name": "Model", "pipeline": "Pipeline", "architecture": "Architecture",
@@ -113,14 +115,14 @@ def _va_output(spec: ModelSpec) -> str:
     return {"raw": "yes (raw)", "clip": "yes (clipped)", "bins": "yes (bin expectation)"}[spec.va_decode]
 
 
-def _spec_row(spec: ModelSpec) -> dict:
+def _spec_row(spec: ModelSpec, ids: frozenset[str]) -> dict:
     labels = spec.canonical_labels if "probs" in spec.outputs else []
     return {
         "model_id": spec.id, "name": spec.name, "pipeline": spec.pipeline, "labels": labels,
         "source": spec.source, "architecture": spec.architecture, "pretraining": spec.pretraining,
         "training_data": spec.training_data, "strategy": spec.strategy, "classes": len(labels),
         "va_output": _va_output(spec), "params": spec.params, "license": spec.license,
-        "paper": spec.paper,
+        "paper": spec.paper, "variant": variant_role(spec, ids), "variant_note": spec.variant_note,
     }
 
 
@@ -136,12 +138,15 @@ def _imported_row(row: RegisteredModel) -> dict:
         "pretraining": "", "training_data": "", "strategy": "", "classes": len(labels),
         "va_output": "yes (imported)" if card.get("va") else "no", "params": None,
         "license": card.get("license", ""), "paper": card.get("paper", ""),
+        "variant": "", "variant_note": "",
     }
 
 
 def describe_models(session: Session | None = None) -> pd.DataFrame:
     """One row per model (built-in, card, imported) with the columns in DESCRIBE_COLUMNS."""
-    rows = [_spec_row(spec) for spec in all_specs(session)]
+    specs = all_specs(session)
+    ids = frozenset(spec.id for spec in specs)
+    rows = [_spec_row(spec, ids) for spec in specs]
     rows += [_imported_row(row) for row in _rows(session, "imported")]
     return pd.DataFrame(rows, columns=DESCRIBE_COLUMNS)
 

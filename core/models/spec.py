@@ -54,6 +54,8 @@ class Preprocessing:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     # Optional resize-then-centre-crop (Multitask-CNN: Resize(134), CenterCrop(112)).
     resize_short_side: int | None = None
+    # Which detections a model accepts and how it rounds a box to pixels (core.models.face_profiles).
+    face_profile: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ class ModelSpec:
     homepage: str = ""
     notes: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    # A variant shares its base model's checkpoints and differs only in what the official code
+    # does around the network (core.models.variants); the note cites the official file:line.
+    variant_of: str | None = None
+    variant_note: str = ""
 
     @property
     def canonical_labels(self) -> list[str]:

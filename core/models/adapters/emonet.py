@@ -15,10 +15,18 @@ the official example output.
 
 Decoding: softmax over the 8 expression logits (labels mapped by name); valence and arousal
 clamped to [-1, 1] as the official demos do, raw values kept in ``extras``.
+
+Variant ``emonet_8@eval-flip``: the official evaluation behind the published CCCs
+(test.py:66 calls ``evaluate_flip``) also runs the horizontally mirrored crop
+(data_augmentation.py:149-150, ``image[:, ::-1]`` after the warp) and averages the raw valence and
+arousal of both passes (emonet/evaluation.py:170-172) before clipping (:175-177); expression labels
+come from the unflipped pass only (:109-112; the flipped loop's expression lines are commented out,
+:163-165). The base ``emonet_8`` runs one pass, as demo.py does.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -31,6 +39,7 @@ from core.models.nets.state_dict import load_strict
 from core.models.preprocess import ensure_rgb, normalise
 from core.models.runtime import TorchNet, to_numpy
 from core.models.spec import CheckpointFile, ModelSpec, Preprocessing
+from core.models.variants import make_variant
 
 INPUT_SIDE = 256
 # DataAugmentor: scale = (w + h) / 220 and the crop side is 200 * scale.
@@ -48,6 +57,10 @@ PREPROCESSING = Preprocessing(
     resize="cv2_linear",
     scale=1.0 / 255.0,
 )
+
+CROP_NOTE = ("Crop used: the evaluation geometry around the face stage's detector box (MTCNN), "
+             "not the box of 68 FAN landmarks the official evaluation used "
+             "(emonet/data/affecnet.py:116-126).")
 
 EMONET_8 = ModelSpec(
     id="emonet_8",
@@ -78,10 +91,23 @@ EMONET_8 = ModelSpec(
     homepage=HOMEPAGE,
     notes="State dict with a DataParallel 'module.' prefix (stripped, then loaded strictly). "
           "Anchors on the authors' cleaned AffectNet test set: accuracy 0.75, CCC valence 0.82, "
-          "arousal 0.75.",
+          "arousal 0.75. " + CROP_NOTE,
+    variant_note="Single pass, as demo.py runs the network. The published CCCs were computed with "
+                 "flip averaging (test.py:66, evaluate_flip): compare against them with "
+                 "emonet_8@eval-flip.",
 )
 
-SPECS: tuple[ModelSpec, ...] = (EMONET_8,)
+EMONET_8_EVAL_FLIP = make_variant(
+    EMONET_8, "eval-flip",
+    preprocessing=replace(PREPROCESSING, version="emonet-evalcrop-flip-1"),
+    options={"flip_average": True},
+    note="Follows emonet/evaluation.py:96-177 (evaluate_flip, called at test.py:66): V/A = mean of "
+         "the crop's and its mirror's raw outputs (evaluation.py:170-172), then clipped (:175-177); "
+         "labels from the unflipped pass (:109-112). This is how the published CCCs (V 0.82, "
+         "A 0.75) were measured.",
+)
+
+SPECS: tuple[ModelSpec, ...] = (EMONET_8, EMONET_8_EVAL_FLIP)
 
 
 def is_whole_image(face: Face, image: np.ndarray) -> bool:
@@ -119,8 +145,19 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return exp / exp.sum(axis=axis, keepdims=True)
 
 
+def flip_averaged(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """evaluate_flip's V/A: the mean of the two passes' raw outputs, in float64."""
+    return {
+        "expression": raw["expression"],
+        **{key: (np.asarray(raw[key], np.float64) + np.asarray(raw[f"{key}_flip"], np.float64)) / 2.0
+           for key in ("valence", "arousal")},
+    }
+
+
 def decode_emonet(spec: ModelSpec, raw: dict[str, np.ndarray]) -> list[ModelOutput]:
     """Expression softmax by canonical label; V/A clamped to the spec's range, raw in extras."""
+    if "valence_flip" in raw:
+        raw = flip_averaged(raw)
     probs = softmax(np.asarray(raw["expression"], np.float64))
     low, high = spec.va_range
     labels = spec.canonical_labels
@@ -151,7 +188,11 @@ class EmoNetAdapter:
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         out = self.net.run(batch)
         # The 68 landmark heatmaps (1.1 MB per image) are not needed downstream.
-        return {key: to_numpy(out[key]) for key in ("expression", "valence", "arousal")}
+        raw = {key: to_numpy(out[key]) for key in ("expression", "valence", "arousal")}
+        if self.spec.options.get("flip_average"):
+            mirrored = self.net.run(batch[..., ::-1])
+            raw.update({f"{key}_flip": to_numpy(mirrored[key]) for key in ("valence", "arousal")})
+        return raw
 
     def decode(self, raw: dict[str, np.ndarray]) -> list[ModelOutput]:
         return decode_emonet(self.spec, raw)

@@ -18,8 +18,10 @@ every tensor shape.
 
 Official preprocessing (emotiefflib/facial_analysis.py, training notebooks): MTCNN box with no
 margin, RGB, torchvision ``Resize((s, s))`` on a PIL image (PIL bilinear) to 224 (112 for mbf),
-ToTensor, ImageNet mean/std (0.5/0.5 for mbf). The library's ONNX path resizes with cv2 instead;
-we follow the training transform. Decoding: outputs [0:8] are logits over Anger, Contempt,
+ToTensor, ImageNet mean/std (0.5/0.5 for mbf). The library's ONNX engine resizes with
+``cv2.resize`` (INTER_LINEAR, no antialiasing) instead: that behaviour is the ``@onnx-engine``
+variant of each model; the default follows the torch engine, i.e. the training transform behind
+the published numbers. Both crop as EmotiEffLib's examples do (face profile ``emotiefflib``). Decoding: outputs [0:8] are logits over Anger, Contempt,
 Disgust, Fear, Happiness, Neutral, Sadness, Surprise (softmax over these eight only); [8] valence
 and [9] arousal are raw linear outputs, stored raw as the official code returns them (the
 maintainer suggests clipping to [-1, 1]; the agreement layer can clip, the stored value is not
@@ -28,6 +30,7 @@ altered).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +46,7 @@ from core.models.pickle_weights import read_pickled_module
 from core.models.preprocess import prepare_face
 from core.models.runtime import OnnxNet, TorchNet, to_numpy
 from core.models.spec import CheckpointFile, ModelSpec, Preprocessing
+from core.models.variants import make_variant
 
 REPO = "https://github.com/sb-ai-lab/EmotiEffLib"
 COMMIT = "f1df0e8548c666d268826e50b7de107fd5553e9d"
@@ -74,10 +78,16 @@ def _checkpoint(model_id: str) -> CheckpointFile:
     )
 
 
+# emotiefflib/facial_analysis.py at COMMIT: torch engine Resize on a PIL image (lines 324-331),
+# ONNX engine cv2.resize (line 403).
+TORCH_ENGINE_SOURCE = "emotiefflib/facial_analysis.py:326 (torch engine: transforms.Resize on PIL, antialiased bilinear)"
+ONNX_ENGINE_SOURCE = "emotiefflib/facial_analysis.py:403 (ONNX engine: cv2.resize INTER_LINEAR, no antialiasing)"
+
+
 def _preprocessing(size: int, mean: tuple[float, float, float], std: tuple[float, float, float]) -> Preprocessing:
     return Preprocessing(
-        version="emotiefflib-v1", input_size=(size, size), colour="RGB", crop="tight_box",
-        resize="pil_bilinear", scale=1.0 / 255.0, mean=mean, std=std,
+        version="emotiefflib-v2", input_size=(size, size), colour="RGB", crop="tight_box",
+        resize="pil_bilinear", scale=1.0 / 255.0, mean=mean, std=std, face_profile="emotiefflib",
     )
 
 
@@ -88,15 +98,20 @@ _COMMON = dict(
     native_labels=NATIVE_LABELS, outputs=frozenset({"probs", "va"}), va_decode="raw", homepage=REPO,
 )
 _NOTES = "ONNX primary (verified git blob, onnxruntime); official .pt accepted, read without unpickling code. V/A raw."
+_DEFAULT_NOTE = (
+    f"Default: {TORCH_ENGINE_SOURCE}, the training transform behind the published AffectNet "
+    "numbers. Crop: EmotiEffLib face profile (min face 40, probability > 0.9, truncated box)."
+)
 
-SPECS: tuple[ModelSpec, ...] = (
+BASE_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(
         id="enet_b0_8_va_mtl", name="EmotiEffLib EfficientNet-B0 (8 + VA)",
         architecture="EfficientNet-B0 (timm tf_efficientnet_b0) + Linear(1280, 10)",
         pretraining="VGGFace2 face identification", params=4_020_358,
         checkpoints=(_checkpoint("enet_b0_8_va_mtl"),),
         preprocessing=_preprocessing(224, IMAGENET_MEAN, IMAGENET_STD),
-        notes=_NOTES, options={"timm_arch": "tf_efficientnet_b0", "feature_dim": 1280}, **_COMMON,
+        notes=_NOTES, options={"timm_arch": "tf_efficientnet_b0", "feature_dim": 1280},
+        variant_note=_DEFAULT_NOTE, **_COMMON,
     ),
     ModelSpec(
         id="mobilevit_va_mtl", name="EmotiEffLib MobileViTv2-1.5 (8 + VA)",
@@ -105,7 +120,8 @@ SPECS: tuple[ModelSpec, ...] = (
         checkpoints=(_checkpoint("mobilevit_va_mtl"),),
         preprocessing=_preprocessing(224, IMAGENET_MEAN, IMAGENET_STD),
         notes=_NOTES + " Variant settled by the 768-d head check.",
-        options={"timm_arch": "mobilevitv2_150", "feature_dim": 768}, **_COMMON,
+        options={"timm_arch": "mobilevitv2_150", "feature_dim": 768},
+        variant_note=_DEFAULT_NOTE, **_COMMON,
     ),
     ModelSpec(
         id="mbf_va_mtl", name="EmotiEffLib MobileFaceNet (8 + VA)",
@@ -113,9 +129,20 @@ SPECS: tuple[ModelSpec, ...] = (
         pretraining="VGGFace2 face identification", params=2_064_650,
         checkpoints=(_checkpoint("mbf_va_mtl"),),
         preprocessing=_preprocessing(112, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-        notes=_NOTES, options={"arch": "mobilefacenet", "feature_dim": 512}, **_COMMON,
+        notes=_NOTES, options={"arch": "mobilefacenet", "feature_dim": 512},
+        variant_note=_DEFAULT_NOTE, **_COMMON,
     ),
 )
+
+
+def _onnx_engine(base: ModelSpec) -> ModelSpec:
+    prep = replace(base.preprocessing, version="emotiefflib-onnx-engine-v1", resize="cv2_linear")
+    note = (f"Follows {ONNX_ENGINE_SOURCE}: what EmotiEffLibRecognizer(engine='onnx') feeds the "
+            f"network. Not the default: training and the published numbers used the torch transform.")
+    return make_variant(base, "onnx-engine", preprocessing=prep, note=note)
+
+
+SPECS: tuple[ModelSpec, ...] = (*BASE_SPECS, *(_onnx_engine(spec) for spec in BASE_SPECS))
 
 
 # --- decoding ------------------------------------------------------------------------------------

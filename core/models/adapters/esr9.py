@@ -6,7 +6,19 @@ Official behaviour reproduced (controller/cvision.py of the authors' repository)
 - emotion: plurality vote of the branches' argmaxes, ties to the lowest label index (argmax over
   the vote counts);
 - valence/arousal: mean over branches of ``fc_dimensional(ReLU(logits))``, index 0 valence,
-  index 1 arousal, raw (the demo rescales arousal to [0, 1] for display only; we do not).
+  index 1 arousal.
+
+Two official behaviours, two specs:
+- ``esr9`` (default): BatchNorm with the stored running statistics and raw V/A means. The
+  published numbers come from the training script's validation (main_affectnet_discrete.py:288
+  and :358), whose branches are also a plain list: it normalised with the statistics of batches
+  of 32 faces, which the running statistics approximate and a single face's statistics do not.
+- ``esr9@authors-demo``: what ``controller/cvision.py`` ``_predict`` returns and its CLI writes.
+  ``ESR`` keeps its branches in a plain Python list (model/ml/esr_9.py:207), so ``self.eval()``
+  (esr_9.py:218) never reaches them: every call normalises each branch with the single image's own
+  statistics. Arousal is mapped per branch to ``clip((a + 1) / 2, 0, 1)`` (cvision.py:239) before
+  the mean (cvision.py:242), and that mean is the value written to the CSV (model/utils/ufile.py:64),
+  so this variant stores arousal in [0, 1] (raw branch mean kept in ``extras``).
 
 ``probs`` holds the vote shares (votes / 9): they are what the ensemble's decision is made of, so
 the label is always their argmax, and they read like a human rater vote distribution. The mean
@@ -15,6 +27,7 @@ branch softmax is kept in ``extras["mean_softmax"]``, per-branch labels and V/A 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +39,7 @@ from core.models.nets.esr9 import ESR9, N_BRANCHES
 from core.models.preprocess import prepare_face
 from core.models.runtime import TorchNet, to_numpy
 from core.models.spec import CheckpointFile, ModelSpec, Preprocessing
+from core.models.variants import make_variant
 
 REPO = "https://github.com/siqueira-hc/Efficient-Facial-Feature-Learning-with-Wide-Ensemble-based-Convolutional-Neural-Networks"
 COMMIT = "5980cbf51bd2c4c64b6288d6c708e910479df025"
@@ -57,8 +71,7 @@ def _checkpoints() -> tuple[CheckpointFile, ...]:
     return (base, *branches)
 
 
-SPECS: tuple[ModelSpec, ...] = (
-    ModelSpec(
+ESR9_BASE = ModelSpec(
         id="esr9",
         name="ESR-9",
         pipeline="E ESR-9",
@@ -72,8 +85,8 @@ SPECS: tuple[ModelSpec, ...] = (
         params=20_349_546,
         checkpoints=_checkpoints(),
         preprocessing=Preprocessing(
-            version="esr9-v1", input_size=(96, 96), colour="BGR", crop="tight_box",
-            resize="cv2_linear", scale=1.0 / 255.0,
+            version="esr9-v2", input_size=(96, 96), colour="BGR", crop="tight_box",
+            resize="cv2_linear", scale=1.0 / 255.0, face_profile="esr9",
         ),
         native_labels=NATIVE_LABELS,
         outputs=frozenset({"probs", "va"}),
@@ -82,10 +95,29 @@ SPECS: tuple[ModelSpec, ...] = (
         notes=(
             "probs = branch vote shares (the official decision); mean branch softmax in extras. "
             "V/A raw, unbounded, mean of the 9 branches. State dicts in torch's legacy format, "
-            "loaded with weights_only=True."
+            "loaded with weights_only=True. Crop: integer (truncated) box, no margin."
         ),
+        variant_note=(
+            "Default: BatchNorm running statistics, raw V/A mean. The published numbers come from "
+            "main_affectnet_discrete.py:358 (validation over batches of 32, line 288), normalised "
+            "with 32-face batch statistics, which running statistics approximate; the demo's "
+            "single-face statistics (esr9@authors-demo) do not."
+        ),
+)
+
+ESR9_AUTHORS_DEMO = make_variant(
+    ESR9_BASE, "authors-demo",
+    preprocessing=replace(ESR9_BASE.preprocessing, version="esr9-authors-demo-v1"),
+    options={"branch_batchnorm": "per_image", "arousal": "official_unit"},
+    note=(
+        "Follows controller/cvision.py _predict: branches in a plain list (model/ml/esr_9.py:207) "
+        "so BatchNorm uses each image's own statistics; arousal clip((a+1)/2, 0, 1) per branch "
+        "(cvision.py:239) then the mean (cvision.py:242), as written by the CLI (model/utils/"
+        "ufile.py:64). Arousal in [0, 1]. Not the default: it is not how the network was evaluated."
     ),
 )
+
+SPECS: tuple[ModelSpec, ...] = (ESR9_BASE, ESR9_AUTHORS_DEMO)
 
 
 def vote(logits: np.ndarray) -> tuple[np.ndarray, int]:
@@ -100,6 +132,27 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def official_arousal(branch_arousal: np.ndarray) -> float:
+    """The demo's ensemble arousal: mean over branches of clip((a + 1) / 2, 0, 1)."""
+    return float(np.clip((branch_arousal.astype(np.float64) + 1.0) / 2.0, 0.0, 1.0).mean())
+
+
+def use_per_image_statistics(net: ESR9) -> ESR9:
+    """Make the branches' BatchNorm layers normalise with the batch's own statistics.
+
+    Dropping the running buffers makes torch use batch statistics even in eval mode and update
+    nothing, so the loaded network stays as loaded and repeated calls give the same output.
+    """
+    for branch in net.branches:
+        for module in branch.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.track_running_stats = False
+                module.running_mean = None
+                module.running_var = None
+                module.num_batches_tracked = None
+    return net
+
+
 class ESR9Adapter:
     def __init__(self, spec: ModelSpec, net: TorchNet) -> None:
         self.spec = spec
@@ -110,6 +163,11 @@ class ESR9Adapter:
         return prepare_face(image_rgb, face, self.spec.preprocessing)
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if self.spec.options.get("branch_batchnorm") == "per_image":
+            # Batch statistics are per call: one image per call, as the demo runs it.
+            runs = [self.net.run(batch[i:i + 1]) for i in range(len(batch))]
+            return {"logits": np.concatenate([to_numpy(logits) for logits, _ in runs]),
+                    "affect": np.concatenate([to_numpy(affect) for _, affect in runs])}
         logits, affect = self.net.run(batch)
         return {"logits": to_numpy(logits), "affect": to_numpy(affect)}
 
@@ -121,12 +179,17 @@ class ESR9Adapter:
         shares = votes / votes.sum()
         mean_softmax = _softmax(logits.astype(np.float64)).mean(axis=0)
         valence, arousal = affect.astype(np.float64).mean(axis=0)
+        extras = {}
+        if self.spec.options.get("arousal") == "official_unit":
+            extras["arousal_raw_mean"] = float(arousal)
+            arousal = official_arousal(affect[:, 1])
         return ModelOutput(
             label=self.labels[winner],
             probs={label: float(p) for label, p in zip(self.labels, shares)},
             valence=float(valence),
             arousal=float(arousal),
             extras={
+                **extras,
                 "mean_softmax": {label: float(p) for label, p in zip(self.labels, mean_softmax)},
                 "branch_labels": [self.labels[i] for i in logits.argmax(axis=1)],
                 "branch_valence": [float(v) for v in affect[:, 0]],
@@ -154,4 +217,6 @@ def load(spec: ModelSpec, paths: list[Path], device: str, half: bool) -> ESR9Ada
     _load_strict(net.base, paths[0])
     for branch, path in zip(net.branches, paths[1:]):
         _load_strict(branch, path)
+    if spec.options.get("branch_batchnorm") == "per_image":
+        use_per_image_statistics(net)
     return ESR9Adapter(spec, TorchNet(net, device, half))

@@ -13,10 +13,18 @@ of a 20-bin softmax over bin values ``linspace(-1, 1, 20)``; action units by sig
 ensemble averages the students' probabilities and V/A expectations (the evaluation script's rule,
 not the API's logit average) and thresholds the mean AU probabilities with the authors'
 validation-tuned thresholds; a single student uses 0.5 as the official per-model code does.
+
+Variant ``wtomin_mtl@jpeg100``: the authors' alignment script stores every aligned face resized
+to 100 x 100 (MTCNN_alignment_with_video.py:20 and :207, PIL ``resize`` with Pillow's default
+filter, bicubic since Pillow 7.0) as a JPEG (:208, Pillow's default quality 75), and
+run_pretrained_model.py reads those files back (:46) before ``Resize(134)``. The variant repeats
+that round trip; the base warps once at native resolution.
 """
 
 from __future__ import annotations
 
+import io
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -31,6 +39,7 @@ from core.models.nets.state_dict import load_strict
 from core.models.preprocess import ensure_rgb, normalise
 from core.models.runtime import TorchNet, to_numpy
 from core.models.spec import CheckpointFile, ModelSpec, Preprocessing
+from core.models.variants import make_variant
 
 STUDENTS = 5
 STUDENT_PARAMS = 24_314_999
@@ -95,10 +104,27 @@ def _spec(model_id: str, name: str, files: tuple[int, ...], thresholds: tuple[fl
     )
 
 
-SPECS: tuple[ModelSpec, ...] = (
+ENSEMBLE = replace(
     _spec("wtomin_mtl", "Multitask-CNN (5-student ensemble)", tuple(range(STUDENTS)), ENSEMBLE_AU_THRESHOLDS),
+    variant_note="One similarity warp at native resolution, then Resize(134)/CenterCrop(112). The "
+                 "authors' own pipeline (training data and run_pretrained_model.py) reads 100-px "
+                 "JPEG crops: that is wtomin_mtl@jpeg100.",
+)
+JPEG_SIDE = 100
+JPEG_QUALITY = 75  # Pillow's default, which the alignment script's face_img.save() uses
+
+SPECS: tuple[ModelSpec, ...] = (
+    ENSEMBLE,
     *(_spec(f"wtomin_mtl_s{i}", f"Multitask-CNN student {i}", (i,), STUDENT_AU_THRESHOLDS)
       for i in range(STUDENTS)),
+    make_variant(
+        ENSEMBLE, "jpeg100",
+        preprocessing=replace(PREPROCESSING, version="wtomin-align5pt-jpeg100-1"),
+        options={"jpeg_round_trip": JPEG_SIDE},
+        note="Follows MTCNN_alignment_with_video.py:20,207-208 (aligned face resized to 100 px, "
+             "saved as JPEG quality 75) and run_pretrained_model.py:46 (read back) before "
+             "Resize(134): the crops the students were trained and validated on.",
+    ),
 )
 
 
@@ -141,6 +167,15 @@ def aligned_face(image_rgb: np.ndarray, landmarks: tuple[tuple[float, float], ..
         raise ValueError(f"landmarks imply a {side}-px face in a {width}x{height} image; check the detection")
     return cv2.warpAffine(image_rgb, matrix, (side, side), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def jpeg_round_trip(face_rgb: np.ndarray, side: int) -> np.ndarray:
+    """The alignment script's stored face: resized to ``side`` (bicubic), JPEG-encoded, decoded."""
+    buffer = io.BytesIO()
+    small = Image.fromarray(face_rgb).resize((side, side), Image.Resampling.BICUBIC)
+    small.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB"))
 
 
 def resize_center_crop(face_rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
@@ -213,6 +248,8 @@ class MultitaskCNNAdapter:
         if image_rgb.dtype != np.uint8:
             raise ValueError(f"expected a uint8 image, got {image_rgb.dtype}")
         face_square = aligned_face(ensure_rgb(image_rgb), face.landmarks)
+        if "jpeg_round_trip" in self.spec.options:
+            face_square = jpeg_round_trip(face_square, self.spec.options["jpeg_round_trip"])
         return normalise(resize_center_crop(face_square, self.spec.preprocessing), self.spec.preprocessing)
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
