@@ -1,6 +1,6 @@
 """Exports of tables and charts: CSV, XLSX, paper-ready LaTeX, SVG and PNG.
 
-Tables are the tidy frames of :mod:`core.analysis` (one row per estimate with ``estimate``,
+Tables are the tidy frames of :mod:`core.agreement.report` (one row per estimate with ``estimate``,
 ``ci_low``, ``ci_high``, ``n``). The LaTeX export merges an estimate and its CI into one cell,
 ``0.62 [0.55, 0.68]``, so a table can go into a paper unchanged (needs ``\\usepackage{booktabs}``).
 Charts are rendered offline by vl-convert (no browser, no network).
