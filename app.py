@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.stimulus_keys import KEY_MODES
+from core.ratings.stimulus_keys import KEY_MODES
 from db import stimuli as stimulus_db
 from db.queries import study_counts
 from ui.chrome import STUDY_KEY, page_setup
@@ -54,7 +54,7 @@ def load_demo_button() -> None:
     if not st.button("Load demo study"):
         return
     try:
-        from core.demo import load_demo  # lands with the ratings work; absent in early builds
+        from core.workflows.demo import load_demo  # lands with the ratings work; absent in early builds
     except ImportError:
         st.warning("The demo study is not available in this build.")
         return

@@ -7,7 +7,7 @@ as after a face-stage run ("cached crops": the MTCNN box and landmarks of MODELS
 
 - bare forward: ``adapter.forward`` on an already prepared batch (the network call with its
   numpy/tensor conversion), repeated to cover the same number of images;
-- model stage: ``core.inference.run_spec`` over the stimuli with the model loaded (image
+- model stage: ``core.workflows.inference.run_spec`` over the stimuli with the model loaded (image
   decoding, crop and pixel pipeline on the prepare pool, forward, decode, per-batch DB commit).
 Target: model stage >= 0.8 x bare forward at the same batch size and device.
 
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from core.devices import device_label, resolve_device
     from core.models import registry
+    from core.models.devices import device_label, resolve_device
 
     device = resolve_device(args.device)
     precisions = (False, True) if device.startswith("cuda") else (False,)
@@ -112,8 +112,8 @@ def _jpeg(pixels: np.ndarray) -> bytes:
 
 def _astronaut_study(factory, n: int) -> int:
     """``n`` distinct JPEGs of the astronaut with its MTCNN face stored as a cached detection."""
-    from core.face_stage import detected
-    from core.storage import store_bytes
+    from core.io.storage import store_bytes
+    from core.workflows.face_stage import detected
     from db.models import Stimulus, Study
     from tests.model_fakes import astronaut
 
@@ -145,10 +145,10 @@ def _store_face(session, result) -> None:
 
 
 def _bench_model(factory, study_id: int, spec, device: str, half: bool, batch_size: int, repeat: int) -> dict:
-    from core import inference
-    from core.face_stage import ensure_faces
-    from core.images import load_rgb
+    from core.io.images import load_rgb
     from core.models import checkpoints, registry
+    from core.workflows import inference
+    from core.workflows.face_stage import ensure_faces
     from db.predictions import study_images
 
     adapter = registry.load_adapter(spec, device, half)
@@ -194,7 +194,7 @@ def _bare(adapter, batch: np.ndarray, n: int) -> None:
 def _stage(factory, study_id, spec, weights, adapter, device, half, batch_size) -> None:
     from sqlalchemy import delete
 
-    from core.inference import run_spec
+    from core.workflows.inference import run_spec
     from db.models import Prediction
 
     with factory.begin() as session:
@@ -207,9 +207,9 @@ def _stage(factory, study_id, spec, weights, adapter, device, half, batch_size) 
 
 def _bench_cached(factory, device: str, n: int) -> dict:
     """Compute ``n`` small pre-cropped stimuli once, then time the cached re-run."""
-    from core import inference
+    from core.io.storage import store_bytes
     from core.models import checkpoints, registry
-    from core.storage import store_bytes
+    from core.workflows import inference
     from db.models import Stimulus, Study
     from tests.model_fakes import astronaut
 

@@ -1,7 +1,7 @@
 """Benchmark: import 100,000 long-form ratings (2,000 stimuli x 50 raters, 3 dimensions).
 
-Measures the path a user's upload takes: read the CSV (core.tabular), detect the mapping,
-validate and convert (core.ratings), and store one batch in one transaction (db.ratings; the
+Measures the path a user's upload takes: read the CSV (core.io.tabular), detect the mapping,
+validate and convert (core.ratings.layouts), and store one batch in one transaction (db.ratings; the
 time it holds SQLite's write lock is reported too) on a
 temporary SQLite file made by the production engine factory. The 2,000 stimuli are inserted
 directly with a placeholder thumbnail; this script measures the rating import only.
@@ -27,10 +27,10 @@ from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.labels import CANONICAL  # noqa: E402
-from core.ratings import detect_mapping, prepare_ratings  # noqa: E402
-from core.scales import PRESETS  # noqa: E402
-from core.tabular import read_table  # noqa: E402
+from core.io.tabular import read_table  # noqa: E402
+from core.ratings.labels import CANONICAL  # noqa: E402
+from core.ratings.layouts import detect_mapping, prepare_ratings  # noqa: E402
+from core.ratings.scales import PRESETS  # noqa: E402
 from db.engine import DATA_DIR_ENV, make_engine, make_sessionmaker  # noqa: E402
 from db.models import Rating, Stimulus  # noqa: E402
 from db.queries import get_or_create_study  # noqa: E402

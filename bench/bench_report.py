@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.agreement.report import build_report  # noqa: E402
 from core.agreement.synthetic import synthetic_study  # noqa: E402
-from core.analysis import build_report  # noqa: E402
 
 TARGET_SECONDS = 10.0
 

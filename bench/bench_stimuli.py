@@ -1,4 +1,4 @@
-"""Benchmark: import a ZIP of N 256x256 JPEGs through core.stimuli.import_files.
+"""Benchmark: import a ZIP of N 256x256 JPEGs through core.workflows.stimuli.import_files.
 
 Usage: python bench/bench_stimuli.py [--sizes 500 2000] [--tracemalloc]
 
@@ -60,7 +60,7 @@ def child(zip_path: Path, use_tracemalloc: bool) -> dict:
     """Import ``zip_path`` into a fresh database; runs inside the child process."""
     import tracemalloc
 
-    from core.stimuli import import_files
+    from core.workflows.stimuli import import_files
     from db.engine import make_engine, make_sessionmaker
     from db.stimuli import create_study
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.face import crop_box
+from core.faces.crops import crop_box
 from core.models import registry
 from core.models.adapters import emonet, esr9, multitask_cnn
 from core.models.face_profiles import PROFILES, crop_with_profile

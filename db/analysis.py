@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.labels import CANONICAL
+from core.ratings.labels import CANONICAL
 from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute
 from db.predictions import visible_in
 

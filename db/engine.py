@@ -13,15 +13,10 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-DATA_DIR_ENV = "FACEAGREE_DATA_DIR"
+# The data folder is a pure value (core.io.paths); re-exported for callers that configure both.
+from core.io.paths import DATA_DIR_ENV, data_dir
+
 DB_URL_ENV = "FACEAGREE_DB_URL"
-
-
-def data_dir() -> Path:
-    """Folder holding the default database, uploaded blobs and model checkpoints."""
-    path = Path(os.environ.get(DATA_DIR_ENV, "data")).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def default_url() -> str:

@@ -20,9 +20,9 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.ratings import PreparedRatings, StimulusIndex, assign_vote_raters
-from core.scales import Scale
-from core.storage import read_blob, sha256_bytes, store_bytes
+from core.io.storage import read_blob, sha256_bytes, store_bytes
+from core.ratings.layouts import PreparedRatings, StimulusIndex, assign_vote_raters
+from core.ratings.scales import Scale
 from db.models import Rating, RatingBatch, utcnow
 from db.stimuli import get_study, key_index
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from core.labels import CANONICAL
-from core.stimulus_keys import KEY_MODES, stimulus_key
+from core.ratings.labels import CANONICAL
+from core.ratings.stimulus_keys import KEY_MODES, stimulus_key
 from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute, Study
 
 NO_INTENDED = "(none)"  # filter value for stimuli without an intended emotion
@@ -76,7 +76,7 @@ def key_conflicts(
 def key_index(session: Session, study_id: int) -> dict[str, int]:
     """Stimulus id as rating files write it (study's key mode) -> stimulus row id.
 
-    Look raw ids up with ``core.stimuli.lookup_key(raw, mode, case_insensitive)``.
+    Look raw ids up with ``core.workflows.stimuli.lookup_key(raw, mode, case_insensitive)``.
     Raises :class:`AmbiguousKeyError` when two stimuli share a key.
     """
     study = get_study(session, study_id)

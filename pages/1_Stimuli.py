@@ -5,17 +5,17 @@ import math
 import pandas as pd
 import streamlit as st
 
-from core.images import ImageError, load_rgb
-from core.labels import CANONICAL
-from core.stimuli import (
+from core.io.images import ImageError, load_rgb
+from core.io.tabular import TableError, read_table
+from core.ratings.labels import CANONICAL
+from core.ratings.stimulus_keys import KEY_MODES
+from core.workflows.stimuli import (
     MetadataImportReport,
     StimulusImportReport,
     import_files,
     import_metadata,
     parse_code_map,
 )
-from core.stimulus_keys import KEY_MODES
-from core.tabular import TableError, read_table
 from db import stimuli as stimulus_db
 from ui.chrome import page_setup
 from ui.db_errors import friendly_writes

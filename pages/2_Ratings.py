@@ -3,8 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from core.labels import CANONICAL
-from core.ratings import (
+from core.io.storage import sha256_bytes
+from core.io.tabular import TableError, read_table
+from core.ratings.labels import CANONICAL
+from core.ratings.layouts import (
     DIMENSIONS,
     ERROR_KINDS,
     LAYOUTS,
@@ -22,9 +24,7 @@ from core.ratings import (
     rejected_rows_table,
     to_csv_bytes,
 )
-from core.scales import PRESETS, Scale, suggest_scale
-from core.storage import sha256_bytes
-from core.tabular import TableError, read_table
+from core.ratings.scales import PRESETS, Scale, suggest_scale
 from db import ratings as rating_db
 from db.stimuli import AmbiguousKeyError
 from ui.chrome import page_setup

@@ -12,23 +12,25 @@ from ui.text import code, plain
 # The title first: the model code imports PyTorch, which takes seconds on a server's first visit.
 factory, study_id = page_setup("Models", needs_study=False)
 with st.spinner("Loading PyTorch and the model code (seconds, on the first visit only)…"):
-    from core import exports, inference
-    from core import predictions_import as pi
-    from core.detection import (
+    from core.faces.detection import (
         DETECTOR_VERSIONS,
         DETECTORS,
         DetectorUnavailable,
         download_mtcnn,
         mtcnn_status,
     )
-    from core.devices import DeviceError, available_devices, device_label, resolve_device
-    from core.face_stage import CHOICE_RULES, ensure_faces
-    from core.labels import CANONICAL
-    from core.models import card, checkpoints, registry
-    from core.stimuli import parse_code_map
-    from core.scales import parse_scale
-    from core.storage import sha256_bytes
-    from core.tabular import TableError, read_table
+    from core.io.storage import sha256_bytes
+    from core.io.tabular import TableError, read_table
+    from core.models import checkpoints, registry
+    from core.models.devices import DeviceError, available_devices, device_label, resolve_device
+    from core.ratings.labels import CANONICAL
+    from core.ratings.scales import parse_scale
+    from core.reporting import exports
+    from core.workflows import catalog
+    from core.workflows import inference
+    from core.workflows import predictions_import as pi
+    from core.workflows.face_stage import CHOICE_RULES, ensure_faces
+    from core.workflows.stimuli import parse_code_map
     from db.faces import status_counts
     from db.predictions import failed_stimuli, prediction_summary, study_images
 
@@ -74,7 +76,7 @@ def overview() -> pd.DataFrame:
 def comparison_section() -> None:
     st.subheader("Model comparison")
     with factory() as session:
-        table = registry.comparison_table(session)
+        table = catalog.comparison_table(session)
     st.dataframe(table, hide_index=True, height="content")
     left, right = st.columns(2)
     left.download_button("Download CSV", exports.to_csv_bytes(table), "models.csv", "text/csv")
@@ -110,7 +112,7 @@ def status_section(models: pd.DataFrame) -> None:
 
 
 def checkpoint_actions(model_id: str) -> None:
-    spec = registry.get_spec(model_id, None) if model_id in registry.builtin_specs() else None
+    spec = catalog.get_spec(model_id, None) if model_id in registry.builtin_specs() else None
     if spec is None:
         return
     if all(slot.url for slot in spec.checkpoints):
@@ -404,8 +406,8 @@ def card_section() -> None:
     if st.button("Register model", disabled=not (card_file and model_file)):
         try:
             with friendly_writes(), factory.begin() as session:
-                spec = card.register_card(session, card_file.getvalue(),
-                                          model_file.getvalue(), replace=replace)
+                spec = catalog.register_card(session, card_file.getvalue(),
+                                             model_file.getvalue(), replace=replace)
         except (ValueError, checkpoints.CheckpointError) as error:
             st.error(plain(error))
         else:  # rerun so the Models and Run tabs, built earlier in this run, list the new model

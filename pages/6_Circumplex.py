@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import charts
+from core.reporting import charts
 from ui.chrome import page_setup
 from ui.downloads import analysis_context, no_models_message, show_chart, show_table
 

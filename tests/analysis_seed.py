@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.labels import CANONICAL
+from core.ratings.labels import CANONICAL
 from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute, Study
 
 POSITIONS = {

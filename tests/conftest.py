@@ -67,7 +67,7 @@ def facenet_wheel() -> Path:
 @pytest.fixture
 def mtcnn_weights(data_dir: Path, facenet_wheel: Path) -> Path:
     """The verified MTCNN weights installed into the test data folder."""
-    from core.detection import install_mtcnn_from_wheel, mtcnn_dir
+    from core.faces.detection import install_mtcnn_from_wheel, mtcnn_dir
 
     install_mtcnn_from_wheel(facenet_wheel)
     return mtcnn_dir()

@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.ratings import detect_mapping, prepare_ratings  # noqa: E402
-from core.scales import PRESETS  # noqa: E402
-from core.stimuli import import_files  # noqa: E402
-from core.tabular import read_table  # noqa: E402
+from core.ratings.layouts import detect_mapping, prepare_ratings  # noqa: E402
+from core.ratings.scales import PRESETS  # noqa: E402
+from core.workflows.stimuli import import_files  # noqa: E402
+from core.io.tabular import read_table  # noqa: E402
 from db.engine import make_engine, make_sessionmaker  # noqa: E402
 from db.ratings import DuplicateFileError, import_batch, stimulus_index  # noqa: E402
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from skimage import data
 
-from core.face import Face
+from core.faces.crops import Face
 from core.models import checkpoints
 from core.models.adapters import emotiefflib
 from core.models.nets.esr9 import ESR9

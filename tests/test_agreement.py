@@ -14,8 +14,8 @@ from core.agreement.continuous import moment_statistics, paired_moments
 from core.agreement.data import LABELS
 from core.agreement.rater import percentile_of
 from core.agreement.reliability import ALPHA_LEVELS, alpha_replicates, others_mean
+from core.agreement.report import TABLES, build_report
 from core.agreement.synthetic import synthetic_study
-from core.analysis import TABLES, build_report
 
 NO_BOOT = ag.Bootstrap(n_boot=0)
 

@@ -1,4 +1,4 @@
-"""Independent recomputation of ``core.analysis.build_report`` numbers with plain library calls.
+"""Independent recomputation of ``core.agreement.report.build_report`` numbers with plain library calls.
 
 Each test rebuilds one table's key numbers from the long input frames (pandas pivots, loops,
 pingouin, krippendorff, scikit-learn, statsmodels, scipy) without the engine's sum-of-
@@ -23,8 +23,8 @@ from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss
 
 from core.agreement.data import LABELS
+from core.agreement.report import build_report
 from core.agreement.synthetic import synthetic_study
-from core.analysis import build_report
 
 SEVEN = [label for label in LABELS if label != "contempt"]
 

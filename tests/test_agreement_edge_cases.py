@@ -15,8 +15,8 @@ from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss
 from core import agreement as ag
 from core.agreement.data import LABELS
 from core.agreement.reliability import ALPHA_LEVELS, alpha_replicates
+from core.agreement.report import build_report
 from core.agreement.synthetic import synthetic_study
-from core.analysis import build_report
 
 Frames = tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None]
 

@@ -17,18 +17,19 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-import db.ratings as rating_db
-from core import predictions_import as pi
-from core import stimuli as stimuli_module
-from core.images import ImageError, open_image
+from core.io.images import ImageError, open_image
+from core.io.tabular import TableError, read_table
 from core.models import card as card_module
 from core.models.card import CardError, parse_card_text
-from core.ratings import MappingError, StimulusIndex, detect_mapping, prepare_ratings
-from core.scales import PRESETS
-from core.stimuli import ZipLimits, import_files, import_metadata
-from core.tabular import TableError, read_table
+from core.ratings.layouts import MappingError, StimulusIndex, detect_mapping, prepare_ratings
+from core.ratings.scales import PRESETS
+from core.workflows import catalog
+from core.workflows import predictions_import as pi
+from core.workflows import stimuli as stimuli_module
+from core.workflows.stimuli import ZipLimits, import_files, import_metadata
 from db import stimuli as stimulus_db
 from db.models import Prediction, Rating, RatingBatch, RegisteredModel, Stimulus, StimulusAttribute
+import db.ratings as rating_db
 from tests.test_card_models import TinyNet, card_text, onnx_bytes
 
 SAM = {"valence": PRESETS["sam9"], "arousal": PRESETS["sam9"]}
@@ -199,7 +200,7 @@ def test_xlsx_formulas_read_as_the_values_excel_computed(index) -> None:
 
 
 def test_xlsx_zip_bomb_is_refused_from_the_declared_sizes(monkeypatch) -> None:
-    import core.tabular as tabular
+    import core.io.tabular as tabular
 
     data = xlsx(("S", [["rater", "stimulus"], ["P1", "img01.png"]]))
     monkeypatch.setattr(tabular, "MAX_WORKBOOK_BYTES", 1000)
@@ -568,18 +569,18 @@ def test_failing_prediction_replace_keeps_the_earlier_import(sessions, study, mo
 def test_failing_card_registration_keeps_the_registered_card(sessions, data_dir, monkeypatch) -> None:
     model = onnx_bytes(TinyNet())
     with sessions.begin() as session:
-        card_module.register_card(session, card_text("tiny"), model)
+        catalog.register_card(session, card_text("tiny"), model)
     with sessions() as session:
         before = dict(session.get(RegisteredModel, "tiny").card)
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(card_module, "_upsert_row", broken)
+    monkeypatch.setattr(catalog, "_upsert_row", broken)
     changed = card_text("tiny").replace("Tiny test model", "Tiny v2")
     with pytest.raises(RuntimeError, match="disk full"):
         with sessions.begin() as session:
-            card_module.register_card(session, changed, model, replace=True)
+            catalog.register_card(session, changed, model, replace=True)
     with sessions() as session:
         assert session.get(RegisteredModel, "tiny").card == before
 

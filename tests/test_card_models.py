@@ -14,6 +14,7 @@ from torch import nn
 
 from core.models import card, checkpoints, registry
 from core.models.card import CardError
+from core.workflows import catalog
 from db.models import RegisteredModel
 from tests.model_fakes import astronaut
 
@@ -84,10 +85,10 @@ std = [0.5, 0.5, 0.5]
 def test_onnx_card_runs_through_the_registry(sessions, data_dir: Path) -> None:
     data = onnx_bytes(TinyNet())
     with sessions.begin() as session:
-        spec = card.register_card(session, card_text(), data)
+        spec = catalog.register_card(session, card_text(), data)
     assert spec.source == "card" and spec.params == sum(p.numel() for p in TinyNet().parameters())
     with sessions.begin() as session:
-        spec = registry.get_spec("tiny", session)
+        spec = catalog.get_spec("tiny", session)
         row = session.get(RegisteredModel, "tiny")
     assert row.checkpoint_sha256 == hashlib.sha256(data).hexdigest()
     assert checkpoints.checkpoint_status(spec).state == "ready"
@@ -109,7 +110,7 @@ def test_onnx_card_runs_through_the_registry(sessions, data_dir: Path) -> None:
 def test_torchscript_card_with_tuple_outputs_and_clipping(sessions, data_dir: Path) -> None:
     text = card_text("ts", "torchscript", scores="0[0:7]", valence="1[0]", arousal="1[1]", va_decode="clip")
     with sessions.begin() as session:
-        spec = card.register_card(session, text, torchscript_bytes(TupleNet()))
+        spec = catalog.register_card(session, text, torchscript_bytes(TupleNet()))
     adapter = registry.load_adapter(spec)
     batch = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32) * 50
     raw = adapter.forward(batch)
@@ -127,7 +128,7 @@ def test_bin_expectation_decoding(sessions, data_dir: Path) -> None:
     assert decoded == pytest.approx([1.0, -1.0, 0.0])  # uniform -> mean of linspace(-1, 1, 20)
     text = card_text("binned", valence="output[7:27]", arousal="output[27:47]", va_decode="bins")
     with sessions.begin() as session:
-        spec = card.register_card(session, text, onnx_bytes(TinyNet(extra=40)))
+        spec = catalog.register_card(session, text, onnx_bytes(TinyNet(extra=40)))
     adapter = registry.load_adapter(spec)
     result = adapter.decode(adapter.forward(np.zeros((1, 3, 32, 32), np.float32)))[0]
     assert -1.0 <= result.valence <= 1.0
@@ -145,7 +146,7 @@ def test_card_mistakes_get_precise_messages(sessions, data_dir: Path, change: di
     key, replacement = next(iter(change.items()))
     original = next(line for line in text.splitlines() if line.startswith(f"{key} ="))
     with sessions.begin() as session, pytest.raises(CardError, match=message):
-        card.register_card(session, text.replace(original, replacement), onnx_bytes(TinyNet()))
+        catalog.register_card(session, text.replace(original, replacement), onnx_bytes(TinyNet()))
 
 
 def test_all_problems_reported_at_once() -> None:
@@ -164,42 +165,42 @@ def test_invalid_toml_names_the_line() -> None:
 def test_file_problems_found_by_the_dry_run(sessions, data_dir: Path) -> None:
     with sessions.begin() as session:
         with pytest.raises(CardError, match="has no output 'logits'"):
-            card.register_card(session, card_text(scores="logits[0:7]"), onnx_bytes(TinyNet()))
+            catalog.register_card(session, card_text(scores="logits[0:7]"), onnx_bytes(TinyNet()))
         with pytest.raises(CardError, match=r"output\[7:8\] lies beyond output 'output' of width 7"):
-            card.register_card(session, card_text(), onnx_bytes(TinyNet(extra=0)))
+            catalog.register_card(session, card_text(), onnx_bytes(TinyNet(extra=0)))
         with pytest.raises(CardError, match="could not be run"):
-            card.register_card(session, card_text(), b"not an onnx file")
+            catalog.register_card(session, card_text(), b"not an onnx file")
     assert checkpoints.checkpoint_status(card.card_spec(card.validate_card(card.parse_card_text(card_text())), "0" * 64)).state == "missing"
 
 
 def test_sha256_in_card_must_match(sessions, data_dir: Path) -> None:
     text = card_text().replace('format = "onnx"', 'format = "onnx"\nsha256 = "' + "ab" * 32 + '"')
     with sessions.begin() as session, pytest.raises(CardError, match="the card expects abab"):
-        card.register_card(session, text, onnx_bytes(TinyNet()))
+        catalog.register_card(session, text, onnx_bytes(TinyNet()))
 
 
 def test_ids_cannot_collide(sessions, data_dir: Path) -> None:
     data = onnx_bytes(TinyNet())
     with sessions.begin() as session:
         with pytest.raises(CardError, match="is a built-in model"):
-            card.register_card(session, card_text("esr9"), data)
-        card.register_card(session, card_text("mine"), data)
+            catalog.register_card(session, card_text("esr9"), data)
+        catalog.register_card(session, card_text("mine"), data)
     with sessions.begin() as session:
         with pytest.raises(CardError, match="exists already; choose another id or replace it"):
-            card.register_card(session, card_text("mine"), data)
-        replaced = card.register_card(session, card_text("mine", valence="output[8]", arousal="output[7]"), data, replace=True)
+            catalog.register_card(session, card_text("mine"), data)
+        replaced = catalog.register_card(session, card_text("mine", valence="output[8]", arousal="output[7]"), data, replace=True)
     assert replaced.options["layout"]["valence"].start == 8
 
 
 def test_card_model_is_listed_with_its_source(sessions, data_dir: Path) -> None:
     with sessions.begin() as session:
-        card.register_card(session, card_text("listed"), onnx_bytes(TinyNet()))
+        catalog.register_card(session, card_text("listed"), onnx_bytes(TinyNet()))
         session.add(RegisteredModel(id="facereader", source="imported", card={"name": "FaceReader 9", "labels": ["happiness"], "va": True}))
     with sessions.begin() as session:
-        table = registry.describe_models(session)
-        assert [s.id for s in registry.all_specs(session)][-1] == "listed"
+        table = catalog.describe_models(session)
+        assert [s.id for s in catalog.all_specs(session)][-1] == "listed"
         with pytest.raises(KeyError, match="imported predictions and cannot be run"):
-            registry.get_spec("facereader", session)
+            catalog.get_spec("facereader", session)
     rows = table.set_index("model_id")
     assert rows.loc["listed", "source"] == "card" and rows.loc["listed", "classes"] == 7
     assert rows.loc["facereader", "source"] == "imported" and rows.loc["facereader", "va_output"] == "yes (imported)"

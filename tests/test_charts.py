@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import charts
-from core.exports import chart_to_svg
+from core.reporting import charts
+from core.reporting.exports import chart_to_svg
 
 
 def _layers(spec: dict, datasets: dict | None = None, inherited: dict | None = None) -> list[dict]:

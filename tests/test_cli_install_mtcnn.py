@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.__main__ import main
-from core.detection import mtcnn_status
+from core.faces.detection import mtcnn_status
 
 
 def test_install_from_wheel_makes_mtcnn_ready(data_dir: Path, facenet_wheel: Path, capsys) -> None:

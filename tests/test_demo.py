@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from core.demo import DEMO_MODELS, DEMO_NAME, N_CARTOONS, load_demo
-from core.labels import CANONICAL
+from core.ratings.labels import CANONICAL
+from core.workflows.demo import DEMO_MODELS, DEMO_NAME, N_CARTOONS, load_demo
 from db.analysis import load_predictions, load_ratings, load_stimuli
 from db.models import Prediction, RegisteredModel, Study
 from db.ratings import list_batches

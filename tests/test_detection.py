@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage import data as skimage_data
 
-from core.detection import (
+from core.faces.detection import (
     MTCNN_FILES,
     DetectorUnavailable,
     HaarDetector,
@@ -30,8 +30,8 @@ from core.detection import (
     mtcnn_status,
     nms_min_overlap,
 )
+from core.io.storage import sha256_bytes
 from core.models.spec import CheckpointFile
-from core.storage import sha256_bytes
 
 # facenet-pytorch 2.6.0, MTCNN() defaults, on skimage.data.astronaut() (MODELS.md: box and prob;
 # landmarks from MTCNN(keep_all=True).detect(img, landmarks=True) run with torch 2.14.1, CPU).

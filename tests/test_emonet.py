@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from skimage import data
 
-from core.face import Face
+from core.faces.crops import Face
 from core.models import checkpoints
 from core.models.adapters import emonet
 from core.models.nets.emonet import EmoNet

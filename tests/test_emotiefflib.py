@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from core.labels import to_canonical
 from core.models import checkpoints, registry
 from core.models.adapters import emotiefflib
 from core.models.checkpoints import CheckpointError
 from core.models.pickle_weights import read_pickled_module
+from core.ratings.labels import to_canonical
 from tests.model_fakes import (
     astronaut,
     emotiefflib_network,
@@ -184,7 +184,7 @@ def test_golden_argmax_on_the_library_test_image(model_id: str, data_dir: Path) 
     spec = SPECS[model_id]
     if not TEST_IMAGE.exists() or not checkpoints.register_folder(spec, WEIGHTS_DIR):
         pytest.skip("official weights or test image not in FACEAGREE_WEIGHTS_DIR")
-    from core.detection import DetectorUnavailable, get_detector
+    from core.faces.detection import DetectorUnavailable, get_detector
 
     try:
         detector = get_detector("mtcnn")

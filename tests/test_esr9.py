@@ -12,7 +12,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.face import Face
+from core.faces.crops import Face
 from core.models import checkpoints, registry
 from core.models.adapters import esr9
 from core.models.nets.esr9 import ESR9, Branch, SharedBase

@@ -11,7 +11,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from core import exports
+from core.reporting import exports
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

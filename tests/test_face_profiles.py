@@ -9,8 +9,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.face import Face, crop_box
-from core.face_stage import detected, restrict
+from core.faces.crops import Face, crop_box
+from core.workflows.face_stage import detected, restrict
 from core.models.face_profiles import PROFILES, crop_with_profile
 
 IMAGE = np.arange(120 * 160 * 3, dtype=np.uint32).reshape(120, 160, 3).astype(np.uint8)

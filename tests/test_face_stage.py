@@ -14,12 +14,12 @@ from skimage import data as skimage_data
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from core import face_stage
-from core.detection import HaarDetector
-from core.face import Face
-from core.face_stage import CHOICE_RULES, choose_face, describe, ensure_faces
-from core.overlay import CHOSEN_COLOUR, LANDMARK_COLOURS, OTHER_COLOUR, draw_faces
-from core.storage import store_bytes
+from core.faces.crops import Face
+from core.faces.detection import HaarDetector
+from core.faces.overlay import CHOSEN_COLOUR, LANDMARK_COLOURS, OTHER_COLOUR, draw_faces
+from core.io.storage import store_bytes
+from core.workflows import face_stage
+from core.workflows.face_stage import CHOICE_RULES, choose_face, describe, ensure_faces
 from db.models import FaceDetection
 from tests.markdown_text import shown
 

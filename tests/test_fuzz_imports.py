@@ -23,11 +23,12 @@ from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import func, select
 
-from core import predictions_import as pi
-from core.images import ImageError, open_image
-from core.labels import CANONICAL
+from core.io.images import ImageError, open_image
+from core.io.storage import blob_path
+from core.io.tabular import TableError, read_table
 from core.models.card import CardError, card_spec, parse_card_text, validate_card
-from core.ratings import (
+from core.ratings.labels import CANONICAL
+from core.ratings.layouts import (
     LAYOUTS,
     MappingError,
     StimulusIndex,
@@ -37,10 +38,9 @@ from core.ratings import (
     prepare_ratings,
     rejected_rows_table,
 )
-from core.scales import PRESETS
-from core.stimuli import MetadataError, import_files, import_metadata
-from core.storage import blob_path
-from core.tabular import TableError, read_table
+from core.ratings.scales import PRESETS
+from core.workflows import predictions_import as pi
+from core.workflows.stimuli import MetadataError, import_files, import_metadata
 from db import stimuli as stimulus_db
 from db.models import Prediction, RegisteredModel, Stimulus, StimulusAttribute
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.images import (
+from core.io.images import (
     MAX_PIXELS,
     ImageError,
     inspect_image,
@@ -20,7 +20,7 @@ from core.images import (
     open_image,
     thumbnail_jpeg,
 )
-from core.storage import store_bytes
+from core.io.storage import store_bytes
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import event, select
 
-from core import inference
-from core.devices import (
+from core.faces.crops import Face, crop_box
+from core.io.storage import store_bytes
+from core.models.adapters.base import ModelOutput
+from core.models.devices import (
     DeviceError,
     PrecisionCheck,
     check_half,
@@ -27,10 +29,8 @@ from core.devices import (
     precision_tag,
     resolve_device,
 )
-from core.face import Face, crop_box
-from core.models.adapters.base import ModelOutput
 from core.models.spec import ModelSpec, Preprocessing
-from core.storage import store_bytes
+from core.workflows import inference
 from db.models import Prediction, Stimulus, Study
 from db.predictions import CacheKey, PredictionRow, prediction_summary, failed_stimuli, save_predictions
 

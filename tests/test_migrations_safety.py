@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 
-from core.demo import load_demo
+from core.workflows.demo import load_demo
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import MigrationAborted, alembic_config, downgrade, upgrade
 

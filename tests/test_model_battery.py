@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.labels import to_canonical
 from core.models import checkpoints, registry
+from core.ratings.labels import to_canonical
 from tests.model_fakes import astronaut, make_fake_checkpoint, register_surrogate
 
 SPECS = registry.builtin_specs()

@@ -16,7 +16,7 @@ from PIL import Image
 from skimage import data
 from torchvision import transforms
 
-from core.face import Face
+from core.faces.crops import Face
 from core.models import checkpoints
 from core.models.adapters import multitask_cnn as mt
 from core.models.nets.resnet50_ferplus import MultitaskCNN

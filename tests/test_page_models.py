@@ -14,8 +14,8 @@ from PIL import Image
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from core.io.storage import store_bytes
 from core.models import registry
-from core.storage import store_bytes
 from db.models import Prediction, Stimulus, Study
 from tests import model_fakes
 from tests.markdown_text import shown

@@ -98,7 +98,7 @@ def test_home_shows_coverage_gaps_and_checklist(sessions, study_id) -> None:
 
 
 def test_home_loads_the_demo_study(sessions) -> None:
-    pytest.importorskip("core.demo")
+    pytest.importorskip("core.workflows.demo")
     at = AppTest.from_file(HOME, default_timeout=300).run()
     button(at, "Load demo study").click().run()
     assert not at.exception

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.demo import load_demo
-from core.demo_faces import PHOTO_NAME, demo_images
-from core.stimuli import import_files
+from core.faces.synthetic import PHOTO_NAME, demo_images
+from core.workflows.demo import load_demo
+from core.workflows.stimuli import import_files
 from db.analysis import load_predictions
 from db.models import Prediction, Stimulus
 from db.predictions import CacheKey, PredictionRow, save_predictions

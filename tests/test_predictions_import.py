@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from core import predictions_import as pi
-from core.scales import Scale
+from core.ratings.scales import Scale
+from core.workflows import predictions_import as pi
 from db.analysis import load_predictions
 from db.models import Prediction, RegisteredModel, Stimulus, Study
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.labels import CANONICAL
-from core.ratings import (
+from core.io.tabular import read_table
+from core.ratings.labels import CANONICAL
+from core.ratings.layouts import (
     ColumnMapping,
     MappingError,
     StimulusIndex,
@@ -27,8 +28,7 @@ from core.ratings import (
     split_cell_header,
     to_csv_bytes,
 )
-from core.scales import PRESETS
-from core.tabular import read_table
+from core.ratings.scales import PRESETS
 
 STIMULI = ["img01.png", "img02.png", "img03.png", "행복.png"]
 SAM = {"valence": PRESETS["sam9"], "arousal": PRESETS["sam9"]}

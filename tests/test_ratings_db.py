@@ -12,10 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.cli import ratings as ratings_cli
-from core.ratings import detect_mapping, prepare_ratings
-from core.scales import PRESETS
-from core.storage import sha256_bytes
-from core.tabular import read_table
+from core.io.storage import sha256_bytes
+from core.io.tabular import read_table
+from core.ratings.layouts import detect_mapping, prepare_ratings
+from core.ratings.scales import PRESETS
 from db.analysis import load_ratings
 from db.models import Rating, RatingBatch, Stimulus, utcnow
 from db.queries import get_or_create_study

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from core.labels import CANONICAL, to_canonical
 from core.models import checkpoints, registry
 from core.models.checkpoints import CheckpointError
 from core.models.preprocess import RESIZE_METHODS
+from core.ratings.labels import CANONICAL, to_canonical
+from core.workflows import catalog
 
 SPECS = registry.builtin_specs()
 EXPECTED_IDS = {"enet_b0_8_va_mtl", "mobilevit_va_mtl", "mbf_va_mtl", "emonet_8", "wtomin_mtl", "esr9"}
@@ -69,13 +70,13 @@ def test_missing_checkpoint_is_a_clear_state(model_id: str, data_dir: Path) -> N
 
 def test_unknown_model_lists_the_known_ones() -> None:
     with pytest.raises(KeyError, match="unknown model 'nope'; known models: enet_b0_8_va_mtl"):
-        registry.get_spec("nope")
-    assert registry.get_spec("esr9") is SPECS["esr9"]
+        catalog.get_spec("nope")
+    assert catalog.get_spec("esr9") is SPECS["esr9"]
 
 
 def test_describe_models_columns_and_rows() -> None:
-    table = registry.describe_models()
-    assert list(table.columns) == registry.DESCRIBE_COLUMNS
+    table = catalog.describe_models()
+    assert list(table.columns) == catalog.DESCRIBE_COLUMNS
     assert list(table.model_id) == list(SPECS)
     assert (table.source == "builtin").all()
     row = table.set_index("model_id").loc["emonet_8"]
@@ -83,12 +84,12 @@ def test_describe_models_columns_and_rows() -> None:
 
 
 def test_comparison_table_is_the_papers_table() -> None:
-    table = registry.comparison_table()
-    assert list(table.columns) == list(registry.COMPARISON_COLUMNS.values())
+    table = catalog.comparison_table()
+    assert list(table.columns) == list(catalog.COMPARISON_COLUMNS.values())
     esr = table.set_index("Model").loc["ESR-9"]
     assert esr["Params (M)"] == 20.35 and esr["Classes"] == 8 and esr["VA output"] == "yes (raw)"
 
 
 def test_all_specs_with_session_adds_nothing_when_no_cards(sessions) -> None:
     with sessions.begin() as session:
-        assert [s.id for s in registry.all_specs(session)] == list(SPECS)
+        assert [s.id for s in catalog.all_specs(session)] == list(SPECS)

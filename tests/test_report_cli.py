@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.agreement.report import TABLES, build_report
 from core.agreement.synthetic import synthetic_study
-from core.analysis import TABLES, build_report
 from core.cli import report
-from core.labels import CANONICAL
+from core.ratings.labels import CANONICAL
 from db.analysis import load_predictions, load_ratings, load_stimuli
 from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute, Study
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.scales import (
+from core.ratings.scales import (
     PRESETS,
     Scale,
     denormalise,

@@ -18,14 +18,14 @@ import pandas as pd
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import exports
+from core.reporting import exports
 from core.agreement.synthetic import synthetic_study
 from core.cli import ratings as ratings_cli
 from core.cli import report
-from core.labels import CANONICAL
-from core.spreadsheet import RISKY_STARTS, csv_bytes, safe_cell, safe_frame, xlsx_bytes
-from core.ratings import to_csv_bytes as ratings_to_csv_bytes
-from core.stimuli import MetadataImportReport, ReportEntry, RowIssue, StimulusImportReport
+from core.ratings.labels import CANONICAL
+from core.io.spreadsheet import RISKY_STARTS, csv_bytes, safe_cell, safe_frame, xlsx_bytes
+from core.ratings.layouts import to_csv_bytes as ratings_to_csv_bytes
+from core.workflows.stimuli import MetadataImportReport, ReportEntry, RowIssue, StimulusImportReport
 from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute, Study
 
 STUDY = "injection study"

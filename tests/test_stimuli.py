@@ -16,7 +16,9 @@ from PIL import Image
 from sqlalchemy import select
 
 from core.cli import stimuli as cli
-from core.stimuli import (
+from core.io.storage import read_blob
+from core.io.tabular import TableError, parse_number, read_table
+from core.workflows.stimuli import (
     MetadataError,
     ZipLimits,
     import_files,
@@ -25,8 +27,6 @@ from core.stimuli import (
     parse_code_map,
     stimulus_key,
 )
-from core.storage import read_blob
-from core.tabular import TableError, parse_number, read_table
 from db import stimuli as stimulus_db
 from db.models import Stimulus, StimulusAttribute, Study
 

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import charts
-from core.exports import chart_to_svg
-from core.storage import store_bytes
+from core.io.storage import store_bytes
+from core.reporting import charts
+from core.reporting.exports import chart_to_svg
 from db.models import Stimulus, Study
 from db.queries import get_or_create_study
 from tests.model_fakes import astronaut

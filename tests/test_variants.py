@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from core.face import Face
+from core.faces.crops import Face
 from core.models import registry
 from core.models.adapters import emonet as emonet_adapter
 from core.models.adapters import multitask_cnn as mt

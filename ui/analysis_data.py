@@ -19,8 +19,8 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.analysis import build_report
-from core.models.registry import describe_models
+from core.agreement.report import build_report
+from core.workflows.catalog import describe_models
 from db import analysis as db_analysis
 from db.ratings import list_batches
 from db.versions import analysis_version
@@ -162,7 +162,7 @@ def report(
     settings: Settings = Settings(),
     key: tuple | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every table of ``core.analysis.build_report`` for the study and filters, from the cache
+    """Every table of ``core.agreement.report.build_report`` for the study and filters, from the cache
     when possible; the first computation shows a status box with a progress bar. ``key`` is
     :func:`report_key` when the caller already has it."""
     key = key or report_key(factory, study_id, filters, settings)

@@ -15,10 +15,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import exports
 from core.agreement import TIE_POLICIES
 from core.agreement.reliability import UNEQUAL_RATER_POLICIES
-from core.charts import model_label
+from core.reporting import exports
+from core.reporting.charts import model_label
 from sqlalchemy.orm import Session, sessionmaker
 
 from ui import analysis_data as data

@@ -6,8 +6,8 @@ import numpy as np
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.face_stage import describe, result_from_row
-from core.overlay import draw_faces
+from core.faces.overlay import draw_faces
+from core.workflows.face_stage import describe, result_from_row
 from db.faces import detections_for
 from ui.text import plain
 

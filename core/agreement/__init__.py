@@ -12,7 +12,7 @@ Typical notebook use::
     ag.fleiss_kappa(data, boot)
     ag.model_vs_human_continuous(data, boot)
 
-``core.analysis.build_report`` runs everything and returns every table by name.
+``core.agreement.report.build_report`` runs everything and returns every table by name.
 
 Conventions (see README.md, "Agreement statistics"): CCC with population (ddof=0) moments; percentile
 bootstrap CIs over stimuli from one seeded resample-weight matrix shared by every estimate;

@@ -1,7 +1,7 @@
 """Arrays aligned on one stimulus index, built once from the long DataFrames of ``db.analysis``.
 
 Every statistic works on these arrays: raters x stimuli matrices for humans, models x stimuli
-matrices for predictions. Labels are integer codes into ``core.labels.CANONICAL`` (-1 = missing).
+matrices for predictions. Labels are integer codes into ``core.ratings.labels.CANONICAL`` (-1 = missing).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from core.labels import CANONICAL
+from core.ratings.labels import CANONICAL
 
 LABELS: tuple[str, ...] = CANONICAL
 N_LABELS = len(LABELS)
@@ -29,7 +29,7 @@ def label_codes(values: pd.Series, where: str) -> np.ndarray:
         bad = sorted(set(values[unknown].astype(str)))[:5]
         raise ValueError(
             f"{where}: labels {bad} are not canonical names {list(LABELS)}; "
-            "map them with core.labels.to_canonical before analysis"
+            "map them with core.ratings.labels.to_canonical before analysis"
         )
     return codes
 

@@ -15,20 +15,20 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import face_stage, inference
-from core import predictions_import as pi
-from core.detection import (
+from core.faces.detection import (
     DETECTORS,
     DetectorUnavailable,
     download_mtcnn,
     install_mtcnn_from_wheel,
     mtcnn_status,
 )
-from core.devices import DEVICE_CHOICES, DeviceError, device_label, resolve_device
-from core.models import card, checkpoints, registry
-from core.stimuli import parse_code_map
-from core.scales import parse_scale
-from core.tabular import TableError
+from core.io.tabular import TableError
+from core.models import checkpoints, registry
+from core.models.devices import DEVICE_CHOICES, DeviceError, device_label, resolve_device
+from core.ratings.scales import parse_scale
+from core.workflows import catalog, face_stage, inference
+from core.workflows import predictions_import as pi
+from core.workflows.stimuli import parse_code_map
 from db.engine import make_engine, make_sessionmaker
 from db.models import Study
 from db.predictions import study_images
@@ -179,7 +179,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_download(args: argparse.Namespace) -> int:
     try:
-        spec = registry.get_spec(args.model, None)
+        spec = catalog.get_spec(args.model, None)
         bar = progress_printer(f"download {spec.id}", "bytes")
         paths = checkpoints.download(spec, progress=bar)
     except (registry.UnknownModelError, checkpoints.CheckpointError) as error:
@@ -207,7 +207,7 @@ def run_register_checkpoint(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         return _error(f"not a file: {args.file}", 2)
     try:
-        spec = registry.get_spec(args.model, None)
+        spec = catalog.get_spec(args.model, None)
         if not 0 <= args.index < len(spec.checkpoints):
             return _error(f"{spec.id} has {len(spec.checkpoints)} checkpoint slot(s); --index must be 0..{len(spec.checkpoints) - 1}", 2)
         path = checkpoints.register_local(spec, args.index, args.file)
@@ -224,8 +224,8 @@ def run_register_card(args: argparse.Namespace) -> int:
     factory = _factory(args)
     try:
         with factory.begin() as session:
-            spec = card.register_card(session, args.card.read_bytes(), args.file,
-                                      replace=args.replace)
+            spec = catalog.register_card(session, args.card.read_bytes(), args.file,
+                                         replace=args.replace)
     except (ValueError, checkpoints.CheckpointError) as error:
         return _error(error)
     print(f"registered card model {spec.id} ({spec.name})")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core.ratings import (
+from core.io.tabular import TableError, read_table
+from core.ratings.layouts import (
     DIMENSIONS,
     LAYOUTS,
     NUMERIC_DIMENSIONS,
@@ -23,8 +24,7 @@ from core.ratings import (
     rejected_rows_table,
     to_csv_bytes,
 )
-from core.scales import Scale, parse_scale, suggest_scale
-from core.tabular import TableError, read_table
+from core.ratings.scales import Scale, parse_scale, suggest_scale
 from db.engine import make_engine, make_sessionmaker
 from db.models import Study
 from db.ratings import (
@@ -206,7 +206,7 @@ def run_list_batches(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from core.demo import DEMO_NAME, load_demo
+    from core.workflows.demo import DEMO_NAME, load_demo
 
     factory = make_sessionmaker(make_engine(args.db))
     with factory.begin() as session:

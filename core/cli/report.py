@@ -4,7 +4,7 @@
         [--models ID ...] [--batches ID ...] [--ties none|intended] [--unequal modal|all]
         [--subgroups ATTR ...] [--no-figures]
 
-Writes DIR/tables/<table>.csv (one per ``core.analysis.TABLES`` entry), DIR/tables.xlsx,
+Writes DIR/tables/<table>.csv (one per ``core.agreement.report.TABLES`` entry), DIR/tables.xlsx,
 DIR/latex/<table>.tex, DIR/figures/<figure>.svg|.png and DIR/manifest.json (the parameters and
 library versions, so a number in a paper can be traced and reproduced).
 """
@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from core.agreement import TIE_POLICIES
 from core.agreement.reliability import UNEQUAL_RATER_POLICIES
-from core.analysis import TABLES, build_report
+from core.agreement.report import TABLES, build_report
 from db.analysis import load_predictions, load_ratings, load_stimuli
 from db.engine import make_engine, make_sessionmaker
 from db.models import Study
@@ -115,7 +115,7 @@ def run_report(args: argparse.Namespace) -> int:
 def _describe_models(session) -> pd.DataFrame | None:
     """Model descriptions from the registry (None lets the engine infer label sets)."""
     try:
-        from core.models.registry import describe_models
+        from core.workflows.catalog import describe_models
     except ImportError:
         return None
     return describe_models(session)
@@ -130,7 +130,7 @@ def write_report(
     predictions: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write the tables (CSV, one XLSX), LaTeX tables and figures of ``tables`` under ``out``."""
-    from core import exports
+    from core.reporting import exports
 
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -166,9 +166,9 @@ def _latex_rows(table: pd.DataFrame, filters: dict[str, object], columns: list[s
 def write_figures(
     tables: dict[str, pd.DataFrame], folder: Path, predictions: pd.DataFrame | None = None
 ) -> list[Path]:
-    """Every report figure as SVG and PNG, built by ``core.charts``."""
-    from core import charts
-    from core.exports import save_chart
+    """Every report figure as SVG and PNG, built by ``core.reporting.charts``."""
+    from core.reporting import charts
+    from core.reporting.exports import save_chart
 
     written = []
     consensus = tables["consensus"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core.stimuli import KEY_MODES, import_files, import_metadata, iter_folder, parse_code_map
+from core.workflows.stimuli import KEY_MODES, import_files, import_metadata, iter_folder, parse_code_map
 from db.engine import make_engine, make_sessionmaker
 from db.models import Study
 from db.queries import get_or_create_study

@@ -2,10 +2,11 @@
 
 The card declares what an adapter would otherwise hard-code: labels in the network's own order
 (mapped to canonical labels by name), the input pipeline, and where each result sits in the
-outputs. ``register_card`` validates the card, runs the file once on a blank image to check every
-declared output exists with the declared width, stores the file in the checkpoint cache (pinned
-by sha256) and writes a ``registered_model`` row. From then on the model runs through the same
-registry, checkpoint verification and prediction cache as the built-in ones.
+outputs. ``store_model_file`` runs the file once on a blank image to check every declared output
+exists with the declared width and stores it in the checkpoint cache (pinned by sha256);
+``core.workflows.catalog.register_card`` then writes the ``registered_model`` row. From then on
+the model runs through the same registry, checkpoint verification and prediction cache as the
+built-in ones.
 
 Output references read ``name[i]`` (one value) or ``name[a:b]`` (values a..b-1) of an output:
 ONNX outputs by graph name; TorchScript outputs as ``output`` (a single tensor), ``0``, ``1``, ...
@@ -17,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import tempfile
 import tomllib
@@ -30,17 +30,14 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from sqlalchemy.orm import Session
 
-from core.face import Face
-from core.labels import CANONICAL, map_label_order
+from core.faces.crops import Face
 from core.models import checkpoints
 from core.models.adapters.base import ModelOutput
 from core.models.preprocess import GENERIC_CROPS, RESIZE_METHODS, prepare_face
-from core.models.registry import builtin_specs
 from core.models.runtime import OnnxNet, TorchNet, to_numpy
 from core.models.spec import CheckpointFile, ModelSpec, Preprocessing
-from db.models import RegisteredModel
+from core.ratings.labels import CANONICAL, map_label_order
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
@@ -319,11 +316,6 @@ def card_spec(card: Card, sha256: str) -> ModelSpec:
     )
 
 
-def spec_from_row(row: RegisteredModel) -> ModelSpec:
-    """The spec of a card model stored in the database."""
-    return card_spec(validate_card(row.card), row.checkpoint_sha256)
-
-
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
@@ -439,10 +431,11 @@ def _count_params(path: Path, fmt: str) -> int:
     return int(sum(p.numel() for p in _load_torchscript(path).parameters()))
 
 
-def register_card(session: Session, card_text: str | bytes, model_file: bytes | Path, replace: bool = False) -> ModelSpec:
-    """Validate a card and its model file, store the file, record the model; returns its spec."""
-    card = validate_card(parse_card_text(card_text))
-    _check_id_free(session, card.id, replace)
+def store_model_file(card: Card, model_file: bytes | Path) -> tuple[dict[str, Any], Path, str]:
+    """Check the file against its card (sha256, one dry run) and keep it in the checkpoint cache.
+
+    Returns the card data completed with the parameter count, the stored path and the sha256.
+    """
     data = model_file if isinstance(model_file, bytes) else Path(model_file).read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     expected = card.data["file"].get("sha256")
@@ -455,24 +448,4 @@ def register_card(session: Session, card_text: str | bytes, model_file: bytes | 
         _dry_run(spec, tmp)
         params = card.data.get("params") or _count_params(tmp, card.fmt)
     stored = checkpoints.register_local(spec, 0, data)
-    card_data = {**card.data, "params": params}
-    _upsert_row(session, card.id, card_data, stored, sha256)
-    return card_spec(validate_card(card_data), sha256)
-
-
-def _check_id_free(session: Session, model_id: str, replace: bool) -> None:
-    if model_id in builtin_specs():
-        raise CardError(f"card field `id`: {model_id!r} is a built-in model; choose another id")
-    row = session.get(RegisteredModel, model_id)
-    if row is not None and (row.source != "card" or not replace):
-        raise CardError(f"card field `id`: a {row.source} model named {model_id!r} exists already; choose another id"
-                        + (" or replace it" if row.source == "card" else ""))
-
-
-def _upsert_row(session: Session, model_id: str, card_data: dict[str, Any], stored: Path, sha256: str) -> None:
-    row = session.get(RegisteredModel, model_id) or RegisteredModel(id=model_id, source="card")
-    row.card = card_data
-    row.checkpoint_path = os.fspath(stored)
-    row.checkpoint_sha256 = sha256
-    session.add(row)
-    session.flush()
+    return {**card.data, "params": params}, stored, sha256

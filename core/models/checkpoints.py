@@ -25,8 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+from core.io.paths import data_dir
 from core.models.spec import CheckpointFile, ModelSpec
-from db.engine import data_dir
 
 CHUNK = 1 << 20
 MANIFEST = "manifest.json"

@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from core.face import Face, crop_box
+from core.faces.crops import Face, crop_box
 
 BoxRounding = Literal["floor_ceil", "truncate"]
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from core.face import Face, crop_box
+from core.faces.crops import Face, crop_box
 from core.models.face_profiles import crop_with_profile, get_profile
 from core.models.spec import Preprocessing
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from core.labels import map_label_order
+from core.ratings.labels import map_label_order
 
 CheckpointFormat = Literal[
     "pickled_module",  # whole nn.Module pickled by torch.save (EmotiEffLib .pt)

@@ -1,6 +1,6 @@
 """The contract between the inference runner and every model adapter.
 
-The runner (core.inference) owns batching, devices, caching and error handling; an adapter owns
+The runner (core.workflows.inference) owns batching, devices, caching and error handling; an adapter owns
 only what is model-specific: its crop and pixel pipeline (``prepare``), the network call
 (``forward``) and the decoding of raw outputs into canonical labels and valence/arousal
 (``decode``). ``prepare`` runs per image on CPU; ``forward`` takes a stacked batch.
@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from core.face import Face
+from core.faces.crops import Face
 from core.models.spec import ModelSpec
 
 

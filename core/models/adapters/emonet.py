@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.face import Face
+from core.faces.crops import Face
 from core.models.adapters.base import ModelOutput
 from core.models.nets.emonet import EmoNet
 from core.models.nets.state_dict import load_strict

@@ -39,7 +39,7 @@ import timm
 import torch
 from onnx import numpy_helper
 
-from core.face import Face
+from core.faces.crops import Face
 from core.models.adapters.base import ModelOutput
 from core.models.nets.mobilefacenet import MobileFaceNetHead
 from core.models.pickle_weights import read_pickled_module

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.face import Face
+from core.faces.crops import Face
 from core.models.adapters.base import ModelOutput
 from core.models.nets.esr9 import ESR9, N_BRANCHES
 from core.models.preprocess import prepare_face

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 from torchvision.transforms import functional as tvf
 
-from core.face import Face
+from core.faces.crops import Face
 from core.models.adapters.base import ModelOutput
 from core.models.nets.resnet50_ferplus import AU_COUNT, VA_BINS, MultitaskCNN
 from core.models.nets.state_dict import load_strict

@@ -1,7 +1,7 @@
 """How rating and metadata files name a stimulus: file name, stem or relative path.
 
-Kept apart from core.stimuli so db.stimuli can build key indexes without an import cycle;
-core.stimuli re-exports these names.
+Kept apart from core.workflows.stimuli so db.stimuli can build key indexes without an import cycle;
+core.workflows.stimuli re-exports these names.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import PurePosixPath
 
-from core.images import IMAGE_SUFFIXES
+from core.io.images import IMAGE_SUFFIXES
 
 KEY_MODES: dict[str, str] = {
     "name": "file name (face01.jpg)",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from core.face import Face
+from core.faces.crops import Face
 
 CHOSEN_COLOUR = (0, 200, 70)  # RGB green
 OTHER_COLOUR = (255, 160, 0)  # RGB orange

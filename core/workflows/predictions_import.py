@@ -23,12 +23,12 @@ import pandas as pd
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.labels import CANONICAL, to_canonical
+from core.io.storage import sha256_bytes, store_bytes
+from core.io.tabular import parse_number, read_table
 from core.models import registry
-from core.ratings import ROLE_NAMES, StimulusIndex, header_token
-from core.scales import Scale, normalise, out_of_scale
-from core.storage import sha256_bytes, store_bytes
-from core.tabular import parse_number, read_table
+from core.ratings.labels import CANONICAL, to_canonical
+from core.ratings.layouts import ROLE_NAMES, StimulusIndex, header_token
+from core.ratings.scales import Scale, normalise, out_of_scale
 from db.models import Prediction, RegisteredModel
 from db.predictions import CacheKey, PredictionRow, save_predictions, upsert_registered_model
 from db.stimuli import get_study, key_index, stimulus_rows
@@ -255,7 +255,7 @@ def preview(
 ) -> ImportPreview:
     """Read, map and validate a prediction file without storing anything.
 
-    Raises core.tabular.TableError for unreadable files and ValueError for unusable mappings.
+    Raises core.io.tabular.TableError for unreadable files and ValueError for unusable mappings.
     """
     frame = read_table(file_name, data)
     index, shas = study_index(session, study_id)

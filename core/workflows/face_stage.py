@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.detection import DETECTOR_VERSIONS, DETECTORS, PRECROPPED, Detector, get_detector
-from core.face import Face
-from core.images import ImageError, load_rgb
+from core.faces.crops import Face
+from core.faces.detection import DETECTOR_VERSIONS, DETECTORS, PRECROPPED, Detector, get_detector
+from core.io.images import ImageError, load_rgb
 from db import faces as face_db
 from db.models import FaceDetection
 

@@ -1,6 +1,6 @@
 """Exports of tables and charts: CSV, XLSX, paper-ready LaTeX, SVG and PNG.
 
-Tables are the tidy frames of :mod:`core.analysis` (one row per estimate with ``estimate``,
+Tables are the tidy frames of :mod:`core.agreement.report` (one row per estimate with ``estimate``,
 ``ci_low``, ``ci_high``, ``n``). The LaTeX export merges an estimate and its CI into one cell,
 ``0.62 [0.55, 0.68]``, so a table can go into a paper unchanged (needs ``\\usepackage{booktabs}``).
 Charts are rendered offline by vl-convert (no browser, no network).
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import vl_convert
 
-from core import spreadsheet
+from core.io import spreadsheet
 
 ESTIMATE_COLUMNS = ("estimate", "ci_low", "ci_high")
 MISSING = "--"
@@ -32,7 +32,7 @@ SHEET_NAME_MAX = 31  # Excel's limit
 
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
-    """UTF-8 CSV with a byte-order mark; text a spreadsheet would run is quoted (core.spreadsheet)."""
+    """UTF-8 CSV with a byte-order mark; text a spreadsheet would run is quoted (core.io.spreadsheet)."""
     return spreadsheet.csv_bytes(df)
 
 

@@ -18,12 +18,12 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.demo_faces import PHOTO_NAME, demo_images
-from core.labels import CANONICAL
-from core.ratings import detect_mapping, parse_label_codes, prepare_ratings
-from core.scales import PRESETS, Scale, denormalise
-from core.stimuli import import_files, import_metadata
-from core.tabular import read_table
+from core.faces.synthetic import PHOTO_NAME, demo_images
+from core.io.tabular import read_table
+from core.ratings.labels import CANONICAL
+from core.ratings.layouts import detect_mapping, parse_label_codes, prepare_ratings
+from core.ratings.scales import PRESETS, Scale, denormalise
+from core.workflows.stimuli import import_files, import_metadata
 from db.models import Prediction, RegisteredModel, Stimulus, Study
 from db.ratings import import_batch, stimulus_index
 

@@ -26,12 +26,12 @@ import pandas as pd
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from core.images import MAX_PIXELS, ImageError, ImageInfo, inspect_image
-from core.labels import to_canonical
-from core.spreadsheet import csv_rows_bytes
-from core.storage import store_stream
-from core.stimulus_keys import KEY_MODES, lookup_key, normalise_path, stimulus_key
-from core.tabular import read_table
+from core.io.images import MAX_PIXELS, ImageError, ImageInfo, inspect_image
+from core.io.spreadsheet import csv_rows_bytes
+from core.io.storage import store_stream
+from core.io.tabular import read_table
+from core.ratings.labels import to_canonical
+from core.ratings.stimulus_keys import KEY_MODES, lookup_key, normalise_path, stimulus_key
 from db.models import Stimulus, Study, utcnow
 from db.stimuli import get_study, key_index, stimulus_rows, upsert_attributes
 

@@ -1,6 +1,6 @@
 """Rating files: layout and column detection, label and scale mapping, validation, conversion.
 
-A rating file (read by :func:`core.tabular.read_table`) comes in one of four layouts:
+A rating file (read by :func:`core.io.tabular.read_table`) comes in one of four layouts:
 
 - ``long``: one row per rater x stimulus; columns for rater, stimulus, emotion, valence, arousal.
 - ``wide_rater``: one row per rater; one column per stimulus x dimension, named like
@@ -13,7 +13,7 @@ A rating file (read by :func:`core.tabular.read_table`) comes in one of four lay
   reliability statistics work; vote raters of different stimuli are not the same person.
 
 Whatever the layout, the file becomes long canonical rows (one per rater x stimulus) with the
-emotion mapped onto :data:`core.labels.CANONICAL` and valence/arousal normalised from the
+emotion mapped onto :data:`core.ratings.labels.CANONICAL` and valence/arousal normalised from the
 declared scale, raw values kept. Validation reports every bad row with its row number in the
 file (header = row 1) and the reason; a row with any problem is rejected as a whole, so the
 rejected rows can be fixed and uploaded again as they are.
@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.labels import CANONICAL, normalise_token, to_canonical
-from core.scales import Scale, normalise, out_of_scale
-from core.spreadsheet import csv_bytes
-from core.stimulus_keys import KEY_MODES, lookup_key
-from core.tabular import parse_number
+from core.io.spreadsheet import csv_bytes
+from core.io.tabular import parse_number
+from core.ratings.labels import CANONICAL, normalise_token, to_canonical
+from core.ratings.scales import Scale, normalise, out_of_scale
+from core.ratings.stimulus_keys import KEY_MODES, lookup_key
 
 LAYOUTS: dict[str, str] = {
     "long": "long: one row per rater x stimulus",
@@ -116,7 +116,7 @@ class MappingError(ValueError):
 class StimulusIndex:
     """How a study's stimuli are named in rating files: normalised key -> stimulus id.
 
-    Keys and lookups go through :func:`core.stimulus_keys.lookup_key` (NFC, ``/`` separators,
+    Keys and lookups go through :func:`core.ratings.stimulus_keys.lookup_key` (NFC, ``/`` separators,
     the study's key mode and case folding), as for metadata files.
     """
 
@@ -826,5 +826,5 @@ def rejected_rows_table(frame: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFra
 
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
-    """CSV with a UTF-8 BOM; text a spreadsheet would run is quoted (core.spreadsheet)."""
+    """CSV with a UTF-8 BOM; text a spreadsheet would run is quoted (core.io.spreadsheet)."""
     return csv_bytes(frame)

@@ -1,7 +1,7 @@
 """Altair chart builders for the analysis pages and the report command (no streamlit here).
 
-Every builder takes tidy frames (the tables of :mod:`core.analysis`) and returns an Altair
-chart; pages render them and :mod:`core.exports` writes them as SVG/PNG. Data is embedded
+Every builder takes tidy frames (the tables of :mod:`core.agreement.report`) and returns an Altair
+chart; pages render them and :mod:`core.reporting.exports` writes them as SVG/PNG. Data is embedded
 inline (``{"values": [...]}``) so charts have no row limit and ``chart.to_dict()`` is
 self-contained. The builders only reshape for display (row shares of a confusion matrix,
 axis labels); every statistic comes from the engine.
@@ -16,7 +16,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.labels import CANONICAL
+from core.ratings.labels import CANONICAL
 
 VA_DOMAIN = [-1.0, 1.0]
 CIRCLE_POINTS = 121
@@ -296,7 +296,7 @@ def circumplex_chart(
 
     ``consensus``: one row per stimulus with ``stimulus``, ``stimulus_id``, ``valence_mean``,
     ``valence_sd``, ``arousal_mean``, ``arousal_sd`` and ``majority_col`` (human majority label;
-    the ``consensus`` table of :func:`core.analysis.build_report`).
+    the ``consensus`` table of :func:`core.agreement.report.build_report`).
     ``predictions``: optional rows (``stimulus_id``, ``model_id``, ``label``, ``valence``,
     ``arousal``); each model point is joined to its stimulus' human mean. With several models a
     dropdown in the chart picks one (the first is shown in static exports).

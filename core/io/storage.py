@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from db.engine import data_dir
+from core.io.paths import data_dir
 
 CHUNK = 1 << 20
 

@@ -1,7 +1,7 @@
 """Every table the analysis pages and ``python -m core report`` show, from one function.
 
 ``build_report`` takes the long DataFrames of ``db.analysis`` (and the model description
-frame of ``core.models.registry.describe_models``) and returns tidy tables by name; pages and
+frame of ``core.workflows.catalog.describe_models``) and returns tidy tables by name; pages and
 the command line share it, so a paper number and the dashboard number are the same number.
 """
 

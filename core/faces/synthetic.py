@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from skimage import data as skimage_data
 
-from core.labels import CANONICAL
+from core.ratings.labels import CANONICAL
 
 SIZE = 256
 PHOTO_NAME = "demo/photo_astronaut.jpg"

@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.storage import blob_path
+from core.io.storage import blob_path
 
 MAX_PIXELS = 50_000_000  # 50 MP: far above any face stimulus, far below a memory problem
 THUMBNAIL_SIDE = 256

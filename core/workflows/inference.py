@@ -27,8 +27,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import face_stage
-from core.devices import (
+from core.faces.crops import Face
+from core.io.images import load_rgb
+from core.models import checkpoints, registry
+from core.models.adapters.base import Adapter, ModelOutput
+from core.models.devices import (
     PrecisionCheck,
     check_half,
     compare_outputs,
@@ -36,12 +39,10 @@ from core.devices import (
     precision_tag,
     resolve_device,
 )
-from core.face import Face
-from core.images import load_rgb
-from core.models import checkpoints, registry
-from core.models.adapters.base import Adapter, ModelOutput
 from core.models.face_profiles import get_profile
 from core.models.spec import ModelSpec
+from core.workflows import catalog
+from core.workflows import face_stage
 from db.predictions import (
     CacheKey,
     PredictionRow,
@@ -141,7 +142,7 @@ def run_model(
     it is released at the end. Raises CheckpointError when the weights are not available.
     """
     with factory() as session:
-        spec = registry.get_spec(model_id, session)
+        spec = catalog.get_spec(model_id, session)
     return run_spec(
         factory, study_id, spec, checkpoints.weights_fingerprint(spec),
         device=device, half=half, batch_size=batch_size, detector=detector, rule=rule,
@@ -227,10 +228,10 @@ def run_models(
 
 
 def model_overview(session: Session) -> pd.DataFrame:
-    """registry.describe_models plus, per model, its checkpoint ``state`` (ready, missing,
+    """catalog.describe_models plus, per model, its checkpoint ``state`` (ready, missing,
     mismatch, unverified; "imported" for imported predictions), ``message`` and ``where_to_get``."""
-    table = registry.describe_models(session)
-    statuses = {spec.id: checkpoints.checkpoint_status(spec) for spec in registry.all_specs(session)}
+    table = catalog.describe_models(session)
+    statuses = {spec.id: checkpoints.checkpoint_status(spec) for spec in catalog.all_specs(session)}
     table["state"] = [statuses[m].state if m in statuses else "imported" for m in table["model_id"]]
     table["message"] = [statuses[m].message if m in statuses else "" for m in table["model_id"]]
     table["where_to_get"] = [statuses[m].where_to_get if m in statuses else "" for m in table["model_id"]]
@@ -260,7 +261,7 @@ def check_half_precision(
     device = resolve_device(device)
     check_half(device, True)
     with factory() as session:
-        spec = registry.get_spec(model_id, session)
+        spec = catalog.get_spec(model_id, session)
         images = study_images(session, study_id)
     profile = spec.preprocessing.face_profile
     jobs = [job for job in _face_jobs(factory, images, detector, rule, device, None, profile) if job.face][:n]

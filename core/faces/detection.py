@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import nms
 
-from core.face import Face
+from core.faces.crops import Face
+from core.io.paths import data_dir
+from core.io.storage import sha256_bytes, sha256_file
 from core.models.spec import CheckpointFile
-from core.storage import sha256_bytes, sha256_file
-from db.engine import data_dir
 
 Progress = Callable[[int, int], None]
 
@@ -116,7 +116,7 @@ def _where_to_get() -> str:
         "Download them with `python -m core install-mtcnn` or the Models page (needs internet), "
         f"or run `pip download {FACENET_WHEEL} --no-deps -d <folder>` and install the weights "
         "from that wheel with `python -m core install-mtcnn --wheel <wheel>` "
-        "(core.detection.install_mtcnn_from_wheel in Python). The offline "
+        "(core.faces.detection.install_mtcnn_from_wheel in Python). The offline "
         "'haar' detector needs no download."
     )
 

@@ -1,0 +1,1 @@
+"""Reading what users bring: tables, images, content-addressed blobs, the data folder."""

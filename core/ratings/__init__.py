@@ -1,0 +1,1 @@
+"""Ratings as values: file layouts and validation, scales, canonical labels, stimulus keys."""

@@ -1,0 +1,1 @@
+"""Turning tidy tables into charts (alt.Chart) and downloadable files."""
