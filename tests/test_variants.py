@@ -27,6 +27,7 @@ from core.models.nets.esr9 import ESR9
 from core.models.nets.resnet50_ferplus import MultitaskCNN
 from core.models.nets.state_dict import load_strict
 from core.models.variants import variant_role
+from core.workflows import catalog
 from tests.model_fakes import astronaut, emotiefflib_network, make_fake_checkpoint, register_surrogate
 
 SPECS = registry.builtin_specs()
@@ -71,7 +72,7 @@ def test_every_variant_shares_its_base_checkpoints_and_has_its_own_cache_key() -
 
 
 def test_models_table_lists_variants_with_their_defaults() -> None:
-    table = registry.describe_models().set_index("model_id")
+    table = catalog.describe_models().set_index("model_id")
     assert table.loc["esr9@authors-demo", "variant"] == "variant of esr9"
     assert table.loc["esr9", "variant"] == "default"
     assert table.loc["wtomin_mtl_s0", "variant"] == ""
