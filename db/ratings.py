@@ -155,25 +155,34 @@ def import_batch(
 
 
 def _insert_ratings(session: Session, prepared: PreparedRatings, batch_id: int) -> None:
-    """Core executemany in chunks: ORM objects per row would be several times slower."""
+    """The driver's executemany in chunks of plain tuples (or dicts for named paramstyles):
+    SQLAlchemy's per-row parameter handling took a third of the time at 100k rows."""
     ratings = prepared.ratings
     if prepared.layout == "votes":
         ratings = assign_vote_raters(ratings, batch_id)
-    statement = insert(Rating.__table__)
+    connection = session.connection()
+    compiled = insert(Rating.__table__).compile(
+        dialect=connection.dialect, column_keys=["batch_id", *STORED_COLUMNS],
+        for_executemany=True,  # no RETURNING (PostgreSQL would add one for a single row)
+    )
     for start in range(0, len(ratings), INSERT_CHUNK):
-        chunk = ratings.iloc[start:start + INSERT_CHUNK]
-        session.connection().execute(statement, _rating_rows(chunk, batch_id))
+        columns = _rating_columns(ratings.iloc[start:start + INSERT_CHUNK], batch_id)
+        if compiled.positional:
+            rows: list[Any] = list(zip(*(columns[name] for name in compiled.positiontup)))
+        else:
+            rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+        connection.exec_driver_sql(compiled.string, rows)
 
 
-def _rating_rows(ratings: pd.DataFrame, batch_id: int) -> list[dict[str, Any]]:
+def _rating_columns(ratings: pd.DataFrame, batch_id: int) -> dict[str, list[Any]]:
+    """Column name -> plain Python values (None for missing) for the driver."""
     columns = {
         name: ratings[name].astype(object).where(ratings[name].notna(), None).tolist()
         for name in STORED_COLUMNS
     }
     columns["stimulus_id"] = [int(value) for value in columns["stimulus_id"]]
     columns["batch_id"] = [batch_id] * len(ratings)
-    names = list(columns)
-    return [dict(zip(names, values)) for values in zip(*columns.values())]
+    return columns
 
 
 def _rejection_note(rows: list[int]) -> str:
