@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+# Lightest first: a command is looked up in these in order, so `import-ratings` never imports
+# the model stack (torch, onnx: about 1 GB and 10 s before the first line of work).
 COMMAND_MODULES = (
     "core.cli.stimuli",
     "core.cli.ratings",
@@ -17,17 +19,29 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or, when ``argv`` names one, up to the module owning it."""
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
     parser.add_argument("--db", help="SQLAlchemy URL (default: $FACEAGREE_DB_URL or ./data)")
     commands = parser.add_subparsers(dest="command", required=True)
+    wanted = _command_named(argv)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(commands)
+        if wanted in commands.choices:
+            break
     return parser
 
 
+def _command_named(argv: list[str] | None) -> str | None:
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--db")
+    early.add_argument("command", nargs="?")
+    known, _ = early.parse_known_args(argv)
+    return known.command
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     return int(args.handler(args) or 0)
 
 

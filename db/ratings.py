@@ -32,6 +32,9 @@ STORED_COLUMNS = [
     "valence", "arousal", "valence_raw", "arousal_raw",
 ]
 NOTE_ROWS = 20  # rejected row numbers spelled out in a batch's note
+# Ratings per executemany: bounds the parameter rows Python holds at once (100k rows in one call
+# held about 90 MB of dicts while the per-row cost stays the same).
+INSERT_CHUNK = 10_000
 
 
 class ImportRejected(ValueError):
@@ -143,8 +146,6 @@ def import_batch(
     if prepared.ratings.empty:
         raise ImportRejected(prepared, "no valid rows to import; nothing was stored.")
     store_bytes(data)
-    # Rows are built before the first write: the write lock is held only for the inserts.
-    rows = _rating_rows(prepared)
     batch = RatingBatch(
         study_id=study_id, file_name=file_name, sha256=sha,
         dedupe_sha256=None if allow_duplicate else sha, uploaded_by=uploaded_by,
@@ -154,10 +155,7 @@ def import_batch(
     )
     session.add(batch)
     _flush_guarded(session, study_id, sha)
-    if prepared.layout == "votes":
-        _name_vote_raters(rows, batch.id)
-    # Core executemany: ORM objects per row would be several times slower at 100k rows.
-    session.connection().execute(insert(Rating.__table__).values(batch_id=batch.id), rows)
+    _insert_ratings(session, prepared, batch.id)
     return ImportResult(batch.id, len(prepared.ratings), prepared.rejected_rows)
 
 
@@ -175,23 +173,35 @@ def _flush_guarded(session: Session, study_id: int, sha256: str) -> None:
         raise DuplicateFileError(existing) from error
 
 
-def _rating_rows(prepared: PreparedRatings) -> list[dict[str, Any]]:
-    """Insert parameters of every rating; the batch id is bound once at insert time."""
+def _insert_ratings(session: Session, prepared: PreparedRatings, batch_id: int) -> None:
+    """The driver's executemany in chunks of plain tuples (or dicts for named paramstyles):
+    SQLAlchemy's per-row parameter handling took a third of the time at 100k rows."""
     ratings = prepared.ratings
+    if prepared.layout == "votes":
+        ratings = assign_vote_raters(ratings, batch_id)
+    connection = session.connection()
+    compiled = insert(Rating.__table__).compile(
+        dialect=connection.dialect, column_keys=["batch_id", *STORED_COLUMNS],
+        for_executemany=True,  # no RETURNING (PostgreSQL would add one for a single row)
+    )
+    for start in range(0, len(ratings), INSERT_CHUNK):
+        columns = _rating_columns(ratings.iloc[start:start + INSERT_CHUNK], batch_id)
+        if compiled.positional:
+            rows: list[Any] = list(zip(*(columns[name] for name in compiled.positiontup)))
+        else:
+            rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+        connection.exec_driver_sql(compiled.string, rows)
+
+
+def _rating_columns(ratings: pd.DataFrame, batch_id: int) -> dict[str, list[Any]]:
+    """Column name -> plain Python values (None for missing) for the driver."""
     columns = {
         name: ratings[name].astype(object).where(ratings[name].notna(), None).tolist()
         for name in STORED_COLUMNS
     }
     columns["stimulus_id"] = [int(value) for value in columns["stimulus_id"]]
-    names = list(columns)
-    return [dict(zip(names, values)) for values in zip(*columns.values())]
-
-
-def _name_vote_raters(rows: list[dict[str, Any]], batch_id: int) -> None:
-    """Anonymous vote raters belong to their batch, whose id exists only once it is inserted."""
-    raters = assign_vote_raters(pd.DataFrame({"rater": [row["rater"] for row in rows]}), batch_id)
-    for row, rater in zip(rows, raters["rater"]):
-        row["rater"] = rater
+    columns["batch_id"] = [batch_id] * len(ratings)
+    return columns
 
 
 def _rejection_note(rows: list[int]) -> str:

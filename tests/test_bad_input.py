@@ -538,7 +538,7 @@ def test_failing_rating_insert_keeps_earlier_batches_and_stores_nothing(sessions
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(rating_db, "_rating_rows", broken)
+    monkeypatch.setattr(rating_db, "_rating_columns", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         store_ratings(sessions, study, GOOD.replace("P1", "P3"), "second.csv")
     with sessions() as session:

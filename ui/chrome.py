@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import math
 import os
+import time
+from dataclasses import dataclass
 
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +17,11 @@ from ui.text import plain
 
 STUDY_KEY = "study_id"
 STUDY_PARAM = "study"  # the study in the address, so a reload or a shared link keeps it
+PASSWORD_KEY = "password_input"
+THROTTLE_KEY = "password_throttle"
+FREE_TRIES = 5  # wrong passwords before the first wait
+FIRST_WAIT_S = 2.0  # doubles with every further wrong password
+MAX_WAIT_S = 15 * 60.0
 
 
 def _secret(name: str) -> str | None:
@@ -33,15 +41,48 @@ def sessions() -> sessionmaker[Session]:
     return _sessions_for(_secret("db_url") or os.environ.get(DB_URL_ENV) or default_url())
 
 
-def _password_ok() -> bool:
-    expected = _secret("password")
-    if not expected or st.session_state.get("authenticated"):
-        return True
-    entered = st.text_input("Password", type="password", key="password_input")
-    if entered and hmac.compare_digest(entered, expected):
+@dataclass
+class PasswordThrottle:
+    """Wrong passwords of one session; after :data:`FREE_TRIES` each one doubles the wait."""
+
+    failures: int = 0
+    locked_until: float = 0.0
+
+    def wait_s(self, now: float) -> float:
+        return max(0.0, self.locked_until - now)
+
+    def record_failure(self, now: float) -> None:
+        self.failures += 1
+        extra = self.failures - FREE_TRIES
+        if extra >= 0:
+            self.locked_until = now + min(MAX_WAIT_S, FIRST_WAIT_S * 2**extra)
+
+
+def _check_password() -> None:
+    """on_change of the password field: compare once per entry, unless the session must wait."""
+    entered = st.session_state.get(PASSWORD_KEY, "")
+    st.session_state[PASSWORD_KEY] = ""  # a wrong entry is not re-checked on the next rerun
+    throttle = st.session_state.setdefault(THROTTLE_KEY, PasswordThrottle())
+    now = time.monotonic()
+    if not entered or throttle.wait_s(now):
+        return
+    # Bytes, not str: compare_digest refuses non-ASCII strings (a Korean password).
+    if hmac.compare_digest(entered.encode(), (_secret("password") or "").encode()):
         st.session_state["authenticated"] = True
+    else:
+        throttle.record_failure(now)
+        st.session_state["password_wrong"] = True
+
+
+def _password_ok() -> bool:
+    if not _secret("password") or st.session_state.get("authenticated"):
         return True
-    if entered:
+    st.text_input("Password", type="password", key=PASSWORD_KEY, on_change=_check_password)
+    throttle = st.session_state.get(THROTTLE_KEY)
+    wait = throttle.wait_s(time.monotonic()) if throttle else 0.0
+    if wait:
+        st.error(f"Too many wrong passwords; try again in {math.ceil(wait)} s.")
+    elif st.session_state.pop("password_wrong", False):
         st.error("Wrong password. Ask the study owner for the shared password.")
     return False
 
