@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from core import tabular
+from core.io import tabular
 from core.__main__ import main as cli
-from core.tabular import MAX_CELLS, TableError, read_table
+from core.io.tabular import MAX_CELLS, TableError, read_table
 from db.models import RatingBatch
+from tests.markdown_text import shown
 from db.queries import get_or_create_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def test_the_ratings_page_refuses_a_file_above_the_limit(study_with_stimulus, se
     at.file_uploader[0].set_value(("long.csv", long_csv(10), "text/csv"))
     at.run()
     assert not at.exception
-    assert any(e.value.startswith("long.csv: more than 50 cells") for e in at.error)
+    assert any(shown(e.value).startswith("long.csv: more than 50 cells") for e in at.error)
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(RatingBatch)) == 0
 

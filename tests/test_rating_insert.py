@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.ratings import detect_mapping, prepare_ratings
-from core.scales import PRESETS
-from core.tabular import read_table
+from core.ratings.layouts import detect_mapping, prepare_ratings
+from core.ratings.scales import PRESETS
+from core.io.tabular import read_table
 from db import ratings as rating_db
 from db.models import Rating, Stimulus
 from db.queries import get_or_create_study
