@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.cli import summary
 from core.io.tabular import TableError, read_table
 from core.ratings.layouts import (
     DIMENSIONS,
@@ -43,7 +44,7 @@ ERRORS_SHOWN = 30
 def register(subparsers: argparse._SubParsersAction) -> None:
     ratings = subparsers.add_parser(
         "import-ratings",
-        help="import a rating file (CSV/TSV/XLSX) into a study as one batch",
+        help=summary("import-ratings"),
         description="Import a rating file as one batch: all rows, or with --partial only the "
         "valid rows (the rejected rows are written to a CSV). Layout and columns are detected; "
         "every numeric dimension needs a declared scale.",
@@ -89,11 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ratings.set_defaults(handler=run_import_ratings)
 
-    batches = subparsers.add_parser("rating-batches", help="list a study's rating batches")
+    batches = subparsers.add_parser("rating-batches", help=summary("rating-batches"))
     batches.add_argument("--study", required=True, help="study name")
     batches.set_defaults(handler=run_list_batches)
 
-    demo = subparsers.add_parser("demo", help="load the small synthetic demo study")
+    demo = subparsers.add_parser("demo", help=summary("demo"))
     demo.set_defaults(handler=run_demo)
 
 
