@@ -178,7 +178,7 @@ def _print_mapping(mapping: ColumnMapping, values: dict, scales: dict, earlier: 
             continue
         declared = scales.get(dim)
         suggestion = suggest_scale(numbers, earlier.get(dim, []))
-        note = declared.label if declared else f"NOT DECLARED (suggested: {suggestion.text})"
+        note = declared.label if declared else f"NOT DECLARED: pass --{dim}-scale (suggested: {suggestion.text})"
         print(f"  {dim}: values {numbers.min():g}..{numbers.max():g}; scale {note}")
 
 
