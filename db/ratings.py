@@ -324,6 +324,19 @@ def purge_deleted(
     return len(expired)
 
 
+def declared_scales(session: Session, study_id: int) -> dict[str, list[Scale]]:
+    """Scales each dimension was declared with in the study's batches (not deleted), newest first.
+
+    The batches remember them, so the next batch's suggestion and its scale check need no table.
+    """
+    query = (select(RatingBatch.scales).where(RatingBatch.study_id == study_id, RatingBatch.deleted_at.is_(None))
+             .order_by(RatingBatch.id.desc()))
+    found: dict[str, list[Scale]] = {}
+    for scales in session.scalars(query):
+        for dim, scale in (scales or {}).items():
+            found.setdefault(dim, []).append(Scale.from_dict(scale))
+    return found
+
 def batch_file(session: Session, batch_id: int) -> bytes:
     """The file exactly as uploaded for this batch."""
     return read_blob(_batch(session, batch_id).sha256)

@@ -18,13 +18,13 @@ from core.ratings.layouts import (
     detect_mapping,
     dimensions_present,
     label_summary,
-    numeric_summary,
+    numeric_values,
     parse_label_codes,
     prepare_ratings,
     rejected_rows_table,
     to_csv_bytes,
 )
-from core.ratings.scales import PRESETS, Scale, suggest_scale
+from core.ratings.scales import PRESETS, Scale, scale_change, suggest_scale
 from db import ratings as rating_db
 from db.stimuli import AmbiguousKeyError
 from ui.chrome import page_setup
@@ -57,6 +57,7 @@ def wizard() -> None:
         with factory() as session:
             index = rating_db.stimulus_index(session, study_id)
             duplicate = rating_db.find_duplicate_file(session, study_id, sha256_bytes(data))
+            earlier_scales = rating_db.declared_scales(session, study_id)
     except (TableError, AmbiguousKeyError) as error:
         st.error(plain(error))
         return
@@ -75,7 +76,8 @@ def wizard() -> None:
     mapping = mapping_editor(frame, index, codes, key)
 
     st.subheader("3 · Scales")
-    scales = scale_editor(frame, mapping, index, key)
+    scales = scale_editor(frame, mapping, index, key, earlier_scales)
+    scales_confirmed = confirm_scale_changes(scales, earlier_scales, key)
 
     st.subheader("4 · Emotion labels")
     codes = label_editor(frame, mapping, index, key)
@@ -91,6 +93,9 @@ def wizard() -> None:
     validation_report(frame, prepared)
 
     st.subheader("6 · Confirm")
+    if not scales_confirmed:
+        st.info("Confirm the scale that differs from the study's earlier batches (step 3) to import.")
+        return
     confirm(upload.name, data, frame, prepared, allow_duplicate)
 
 
@@ -155,20 +160,21 @@ def mapping_editor(frame: pd.DataFrame, index, codes: dict[str, str], key: str) 
     return mapping
 
 
-def scale_editor(frame: pd.DataFrame, mapping: ColumnMapping, index, key: str) -> dict:
+def scale_editor(frame: pd.DataFrame, mapping: ColumnMapping, index, key: str, earlier: dict) -> dict:
     try:
-        seen = numeric_summary(frame, mapping, index)
+        values = numeric_values(frame, mapping, index)
     except KeyError:  # a mapped column vanished after a layout change; the mapping step says so
         return {}
-    if not seen:
+    if not values:
         st.caption("No valence or arousal in this file: no scale to declare.")
         return {}
     scales = {}
     choices = [*PRESETS, CUSTOM]
-    for dim, observed in seen.items():
-        suggestion = suggest_scale(observed) if observed else None
+    for dim, numbers in values.items():
+        observed = (float(numbers.min()), float(numbers.max())) if len(numbers) else None
+        suggestion = suggest_scale(numbers, earlier.get(dim, []))
         hint = (f"values in the file: {observed[0]:g} to {observed[1]:g}; "
-                f"suggested: {suggestion.label}") if observed and suggestion else "no numbers"
+                f"suggested: {suggestion.text}") if observed and suggestion else "no numbers"
         name = st.selectbox(
             f"{plain(dim)} scale ({plain(hint)})", choices, index=None, placeholder="Declare the scale",
             format_func=lambda n: PRESETS[n].label if n in PRESETS else "custom MIN..MAX",
@@ -179,6 +185,18 @@ def scale_editor(frame: pd.DataFrame, mapping: ColumnMapping, index, key: str) -
         elif name is not None:
             scales[dim] = PRESETS[name]
     return {dim: scale for dim, scale in scales.items() if scale is not None}
+
+
+def confirm_scale_changes(scales: dict[str, Scale], earlier: dict, key: str) -> bool:
+    """A scale unlike the study's earlier batches is imported only after an explicit tick."""
+    confirmed = True
+    for dim, scale in scales.items():
+        change = scale_change(dim, scale, earlier.get(dim, []))
+        if change:
+            st.warning(change + ". Ratings on different scales are compared only after normalising.")
+            confirmed &= st.checkbox(f"Yes, this batch's {dim} was rated on {scale.label}",
+                                     key=f"{key}scale_change:{dim}")
+    return confirmed
 
 
 def custom_scale(dim: str, observed: tuple[float, float], key: str) -> Scale | None:

@@ -17,19 +17,14 @@ from core.faces.detection import (
     MTCNN_FILES,
     DetectorUnavailable,
     HaarDetector,
-    MTCNNDetector,
-    ONet,
-    PNet,
     PrecroppedDetector,
-    RNet,
     download_mtcnn,
     get_detector,
     install_mtcnn_from_wheel,
-    load_mtcnn,
     mtcnn_dir,
     mtcnn_status,
-    nms_min_overlap,
 )
+from core.faces.mtcnn import MTCNNDetector, ONet, PNet, RNet, load_mtcnn, nms_min_overlap
 from core.io.storage import sha256_bytes
 from core.models.spec import CheckpointFile
 

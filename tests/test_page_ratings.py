@@ -139,3 +139,23 @@ def test_unreadable_file_shows_a_clear_message(study) -> None:
     at.run()
     assert not at.exception
     assert any("broken.xlsx" in shown(e.value) and "Excel" in e.value for e in at.error)
+
+
+def test_a_scale_unlike_earlier_batches_needs_a_tick_and_the_hint_uses_the_study(sessions, study) -> None:
+    clean = "participant,image,valence\nP1,img01.png,2\nP2,img01.png,8\n"
+    at = upload(AppTest.from_file(PAGE, default_timeout=TIMEOUT).run(), clean)
+    selectbox(at, "valence scale").select("sam9").run()
+    button(at, "Import 2 ratings").click().run()
+    assert batches(sessions) == 1
+
+    typo = "participant,image,valence\nP3,img02.png,3\nP4,img02.png,12\n"
+    at = upload(at, typo, name="second.csv")
+    assert "study's earlier batches" in selectbox(at, "valence scale").label
+    assert "(12)" in selectbox(at, "valence scale").label
+    selectbox(at, "valence scale").select("0..100").run()
+    assert any("earlier batches of this study declared SAM 1-9" in shown(w.value) for w in at.warning)
+    assert not any(b.label.startswith("Import 2 ratings") for b in at.button)
+    next(c for c in at.checkbox if "slider 0..100" in c.label).check().run()
+    button(at, "Import 2 ratings").click().run()
+    assert not at.exception
+    assert batches(sessions) == 2

@@ -101,12 +101,12 @@ def test_every_preset_round_trips_its_grid(scale: Scale, data) -> None:
     ],
 )
 def test_suggest_scale_proposes_the_narrowest_fitting_preset(values, name) -> None:
-    assert suggest_scale(values).name == name
+    assert suggest_scale(values).scale.name == name
 
 
 def test_suggest_scale_falls_back_to_the_observed_range_or_none() -> None:
     assert suggest_scale([]) is None
-    wide = suggest_scale([-500, 300])
+    wide = suggest_scale([-500, 300]).scale
     assert (wide.low, wide.high, wide.name) == (-500, 300, "custom")
 
 

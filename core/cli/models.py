@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.cli import summary
 from core.faces.detection import (
     DETECTORS,
     DetectorUnavailable,
@@ -35,15 +36,15 @@ from db.predictions import study_images
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    listing = subparsers.add_parser("models", help="list models with their checkpoint state")
+    listing = subparsers.add_parser("models", help=summary("models"))
     listing.set_defaults(handler=run_list)
 
-    download = subparsers.add_parser("download", help="download and verify a model's checkpoints")
+    download = subparsers.add_parser("download", help=summary("download"))
     download.add_argument("model", help="model id (see `models`)")
     download.set_defaults(handler=run_download)
 
     local = subparsers.add_parser(
-        "register-checkpoint", help="register a local checkpoint file (e.g. for dead links)"
+        "register-checkpoint", help=summary("register-checkpoint")
     )
     local.add_argument("model", help="model id")
     local.add_argument("file", type=Path, help="the checkpoint file")
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     local.set_defaults(handler=run_register_checkpoint)
 
     card_parser = subparsers.add_parser(
-        "register-card", help="register a model from a model card plus an ONNX/TorchScript file"
+        "register-card", help=summary("register-card")
     )
     card_parser.add_argument("card", type=Path, help="model card (TOML or JSON)")
     card_parser.add_argument("file", type=Path, help="the ONNX or TorchScript file")
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     weights = subparsers.add_parser(
         "install-mtcnn",
-        help="get the MTCNN face-detector weights (verified download, or from a facenet-pytorch wheel)",
+        help=summary("install-mtcnn"),
     )
     weights.add_argument(
         "--wheel", type=Path,
@@ -68,13 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     weights.set_defaults(handler=run_install_mtcnn)
 
-    faces = subparsers.add_parser("detect-faces", help="run the face stage over a study")
+    faces = subparsers.add_parser("detect-faces", help=summary("detect-faces"))
     _study_option(faces)
     _face_options(faces)
     faces.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     faces.set_defaults(handler=run_detect_faces)
 
-    run = subparsers.add_parser("run", help="run models over a study (cached, resumable)")
+    run = subparsers.add_parser("run", help=summary("run"))
     _study_option(run)
     run.add_argument("--model", action="append", required=True, metavar="ID",
                      help="model id (repeatable)")
@@ -85,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _face_options(run)
     run.set_defaults(handler=run_models)
 
-    check = subparsers.add_parser("check-fp16", help="compare fp16 with fp32 outputs (CUDA)")
+    check = subparsers.add_parser("check-fp16", help=summary("check-fp16"))
     _study_option(check)
     check.add_argument("--model", required=True, metavar="ID")
     check.add_argument("--device", default="cuda")
@@ -94,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(handler=run_check_fp16)
 
     imported = subparsers.add_parser(
-        "import-predictions", help="import another tool's predictions (CSV/TSV/XLSX) as a model"
+        "import-predictions", help=summary("import-predictions")
     )
     _study_option(imported)
     imported.add_argument("--model-id", required=True, help="id for the tool, e.g. facereader-9")

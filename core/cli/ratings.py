@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.cli import summary
 from core.io.tabular import TableError, read_table
 from core.ratings.layouts import (
     DIMENSIONS,
@@ -18,19 +19,20 @@ from core.ratings.layouts import (
     MappingError,
     PreparedRatings,
     detect_mapping,
-    numeric_summary,
+    numeric_values,
     parse_label_codes,
     prepare_ratings,
     rejected_rows_table,
     to_csv_bytes,
 )
-from core.ratings.scales import Scale, parse_scale, suggest_scale
+from core.ratings.scales import PRESETS, Scale, parse_scale, scale_change, suggest_scale
 from db.engine import make_engine, make_sessionmaker
 from db.models import Study
 from db.ratings import (
     DuplicateFileError,
     ImportRejected,
     batches_frame,
+    declared_scales,
     import_batch,
     list_batches,
     stimulus_index,
@@ -43,7 +45,7 @@ ERRORS_SHOWN = 30
 def register(subparsers: argparse._SubParsersAction) -> None:
     ratings = subparsers.add_parser(
         "import-ratings",
-        help="import a rating file (CSV/TSV/XLSX) into a study as one batch",
+        help=summary("import-ratings"),
         description="Import a rating file as one batch: all rows, or with --partial only the "
         "valid rows (the rejected rows are written to a CSV). Layout and columns are detected; "
         "every numeric dimension needs a declared scale.",
@@ -69,6 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             help="sam9, likert7, likert5, -100..100, 0..100, 0..1, -1..1 or MIN..MAX",
         )
     ratings.add_argument(
+        "--new-scale", action="store_true",
+        help="accept declared scales that differ from the study's earlier batches",
+    )
+    ratings.add_argument(
         "--code", action="append", default=[], metavar="CODE=LABEL",
         help="emotion code, e.g. --code 1=anger (repeatable)",
     )
@@ -89,11 +95,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ratings.set_defaults(handler=run_import_ratings)
 
-    batches = subparsers.add_parser("rating-batches", help="list a study's rating batches")
+    batches = subparsers.add_parser("rating-batches", help=summary("rating-batches"))
     batches.add_argument("--study", required=True, help="study name")
     batches.set_defaults(handler=run_list_batches)
 
-    demo = subparsers.add_parser("demo", help="load the small synthetic demo study")
+    demo = subparsers.add_parser("demo", help=summary("demo"))
     demo.set_defaults(handler=run_demo)
 
 
@@ -113,7 +119,12 @@ def run_import_ratings(args: argparse.Namespace) -> int:
         try:
             index = stimulus_index(session, study.id)
             mapping = _mapping(args, frame, index, codes)
-            _print_mapping(mapping, frame, index, scales)
+            values = numeric_values(frame, mapping, index)
+            earlier = declared_scales(session, study.id)
+            _print_mapping(mapping, values, scales, earlier)
+            problems = _scale_problems(values, scales, earlier, args.new_scale)
+            if problems:
+                return _fail("\n".join(problems))
             prepared = prepare_ratings(frame, mapping, index=index, scales=scales, codes=codes)
         except (AmbiguousKeyError, MappingError, ValueError) as error:
             problems = getattr(error, "problems", [str(error)])
@@ -128,8 +139,7 @@ def run_import_ratings(args: argparse.Namespace) -> int:
                 uploaded_by=args.by, partial=args.partial, allow_duplicate=args.allow_duplicate,
             )
         except (ImportRejected, DuplicateFileError) as error:
-            hint = " (or rerun with --partial)" if isinstance(error, ImportRejected) else ""
-            return _fail(f"{error}{hint}", code=1)
+            return _fail(_refusal(error), code=1)
     rejected = f", {len(result.rejected_rows)} rows rejected" if result.rejected_rows else ""
     print(f"{study.name}: batch #{result.batch_id} stored with {result.n_ratings} ratings{rejected}")
     return 0
@@ -155,7 +165,7 @@ def _mapping(args, frame, index, codes) -> ColumnMapping:
     return mapping
 
 
-def _print_mapping(mapping: ColumnMapping, frame, index, scales: dict) -> None:
+def _print_mapping(mapping: ColumnMapping, values: dict, scales: dict, earlier: dict) -> None:
     print(f"layout: {mapping.layout} ({LAYOUTS[mapping.layout]})")
     for role, column in mapping.columns.items():
         print(f"  {role:9} <- {column!r}")
@@ -163,21 +173,55 @@ def _print_mapping(mapping: ColumnMapping, frame, index, scales: dict) -> None:
         print(f"  dimension of unlabelled columns: {mapping.dimension}")
     if mapping.ignored:
         print(f"  ignored columns: {', '.join(mapping.ignored)}")
-    for dim, seen in numeric_summary(frame, mapping, index).items():
-        if seen is None:
+    for dim, numbers in values.items():
+        if not len(numbers):
             continue
         declared = scales.get(dim)
-        suggestion = suggest_scale(seen)
-        note = declared.label if declared else (
-            f"NOT DECLARED: pass --{dim}-scale (suggested: {suggestion.label})"
-        )
-        print(f"  {dim}: values {seen[0]:g}..{seen[1]:g}; scale {note}")
+        suggestion = suggest_scale(numbers, earlier.get(dim, []))
+        note = declared.label if declared else f"NOT DECLARED: pass --{dim}-scale (suggested: {suggestion.text})"
+        print(f"  {dim}: values {numbers.min():g}..{numbers.max():g}; scale {note}")
+
+
+def _scale_argument(scale: Scale) -> str:
+    """How to write ``scale`` after --valence-scale / --arousal-scale."""
+    return scale.name if scale.name in PRESETS else f"{scale.low:g}..{scale.high:g}"
+
+
+def _scale_problems(values: dict, scales: dict, earlier: dict, accept_new: bool) -> list[str]:
+    """Undeclared scales and scales unlike the study's earlier batches, each naming its flag."""
+    problems = []
+    for dim, numbers in values.items():
+        declared = scales.get(dim)
+        if declared is None and len(numbers):
+            suggestion = suggest_scale(numbers, earlier.get(dim, []))
+            problems.append(
+                f"the file has {dim} values ({numbers.min():g}..{numbers.max():g}) but no scale: "
+                f"pass --{dim}-scale with the scale raters used, e.g. --{dim}-scale "
+                f"{_scale_argument(suggestion.scale)} (suggested: {suggestion.text})"
+            )
+        elif declared is not None and not accept_new:
+            change = scale_change(dim, declared, earlier.get(dim, []))
+            if change:
+                problems.append(f"{change}; pass --new-scale if this batch really used it")
+    return problems
+
+
+def _refusal(error: ImportRejected | DuplicateFileError) -> str:
+    """The database's refusal in command-line words: which flag imports anyway."""
+    if isinstance(error, DuplicateFileError):
+        return f"{error}\npass --allow-duplicate to import it again anyway"
+    if error.prepared.ratings.empty:
+        return str(error)
+    rows = len(error.prepared.rejected_rows)
+    return (f"{rows} of {error.prepared.n_file_rows} rows have problems (listed above), so nothing "
+            "was imported: fix the file and rerun, or pass --partial to import the valid rows only "
+            "(the rejected rows are written to --rejected)")
 
 
 def _report_errors(prepared: PreparedRatings, frame, args: argparse.Namespace) -> None:
     rows = prepared.rejected_rows
     print(f"{prepared.n_file_rows} rows read, {len(prepared.ratings)} valid ratings, "
-          f"{len(rows)} rows with problems")
+          f"{len(rows)} row{'' if len(rows) == 1 else 's'} with problems")
     for error in prepared.errors.head(ERRORS_SHOWN).itertuples():
         column = f" [{error.column}]" if error.column else ""
         print(f"  row {error.row}{column}: {error.kind}: {error.message} ({error.value!r})")

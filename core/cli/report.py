@@ -24,6 +24,7 @@ from sqlalchemy import select
 from core.agreement import TIE_POLICIES
 from core.agreement.reliability import UNEQUAL_RATER_POLICIES
 from core.agreement.report import TABLES, build_report
+from core.cli import summary
 from db.analysis import load_predictions, load_ratings, load_stimuli
 from db.engine import make_engine, make_sessionmaker
 from db.models import Study
@@ -59,7 +60,7 @@ LATEX_TABLES: dict[str, tuple[str, dict[str, object], list[str], str]] = {
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser(
-        "report", help="write every agreement table (CSV, XLSX, LaTeX) and figure into a folder",
+        "report", help=summary("report"),
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     report.add_argument("--study", required=True, help="study name")

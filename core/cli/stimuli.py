@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.cli import summary
 from core.workflows.stimuli import KEY_MODES, import_files, import_metadata, iter_folder, parse_code_map
 from db.engine import make_engine, make_sessionmaker
 from db.models import Study
@@ -17,7 +18,7 @@ from db.queries import get_or_create_study
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     stimuli = subparsers.add_parser(
-        "import-stimuli", help="import images, folders and ZIP archives into a study"
+        "import-stimuli", help=summary("import-stimuli")
     )
     stimuli.add_argument("--study", required=True, help="study name")
     stimuli.add_argument("--create", action="store_true", help="create the study if missing")
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stimuli.set_defaults(handler=run_import_stimuli)
 
     metadata = subparsers.add_parser(
-        "import-metadata", help="attach a CSV/TSV/XLSX of stimulus attributes to a study"
+        "import-metadata", help=summary("import-metadata")
     )
     metadata.add_argument("--study", required=True, help="study name")
     metadata.add_argument("--id-column", help="column holding stimulus ids (default: detected)")

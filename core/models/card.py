@@ -11,6 +11,9 @@ built-in ones.
 Output references read ``name[i]`` (one value) or ``name[a:b]`` (values a..b-1) of an output:
 ONNX outputs by graph name; TorchScript outputs as ``output`` (a single tensor), ``0``, ``1``, ...
 (a tuple or list) or by key (a dict). See README.md ("Adding a model") and examples/*.card.toml.
+
+torch, onnx and the runtimes are imported where a file is run, so validating a card or listing
+models does not import them.
 """
 
 from __future__ import annotations
@@ -25,19 +28,21 @@ import warnings
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-import torch
 
 from core.faces.crops import Face
 from core.models import checkpoints
 from core.models.adapters.base import ModelOutput
 from core.models.preprocess import GENERIC_CROPS, RESIZE_METHODS, prepare_face
-from core.models.runtime import OnnxNet, TorchNet, to_numpy
 from core.models.spec import CheckpointFile, ModelSpec, Preprocessing
 from core.ratings.labels import CANONICAL, map_label_order
+
+if TYPE_CHECKING:
+    import torch
+
+    from core.models.runtime import OnnxNet, TorchNet
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
@@ -355,6 +360,10 @@ def decode_layout(outputs: dict[str, np.ndarray], spec: ModelSpec) -> list[Model
 
 def _named_outputs(result: Any) -> dict[str, np.ndarray]:
     """TorchScript results as named (B, n) arrays: a tensor is ``output``; tuples by position."""
+    import torch
+
+    from core.models.runtime import to_numpy
+
     if isinstance(result, torch.Tensor):
         items = {"output": result}
     elif isinstance(result, dict):
@@ -374,7 +383,7 @@ class CardAdapter:
         return prepare_face(image_rgb, face, self.spec.preprocessing)
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        if isinstance(self.net, OnnxNet):
+        if self.spec.checkpoints[0].fmt == "onnx":
             return {name: value.reshape(len(value), -1) for name, value in self.net(batch).items()}
         return _named_outputs(self.net.run(batch))
 
@@ -386,6 +395,8 @@ class CardAdapter:
 
 
 def load(spec: ModelSpec, paths: list[Path], device: str, half: bool) -> CardAdapter:
+    from core.models.runtime import OnnxNet, TorchNet
+
     (path,) = paths
     if spec.checkpoints[0].fmt == "onnx":
         if half:
@@ -395,6 +406,8 @@ def load(spec: ModelSpec, paths: list[Path], device: str, half: bool) -> CardAda
 
 
 def _load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    import torch
+
     with warnings.catch_warnings():  # torch >= 2.9 flags TorchScript as deprecated; it still loads
         warnings.simplefilter("ignore", FutureWarning)
         return torch.jit.load(str(path), map_location="cpu")
@@ -427,6 +440,8 @@ def _dry_run(spec: ModelSpec, path: Path) -> None:
 
 def _count_params(path: Path, fmt: str) -> int:
     if fmt == "onnx":
+        import onnx
+
         return int(sum(np.prod(t.dims) for t in onnx.load(str(path)).graph.initializer))
     return int(sum(p.numel() for p in _load_torchscript(path).parameters()))
 

@@ -3,6 +3,9 @@
 Half precision is offered on CUDA only. CPUs gain nothing from fp16 (most kernels upcast or are
 slower) and MPS support varies per operator, so asking for it elsewhere is refused with a message
 rather than silently ignored: a run's precision is part of its provenance.
+
+torch is imported inside the functions that query devices, so choosing a device on the command
+line or listing choices costs no torch start-up.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ import gc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import torch
 
 from core.models.adapters.base import ModelOutput
 
@@ -24,12 +25,16 @@ class DeviceError(ValueError):
 
 
 def mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())
 
 
 def available_devices() -> list[str]:
     """Devices usable here, best first (always ends with ``cpu``)."""
+    import torch
+
     found = []
     if torch.cuda.is_available():
         found.append("cuda")
@@ -74,6 +79,8 @@ def precision_tag(half: bool) -> str:
 
 def device_label(device: str) -> str:
     """Human-readable device name for reports and the UI (GPU model name on CUDA)."""
+    import torch
+
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return device
@@ -81,6 +88,8 @@ def device_label(device: str) -> str:
 
 def free_memory() -> None:
     """Return cached accelerator memory to the system after a model is released."""
+    import torch
+
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()

@@ -796,12 +796,12 @@ def label_summary(
     })
 
 
-def numeric_summary(
+def numeric_values(
     frame: pd.DataFrame, mapping: ColumnMapping, index: StimulusIndex | None = None
-) -> dict[str, tuple[float, float] | None]:
-    """Observed (min, max) of each numeric dimension in the file, None when it has no numbers."""
+) -> dict[str, np.ndarray]:
+    """The numbers of each numeric dimension in the file (empty when it has none)."""
     dims = dimensions_present(frame, mapping, index)
-    summary: dict[str, tuple[float, float] | None] = {}
+    found: dict[str, np.ndarray] = {}
     for dim in NUMERIC_DIMENSIONS:
         if dim not in dims:
             continue
@@ -810,9 +810,18 @@ def numeric_summary(
         else:
             cells = [c for c, (_, d) in cell_columns(frame, mapping, index).items() if d == dim]
             values = _parse_numbers(pd.Series(frame[cells].to_numpy().ravel(), dtype=object))
-        values = values.dropna()
-        summary[dim] = (float(values.min()), float(values.max())) if len(values) else None
-    return summary
+        found[dim] = values.dropna().to_numpy(dtype=float)
+    return found
+
+
+def numeric_summary(
+    frame: pd.DataFrame, mapping: ColumnMapping, index: StimulusIndex | None = None
+) -> dict[str, tuple[float, float] | None]:
+    """Observed (min, max) of each numeric dimension in the file, None when it has no numbers."""
+    return {
+        dim: (float(values.min()), float(values.max())) if len(values) else None
+        for dim, values in numeric_values(frame, mapping, index).items()
+    }
 
 
 def rejected_rows_table(frame: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:

@@ -3,14 +3,16 @@
 Every numeric dimension (valence, arousal) of a rating file has a declared scale; the raw value
 is kept and a normalised copy ``2 * (raw - low) / (high - low) - 1`` is stored beside it, so
 SAM 1-9, slider -100..100 and 0..1 ratings can be compared. Scales are declared by the user,
-never inferred silently: :func:`suggest_scale` only proposes one for the user to confirm.
+never inferred silently: :func:`suggest_scale` only proposes one for the user to confirm, taken
+from the study's earlier batches or from a reading of the values that flags outliers, and
+:func:`scale_change` names a batch whose scale differs from the study's earlier batches.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -120,17 +122,64 @@ def out_of_scale(raw: Number, scale: Scale) -> Number | bool:
     return (raw < scale.low - slack) | (raw > scale.high + slack)
 
 
-def suggest_scale(values: Iterable[float]) -> Scale | None:
-    """The narrowest preset containing every value (else the observed range), or None.
+# A suggestion may leave out at most this share of a file's values (at least one) as likely
+# typos, so one valence of 12 in a 1-9 file flags the 12 instead of proposing a 0..100 slider.
+OUTLIER_SHARE = 0.01
+MIN_VALUES_FOR_OUTLIERS = 5
 
-    Only a proposal for the user to confirm: values 1..6 fit a 1-7 scale but might come from a
-    1-9 scale whose extremes nobody used.
+
+@dataclass(frozen=True)
+class ScaleSuggestion:
+    """A proposed scale, where it comes from, and the file's values that lie outside it."""
+
+    scale: Scale
+    source: str  # "study's earlier batches" or "values in the file"
+    outliers: tuple[float, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """E.g. ``SAM 1-9 (1..9), from the values in the file; 1 value outside it (12): check for typos``."""
+        words = f"{self.scale.label}, from the {self.source}"
+        if self.outliers:
+            shown = ", ".join(f"{v:g}" for v in self.outliers[:5]) + (", ..." if len(self.outliers) > 5 else "")
+            count = len(self.outliers)
+            words += f"; {count} value{'s' if count > 1 else ''} outside it ({shown}): check for typos"
+        return words
+
+
+def _outside(values: np.ndarray, scale: Scale) -> tuple[float, ...]:
+    return tuple(sorted(float(v) for v in values[out_of_scale(values, scale)]))
+
+
+def suggest_scale(values: Iterable[float], earlier: Sequence[Scale] = ()) -> ScaleSuggestion | None:
+    """A scale to propose for a dimension, or None when the file has no numbers.
+
+    The study's earlier batches come first (``earlier``, most recent first: the most common one
+    wins). Otherwise the narrowest preset holding all values but at most ``OUTLIER_SHARE`` of
+    them, which are reported as outliers rather than stretching the scale; else the observed
+    range. Only a proposal: values 1..6 fit a 1-7 scale but might come from a 1-9 scale whose
+    extremes nobody used.
     """
     array = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if array.size == 0:
         return None
+    if earlier:
+        usual = max(earlier, key=lambda scale: (earlier.count(scale), -earlier.index(scale)))
+        return ScaleSuggestion(usual, "study's earlier batches", _outside(array, usual))
+    allowed = max(1, int(array.size * OUTLIER_SHARE)) if array.size >= MIN_VALUES_FOR_OUTLIERS else 0
+    for preset in sorted(PRESETS.values(), key=lambda preset: preset.high - preset.low):
+        outliers = _outside(array, preset)
+        if len(outliers) <= allowed:
+            return ScaleSuggestion(preset, "values in the file", outliers)
     low, high = float(array.min()), float(array.max())
-    fitting = [p for p in PRESETS.values() if p.low <= low and high <= p.high]
-    if fitting:
-        return min(fitting, key=lambda preset: preset.high - preset.low)
-    return Scale(low, high) if low < high else None
+    return ScaleSuggestion(Scale(low, high), "values in the file") if low < high else None
+
+
+def scale_change(dimension: str, declared: Scale, earlier: Sequence[Scale]) -> str | None:
+    """Why a batch's declared scale needs confirming: it differs from the study's earlier ones."""
+    bounds = {(scale.low, scale.high) for scale in earlier}
+    if not earlier or (declared.low, declared.high) in bounds:
+        return None
+    before = ", ".join(sorted({scale.label for scale in earlier}))
+    return (f"{dimension}: this batch declares {declared.label}, but earlier batches of this study "
+            f"declared {before}")
