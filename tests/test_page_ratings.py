@@ -150,12 +150,12 @@ def test_a_scale_unlike_earlier_batches_needs_a_tick_and_the_hint_uses_the_study
 
     typo = "participant,image,valence\nP3,img02.png,3\nP4,img02.png,12\n"
     at = upload(at, typo, name="second.csv")
-    assert "study's earlier batches" in selectbox(at, "valence scale").label
-    assert "(12)" in selectbox(at, "valence scale").label
+    assert "study's earlier batches" in shown(selectbox(at, "valence scale").label)
+    assert "(12)" in shown(selectbox(at, "valence scale").label)
     selectbox(at, "valence scale").select("0..100").run()
     assert any("earlier batches of this study declared SAM 1-9" in shown(w.value) for w in at.warning)
     assert not any(b.label.startswith("Import 2 ratings") for b in at.button)
-    next(c for c in at.checkbox if "slider 0..100" in c.label).check().run()
+    next(c for c in at.checkbox if "slider 0..100" in shown(c.label)).check().run()
     button(at, "Import 2 ratings").click().run()
     assert not at.exception
     assert batches(sessions) == 2
