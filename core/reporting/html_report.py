@@ -172,9 +172,10 @@ def with_ceiling(table: pd.DataFrame, ceiling: pd.DataFrame) -> pd.DataFrame:
 def tables_with_ceiling(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """Model tables with the human ceiling beside each row (label rows: majority reference)."""
     shown = dict(tables)
-    ceiling = tables["ceiling"]
-    shown["model_continuous"] = with_ceiling(tables["model_continuous"], ceiling)
-    labels = tables["model_labels"]
+    ceiling = tables.get("ceiling", pd.DataFrame())
+    if "model_continuous" in tables:
+        shown["model_continuous"] = with_ceiling(tables["model_continuous"], ceiling)
+    labels = tables.get("model_labels", pd.DataFrame())
     if not labels.empty and "reference" in labels:
         majority = labels[labels["reference"] == "human_majority"].assign(dimension="emotion")
         others = labels[labels["reference"] != "human_majority"]
@@ -201,11 +202,11 @@ def render_html(
             for name, table in shown.items() if TABLE_SECTIONS.get(name, "Other tables") == section
         ]
         if parts:
-            sections.append(f'<section id="{slug(section)}"><h2>{_e(section)}</h2>\n' + "\n".join(parts) + "</section>")
+            sections.append(f'<section id="{slug(section).lower()}"><h2>{_e(section)}</h2>\n' + "\n".join(parts) + "</section>")
     return _PAGE.format(
         title=_e(title),
         generated=_e(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"),
-        toc=" · ".join(f'<a href="#{slug(s)}">{_e(s)}</a>' for s in (*SECTIONS, "Methods", "Manifest")),
+        toc=" · ".join(f'<a href="#{slug(s).lower()}">{_e(s)}</a>' for s in (*SECTIONS, "Methods", "Manifest")),
         body="\n".join(sections),
         methods="\n".join(f"<dt>{_e(term)}</dt><dd>{_e(text)}</dd>" for term, text in METHODS.items()),
         manifest=_e(json.dumps(manifest, indent=2, default=str)),
