@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
 
 from core.__main__ import main
 from core.agreement.report import TABLES, build_report
@@ -19,7 +18,6 @@ from core.workflows.catalog import describe_models
 from core.workflows.demo import DEMO_NAME, load_demo
 from db.analysis import load_predictions, load_ratings, load_stimuli
 from db.engine import DATA_DIR_ENV, make_engine, make_sessionmaker
-from db.models import Study
 
 CHROMIUM = "/usr/bin/chromium"
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
