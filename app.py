@@ -1,5 +1,6 @@
 """Home page: create or pick a study, load the demo, see counts, coverage and what to do next."""
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -66,6 +67,31 @@ def load_demo_button() -> None:
     st.rerun()
 
 
+def bundle_section() -> None:
+    """Import a study bundle (``python -m core import-bundle``); export the current study."""
+    from core.workflows.bundle import BundleError, export_bundle, import_bundle
+
+    upload = st.file_uploader("Study bundle (.faceagree.zip)", type=["zip"], key="bundle-upload")
+    if upload is not None and st.button("Import bundle"):
+        try:
+            with factory.begin() as session:
+                summary = import_bundle(session, upload)
+        except BundleError as error:
+            st.error(f"{error}. Nothing was imported.")
+            return
+        renamed = f" (a study named {summary.renamed_from!r} exists already)" if summary.renamed_from else ""
+        st.success(f"Imported as {summary.study!r}{renamed}.")
+        st.session_state[STUDY_KEY] = summary.study_id
+    if study_id is not None:
+        def bundle_bytes() -> bytes:
+            with tempfile.TemporaryDirectory() as folder, factory() as session:
+                path = export_bundle(session, study_id, Path(folder) / "study.faceagree.zip").path
+                return path.read_bytes()
+
+        st.download_button("Export this study as a bundle", bundle_bytes, file_name="study.faceagree.zip",
+                           mime="application/zip", on_click="ignore", icon=":material/download:")
+
+
 def checklist(progress: dict[str, int]) -> None:
     steps = [
         ("Import stimulus images", progress["stimuli"] > 0, "Stimuli"),
@@ -91,6 +117,8 @@ with st.expander("Create a study", expanded=study_id is None):
     create_study_form()
 with st.expander("Demo", expanded=study_id is None):
     load_demo_button()
+with st.expander("Study bundle: move a study between deployments"):
+    bundle_section()
 
 if study_id is None:
     st.info("Create a study or load the demo study to begin.")

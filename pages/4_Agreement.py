@@ -9,6 +9,7 @@ from ui.text import plain
 from ui.downloads import (
     AnalysisContext,
     analysis_context,
+    html_report_download,
     no_models_message,
     show_chart,
     show_table,
@@ -175,6 +176,7 @@ st.caption(
     f"CIs: {context.settings.n_boot:,} bootstrap resamples of stimuli (seed {context.settings.seed:d})."
 )
 workbook_download(tables, "agreement_tables", key="agreement-all")
+html_report_download(context, "FaceAgree agreement report")
 
 ceiling_tab, models_tab, subgroups_tab, notes_tab = st.tabs(
     ["Human ceiling", "Models vs humans", "Subgroups", "Notes"]

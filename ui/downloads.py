@@ -17,6 +17,7 @@ import streamlit as st
 
 from core.agreement import TIE_POLICIES
 from core.agreement.reliability import UNEQUAL_RATER_POLICIES
+from core.agreement.report import TABLES
 from core.reporting import exports
 from core.reporting.charts import model_label
 from sqlalchemy.orm import Session, sessionmaker
@@ -274,3 +275,19 @@ def no_models_message() -> None:
         "No model predictions for this study yet. Run models on the Models page or import "
         "precomputed predictions; each model then appears here beside the human ceiling."
     )
+
+
+def html_report_download(context: AnalysisContext, title: str) -> None:
+    """One self-contained HTML file with every table and figure (``report --html``)."""
+    from core.reporting.html_report import render_html, report_figures
+
+    def page() -> str:
+        manifest = {"batches": context.filters.batch_ids or "all active",
+                    "models": context.filters.model_ids or "all with predictions",
+                    "boot": context.settings.n_boot, "seed": context.settings.seed,
+                    "ties": context.settings.ties, "unequal": context.settings.unequal}
+        figures = report_figures(context.tables, context.frames.predictions)
+        return render_html(context.tables, figures, title=title, manifest=manifest, descriptions=TABLES)
+
+    st.download_button("HTML report (offline, for reviewers)", page, file_name=f"{slug(title)}.html",
+                       mime="text/html", key="agreement-html", on_click="ignore", icon=":material/download:")

@@ -26,6 +26,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("core.cli.models", "run models over a study (cached, resumable)"),
     "check-fp16": ("core.cli.models", "compare fp16 with fp32 outputs (CUDA)"),
     "import-predictions": ("core.cli.models", "import another tool's predictions (CSV/TSV/XLSX) as a model"),
+    "export-bundle": (
+        "core.cli.bundle", "write one study (stimuli, ratings, predictions, models) as a bundle ZIP"
+    ),
+    "import-bundle": (
+        "core.cli.bundle", "add a study from a bundle ZIP (a name clash gets a dated new name)"
+    ),
 }
 
 

@@ -2,18 +2,18 @@
 
     python -m core report --study NAME --out DIR [--boot 1000] [--seed 0]
         [--models ID ...] [--batches ID ...] [--ties none|intended] [--unequal modal|all]
-        [--subgroups ATTR ...] [--no-figures]
+        [--subgroups ATTR ...] [--no-figures] [--html]
 
 Writes DIR/tables/<table>.csv (one per ``core.agreement.report.TABLES`` entry), DIR/tables.xlsx,
 DIR/latex/<table>.tex, DIR/figures/<figure>.svg|.png and DIR/manifest.json (the parameters and
-library versions, so a number in a paper can be traced and reproduced).
+library versions, so a number in a paper can be traced and reproduced); with --html also
+DIR/report.html, one self-contained file with every table and figure that opens offline.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -75,6 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="Fleiss' kappa with unequal rater counts: modal (stimuli with the modal count) or all")
     report.add_argument("--subgroups", nargs="*", help="stimulus attributes to split by (default: all with 2-12 values)")
     report.add_argument("--no-figures", action="store_true", help="skip SVG/PNG figures")
+    report.add_argument("--html", action="store_true",
+                        help="also write DIR/report.html: every table and figure in one offline HTML file")
     report.set_defaults(handler=run_report)
 
 
@@ -108,7 +110,11 @@ def run_report(args: argparse.Namespace) -> int:
         unequal=args.unequal, subgroup_by=args.subgroups, progress=_progress,
     )
     written = write_report(tables, args.out, figures=not args.no_figures, predictions=predictions)
-    _write_manifest(args, study.id, ratings, predictions, args.out)
+    manifest = _manifest(args, study.id, ratings, predictions)
+    (Path(args.out) / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    if args.html:
+        written.append(write_html(tables, args.out / "report.html", predictions=predictions,
+                                  title=f"FaceAgree report: {args.study}", manifest=manifest))
     print(f"wrote {len(written)} files to {args.out}")
     return 0
 
@@ -167,68 +173,28 @@ def _latex_rows(table: pd.DataFrame, filters: dict[str, object], columns: list[s
 def write_figures(
     tables: dict[str, pd.DataFrame], folder: Path, predictions: pd.DataFrame | None = None
 ) -> list[Path]:
-    """Every report figure as SVG and PNG, built by ``core.reporting.charts``."""
-    from core.reporting import charts
+    """Every report figure (``core.reporting.html_report.report_figures``) as SVG and PNG."""
     from core.reporting.exports import save_chart
+    from core.reporting.html_report import report_figures
 
-    written = []
-    consensus = tables["consensus"]
-    if not consensus.empty:
-        written += save_chart(charts.circumplex_chart(consensus), folder / "circumplex_humans")
-    if predictions is not None and not consensus.empty:
-        for model_id, rows in predictions.groupby("model_id", sort=True):
-            chart = charts.circumplex_chart(consensus, rows, title=f"Humans vs {model_id}")
-            written += save_chart(chart, folder / f"circumplex_{_slug(model_id)}")
-    confusion = tables["confusion"]
-    for (model_id, reference), cells in confusion.groupby(["model_id", "reference"], sort=True):
-        title = f"{model_id} vs {reference.replace('_', ' ')}"
-        true_title = "Intended emotion" if reference == "intended" else "Human majority"
-        chart = charts.confusion_heatmap(cells, true_title=true_title, title=title)
-        written += save_chart(chart, folder / f"confusion_{_slug(model_id)}_{reference}")
-    recall = tables["recall"]
-    if not recall.empty:
-        for reference, rows in recall[recall["scope"] == "all"].groupby("reference"):
-            chart = charts.recall_bars(rows, title=f"Per-emotion recall vs {reference.replace('_', ' ')}")
-            written += save_chart(chart, folder / f"recall_{reference}")
-    written += _matrix_figures(tables["model_vs_model"], folder, charts, save_chart)
-    written += _forest_figures(tables, folder, charts, save_chart)
-    return written
+    return [path for figure in report_figures(tables, predictions)
+            for path in save_chart(figure.chart, folder / figure.name)]
 
 
-def _matrix_figures(matrix: pd.DataFrame, folder: Path, charts, save_chart) -> list[Path]:
-    written = []
-    if matrix.empty:
-        return written
-    pipelines = dict(zip(matrix["model_a"], matrix["pipeline_a"]))
-    for (dimension, metric), rows in matrix.groupby(["dimension", "metric"]):
-        chart = charts.model_heatmap(rows, pipelines=pipelines, metric=metric,
-                                     title=f"Model vs model: {metric} on {dimension}")
-        written += save_chart(chart, folder / f"model_vs_model_{dimension}")
-    return written
+def write_html(tables: dict[str, pd.DataFrame], path: Path, *, predictions: pd.DataFrame | None,
+               title: str, manifest: dict) -> Path:
+    """The self-contained HTML report (``core.reporting.html_report``)."""
+    from core.reporting.html_report import render_html, report_figures
+
+    page = render_html(tables, report_figures(tables, predictions), title=title, manifest=manifest,
+                       descriptions=TABLES)
+    path.write_text(page, encoding="utf-8")
+    return path
 
 
-def _forest_figures(tables: dict[str, pd.DataFrame], folder: Path, charts, save_chart) -> list[Path]:
-    written = []
-    as_rater, ceiling, loo = tables["model_as_rater"], tables["ceiling"], tables["loo"]
-    if as_rater.empty:
-        return written
-    for (dimension, metric), rows in as_rater.groupby(["dimension", "metric"], sort=False):
-        humans = loo[(loo["dimension"] == dimension) & (loo["metric"] == metric)]
-        chart = charts.forest_plot(
-            rows, ceiling=charts.ceiling_band(ceiling, dimension, metric),
-            human_scores=humans, metric=metric, title=f"{dimension}: {metric} vs the human raters",
-        )
-        written += save_chart(chart, folder / f"models_vs_humans_{dimension}_{metric}")
-    return written
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "model"
-
-
-def _write_manifest(args: argparse.Namespace, study_id: int, ratings: pd.DataFrame,
-                    predictions: pd.DataFrame, out: Path) -> None:
-    manifest = {
+def _manifest(args: argparse.Namespace, study_id: int, ratings: pd.DataFrame,
+              predictions: pd.DataFrame) -> dict:
+    return {
         "study": args.study, "study_id": study_id, "boot": args.boot, "seed": args.seed,
         "ties": args.ties, "unequal": args.unequal, "subgroups": args.subgroups,
         "batches": sorted(int(b) for b in ratings["batch_id"].unique()),
@@ -236,4 +202,3 @@ def _write_manifest(args: argparse.Namespace, study_id: int, ratings: pd.DataFra
         "n_ratings": len(ratings), "n_predictions": len(predictions),
         "tables": TABLES, "versions": {name: version(name) for name in LIBRARIES},
     }
-    (Path(out) / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
