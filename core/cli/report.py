@@ -73,6 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--unequal", choices=UNEQUAL_RATER_POLICIES, default="modal",
                         help="Fleiss' kappa with unequal rater counts: modal (stimuli with the modal count) or all")
     report.add_argument("--subgroups", nargs="*", help="stimulus attributes to split by (default: all with 2-12 values)")
+    report.add_argument("--consensus-of", nargs="*", metavar="ID",
+                        help="models averaged into the all-pipelines consensus model (default: the "
+                             "first model of each pipeline; give none to leave it out)")
     report.add_argument("--no-figures", action="store_true", help="skip SVG/PNG figures")
     report.set_defaults(handler=run_report)
 
@@ -104,7 +107,8 @@ def run_report(args: argparse.Namespace) -> int:
               file=sys.stderr)
     tables = build_report(
         ratings, predictions, stimuli, models, n_boot=args.boot, seed=args.seed, ties=args.ties,
-        unequal=args.unequal, subgroup_by=args.subgroups, progress=_progress,
+        unequal=args.unequal, subgroup_by=args.subgroups, consensus_of=args.consensus_of,
+        progress=_progress,
     )
     written = write_report(tables, args.out, figures=not args.no_figures, predictions=predictions)
     _write_manifest(args, study.id, ratings, predictions, args.out)
@@ -191,6 +195,7 @@ def write_figures(
             written += save_chart(chart, folder / f"recall_{reference}")
     written += _matrix_figures(tables["model_vs_model"], folder, charts, save_chart)
     written += _forest_figures(tables, folder, charts, save_chart)
+    written += _replication_figures(tables["replication"], folder, charts, save_chart)
     return written
 
 
@@ -221,6 +226,18 @@ def _forest_figures(tables: dict[str, pd.DataFrame], folder: Path, charts, save_
     return written
 
 
+def _replication_figures(replication: pd.DataFrame, folder: Path, charts, save_chart) -> list[Path]:
+    """One forest plot per finding: pipelines, pooled and humans."""
+    written = []
+    if replication.empty:
+        return written
+    findings = replication[["finding", "dimension", "metric"]].drop_duplicates()
+    for finding, dimension, metric in findings.itertuples(index=False):
+        chart = charts.replication_forest(replication, finding, dimension, metric)
+        written += save_chart(chart, folder / f"replication_{_slug(finding)}_{dimension}_{metric}")
+    return written
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "model"
 
@@ -230,6 +247,7 @@ def _write_manifest(args: argparse.Namespace, study_id: int, ratings: pd.DataFra
     manifest = {
         "study": args.study, "study_id": study_id, "boot": args.boot, "seed": args.seed,
         "ties": args.ties, "unequal": args.unequal, "subgroups": args.subgroups,
+        "consensus_of": args.consensus_of,
         "batches": sorted(int(b) for b in ratings["batch_id"].unique()),
         "models": sorted(predictions["model_id"].unique().tolist()),
         "n_ratings": len(ratings), "n_predictions": len(predictions),
