@@ -96,12 +96,18 @@ def _consensus_description(models: pd.DataFrame | None, chosen: list[str]) -> pd
     labels: list[str] = []
     if models is not None and "labels" in models:
         listed = models.assign(model_id=models["model_id"].astype(str)).set_index("model_id")
-        own = set().union(*(set(listed.at[m, "labels"] or []) for m in chosen if m in listed.index))
+        own = set().union(*(set(_label_list(listed.at[m, "labels"]))
+                             for m in chosen if m in listed.index))
         labels = [label for label in LABELS if label in own]
     return pd.DataFrame([{
         "model_id": CONSENSUS_ID, "name": "all-pipelines consensus", "pipeline": CONSENSUS_PIPELINE,
         "labels": labels, "source": "consensus",
     }])
+
+
+def _label_list(value: object) -> list[str]:
+    """A model row's ``labels`` as a list (missing -> none; the engine then infers them)."""
+    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else []
 
 
 def pipeline_members(data: StudyData) -> dict[str, np.ndarray]:
