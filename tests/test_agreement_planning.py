@@ -11,7 +11,13 @@ from sklearn.metrics import cohen_kappa_score
 
 from core import agreement as ag
 from core.agreement.ordinal import weighted_kappa, weighted_kappa_from_confusion
-from core.agreement.planning import rater_planning, raters_needed, spearman_brown
+from core.agreement.planning import (
+    ceiling_by_panel_size,
+    rater_planning,
+    raters_needed,
+    spearman_brown,
+)
+from core.agreement.synthetic import synthetic_study
 
 # Shrout & Fleiss (1979) Table 2: 6 targets (rows) x 4 judges (columns).
 SHROUT_FLEISS = np.array([
@@ -129,3 +135,46 @@ def test_ordinal_krippendorff_alpha_is_available():
     data = study_of(SHROUT_FLEISS)
     ours = ag.krippendorff_alpha(data, ag.Bootstrap(0), "valence", "ordinal")["estimate"].iloc[0]
     assert ours == pytest.approx(ag.krippendorff_alpha_matrix(matrix, "ordinal"))
+
+
+# --- ceiling by panel size ----------------------------------------------------------------------
+
+def test_ceiling_of_the_full_panel_is_the_ceiling_table():
+    ratings, predictions, stimuli, models = synthetic_study(40, 6, 1, seed=2)
+    data = ag.StudyData.from_frames(ratings, predictions, stimuli, models)
+    boot = ag.Bootstrap(40, seed=0)
+    by_size = ceiling_by_panel_size(data, boot).set_index(["dimension", "panel_size"])
+    ceiling = ag.human_ceiling(data, boot).set_index(["dimension", "metric"])
+    for dimension in ("valence", "arousal"):
+        full = by_size.loc[(dimension, 6)]
+        expected = ceiling.loc[(dimension, "ccc")]
+        assert [full["estimate"], full["ci_low"], full["ci_high"]] == pytest.approx(
+            [expected["estimate"], expected["ci_low"], expected["ci_high"]])
+        assert full["n_subsets"] == 1
+    assert list(by_size.loc["valence"].index) == [2, 3, 5, 6]
+
+
+def test_subsampled_ceiling_equals_a_loop_over_subsets_and_resamples():
+    """Panels of 3 of 6 raters, drawn as documented; each subset's median leave-one-out CCC."""
+    ratings, predictions, stimuli, models = synthetic_study(30, 6, 1, seed=4)
+    data = ag.StudyData.from_frames(ratings, predictions, stimuli, models)
+    row = ceiling_by_panel_size(data, ag.Bootstrap(30, seed=1), sizes=[3], n_subsets=4, seed=9
+                                ).query("dimension == 'valence'").iloc[0]
+    rng = np.random.default_rng(9)
+    subsets = [rng.choice(6, 3, replace=False) for _ in range(4)]
+    valence = data.valence
+
+    def ceiling(subset, index):
+        scores = []
+        for r in subset:
+            others = valence[[o for o in subset if o != r]][:, index].mean(axis=0)
+            x = valence[r, index]
+            scores.append(2 * np.mean((x - x.mean()) * (others - others.mean()))
+                          / (x.var() + others.var() + (x.mean() - others.mean()) ** 2))
+        return np.median(scores)
+
+    everything = np.arange(data.n_items)
+    assert row["estimate"] == pytest.approx(np.mean([ceiling(s, everything) for s in subsets]))
+    draws = np.random.default_rng(1).integers(0, data.n_items, size=(30, data.n_items))
+    loop = [np.mean([ceiling(s, index) for s in subsets]) for index in draws]
+    assert [row["ci_low"], row["ci_high"]] == pytest.approx(np.quantile(loop, [0.025, 0.975]))

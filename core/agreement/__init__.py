@@ -38,7 +38,12 @@ from core.agreement.model_vs_human import (
 from core.agreement.model_vs_model import model_vs_model
 from core.agreement.ordinal import weighted_kappa
 from core.agreement.pipelines import pipeline_summary, with_consensus_model
-from core.agreement.planning import rater_planning, raters_needed, spearman_brown
+from core.agreement.planning import (
+    ceiling_by_panel_size,
+    rater_planning,
+    raters_needed,
+    spearman_brown,
+)
 from core.agreement.rater import human_ceiling, model_as_rater, panel_reliability
 from core.agreement.reliability import (
     ICC_FORMS,
@@ -59,6 +64,7 @@ __all__ = [
     "StudyData",
     "TIE_POLICIES",
     "ccc",
+    "ceiling_by_panel_size",
     "cohen_kappa",
     "confusion_table",
     "fleiss_kappa",

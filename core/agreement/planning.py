@@ -10,14 +10,18 @@ bound (for raters needed, the upper ICC bound gives the lower count).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from core.agreement.bootstrap import Bootstrap
+from core.agreement.continuous import moment_statistics, paired_moments
 from core.agreement.data import DIMENSIONS, StudyData
-from core.agreement.reliability import icc, icc_label
+from core.agreement.reliability import icc, icc_label, others_mean
 
+PANEL_GRID: tuple[int, ...] = (2, 3, 5, 10, 20, 50, 100)
 PLANNING_FORMS: tuple[str, ...] = ("ICC(A,1)", "ICC(1,1)")
 TARGETS: tuple[float, ...] = (0.7, 0.8, 0.9)
 
@@ -79,3 +83,54 @@ def rater_planning(
     columns = ["dimension", "form", "label", "quantity", "k", "target", "estimate", "ci_low",
                "ci_high", "panel_size", "n", "source_estimate", "note", "ci_method"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def ceiling_by_panel_size(
+    data: StudyData, boot: Bootstrap, sizes: Sequence[int] | None = None, n_subsets: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The V/A human ceiling (median rater leave-one-out CCC) had the panel been smaller.
+
+    For each panel size k (default: ``PANEL_GRID`` below the panel, and the panel), ``n_subsets``
+    random panels of k raters (drawn from ``seed``: for each k in order, one
+    ``Generator.choice(R, k, replace=False)`` per subset; the full panel once) each give their
+    ceiling; the estimate is their mean, its CI from the shared stimulus resamples (the
+    subsets' spread is in subset_min / subset_max). Opt-in, not in ``build_report``: it costs
+    about k x n_subsets rater columns per size. Columns: dimension, metric ("ccc"), panel_size,
+    estimate, ci_low, ci_high, n_subsets, subset_min, subset_max, ci_method.
+    """
+    n_raters = data.n_raters
+    if sizes is None:
+        sizes = sorted({k for k in PANEL_GRID if k < n_raters} | {n_raters})
+    rng = np.random.default_rng(seed)
+    panels = {k: [np.arange(n_raters)] if k >= n_raters else
+              [rng.choice(n_raters, k, replace=False) for _ in range(n_subsets)] for k in sizes}
+    rows = []
+    for dimension in DIMENSIONS:
+        matrix = data.human(dimension)
+        for k, subsets in panels.items():
+            point, reps = _subset_ceilings(matrix, subsets, boot)
+            low, high = boot.interval(reps.mean(axis=1))
+            rows.append({"dimension": dimension, "metric": "ccc", "panel_size": int(k),
+                         "estimate": float(point.mean()), "ci_low": float(low),
+                         "ci_high": float(high), "n_subsets": len(subsets),
+                         "subset_min": float(point.min()), "subset_max": float(point.max()),
+                         "ci_method": boot.ci_method})
+    return pd.DataFrame(rows)
+
+
+def _subset_ceilings(matrix: np.ndarray, subsets: list[np.ndarray], boot: Bootstrap
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Median leave-one-out CCC within each subset of raters: points (S,), replicates (B, S)."""
+    contributions = np.concatenate(
+        [paired_moments(matrix[subset].T, others_mean(matrix[subset]).T) for subset in subsets],
+        axis=1)
+    point, reps = boot.evaluate(contributions, moment_statistics)
+    shape = (len(subsets), len(subsets[0]))
+    scored = (point["n"] > 0) & np.isfinite(point["ccc"])
+    ccc = np.where(scored, point["ccc"], np.nan).reshape(shape)
+    ccc_reps = np.where(scored, reps["ccc"], np.nan).reshape((-1,) + shape)
+    with warnings.catch_warnings():  # a subset without any scored rater is NaN, as intended
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(ccc, axis=1), np.nanmedian(ccc_reps, axis=2)
+
