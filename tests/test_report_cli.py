@@ -125,7 +125,8 @@ def test_report_writes_figures(seeded, tmp_path: Path):
     pngs = {p.stem for p in (out / "figures").glob("*.png")}
     assert svgs == pngs
     assert {"circumplex_humans", "circumplex_model_0", "confusion_model_0_human_majority",
-            "model_vs_model_valence", "models_vs_humans_valence_ccc", "recall_human_majority"} <= svgs
+            "model_vs_model_valence", "models_vs_humans_valence_ccc", "recall_human_majority",
+            "replication_gender-female-male_valence_ccc"} <= svgs
     # One static circumplex per model: a static export cannot show the page's model dropdown.
     model_svg = (out / "figures" / "circumplex_model_1.svg").read_text()
     assert model_svg.lstrip().startswith("<svg") and "model_1" in model_svg

@@ -25,6 +25,7 @@ from core.agreement.categorical import (
     fleiss_kappa_counts,
     jensen_shannon,
 )
+from core.agreement.comparisons import model_differences
 from core.agreement.consensus import TIE_POLICIES, human_consensus
 from core.agreement.continuous import ccc, pearson
 from core.agreement.data import StudyData
@@ -35,6 +36,14 @@ from core.agreement.model_vs_human import (
     per_emotion_recall,
 )
 from core.agreement.model_vs_model import model_vs_model
+from core.agreement.ordinal import weighted_kappa
+from core.agreement.pipelines import pipeline_summary, with_consensus_model
+from core.agreement.planning import (
+    ceiling_by_panel_size,
+    rater_planning,
+    raters_needed,
+    spearman_brown,
+)
 from core.agreement.rater import human_ceiling, model_as_rater, panel_reliability
 from core.agreement.reliability import (
     ICC_FORMS,
@@ -46,6 +55,7 @@ from core.agreement.reliability import (
     krippendorff_alpha_matrix,
     leave_one_rater_out,
 )
+from core.agreement.replication import replication
 from core.agreement.subgroups import subgroup_agreement, subgroup_columns
 
 __all__ = [
@@ -54,6 +64,7 @@ __all__ = [
     "StudyData",
     "TIE_POLICIES",
     "ccc",
+    "ceiling_by_panel_size",
     "cohen_kappa",
     "confusion_table",
     "fleiss_kappa",
@@ -68,12 +79,20 @@ __all__ = [
     "krippendorff_alpha_matrix",
     "leave_one_rater_out",
     "model_as_rater",
+    "model_differences",
     "model_vs_human_continuous",
     "model_vs_human_labels",
     "model_vs_model",
     "panel_reliability",
     "pearson",
     "per_emotion_recall",
+    "pipeline_summary",
+    "rater_planning",
+    "raters_needed",
+    "replication",
+    "spearman_brown",
     "subgroup_agreement",
     "subgroup_columns",
+    "weighted_kappa",
+    "with_consensus_model",
 ]

@@ -56,14 +56,17 @@ class Bootstrap:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Full-sample sums (c,) and resample sums (n_boot, c) of (n_items, c) contributions.
 
-        ``mask`` (n_items,) bool restricts both to a subset of stimuli (a subgroup).
+        ``mask`` (n_items,) bool restricts both to a subset of stimuli (a subgroup); only its
+        rows enter the product, so a subgroup costs in proportion to its size.
         """
         contributions = np.asarray(contributions, dtype=np.float64)
+        weights = self.weights(contributions.shape[0])
         if mask is not None:
-            contributions = contributions * mask.reshape((-1,) + (1,) * (contributions.ndim - 1))
+            mask = np.asarray(mask, dtype=bool)
+            contributions, weights = contributions[mask], weights[:, mask]
         flat = contributions.reshape(contributions.shape[0], int(np.prod(contributions.shape[1:])))
         point = flat.sum(axis=0).reshape(contributions.shape[1:])
-        resampled = self.weights(contributions.shape[0]) @ flat
+        resampled = weights @ flat
         return point, resampled.reshape((self.n_boot,) + contributions.shape[1:])
 
     def evaluate(

@@ -126,7 +126,7 @@ def human_ceiling(data: StudyData, boot: Bootstrap, ties: str = "none",
     for (dimension, metric), point in loo.point.items():
         used = (loo.n[dimension, metric] > 0) & np.isfinite(point)
         humans = np.where(used, point, np.nan)
-        low, high = boot.interval(_row_medians(loo.replicates[dimension, metric][:, used]))
+        low, high = boot.interval(row_medians(loo.replicates[dimension, metric][:, used]))
         quartiles = _quantiles(humans)
         rows.append({"dimension": dimension, "metric": metric,
                      "estimate": quartiles.pop("human_median"), "ci_low": float(low),
@@ -135,7 +135,7 @@ def human_ceiling(data: StudyData, boot: Bootstrap, ties: str = "none",
     return pd.DataFrame(rows)
 
 
-def _row_medians(replicates: np.ndarray) -> np.ndarray:
+def row_medians(replicates: np.ndarray) -> np.ndarray:
     """Median over raters of each resample; NaN where no rater has a score in it."""
     medians = np.full(replicates.shape[0], np.nan)
     scored = np.isfinite(replicates).any(axis=1)

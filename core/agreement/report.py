@@ -14,7 +14,9 @@ import pandas as pd
 
 from core import agreement as ag
 from core.agreement.data import LABELS
+from core.agreement.generalisation import generalisation_tables
 from core.agreement.model_vs_human import label_tables
+from core.agreement.pipelines import with_consensus_model
 from core.agreement.rater import human_ceiling
 from core.agreement.reliability import loo_scores
 
@@ -38,6 +40,10 @@ TABLES: dict[str, str] = {
     "model_vs_model": "pairwise model agreement matrices (long form)",
     "subgroups": "agreement per stimulus subgroup",
     "subgroup_gaps": "pairwise gaps between subgroups",
+    "model_differences": "paired differences between models, and each model vs the human ceiling",
+    "pipelines": "agreement per training pipeline; spread between and within pipelines",
+    "replication": "subgroup gaps and biases per model, per pipeline and pooled: do they replicate?",
+    "rater_planning": "Spearman-Brown reliability of k raters and raters needed",
     "models": "models analysed: pipeline, labels they can output, coverage",
     "notes": "data-handling decisions made while building the report",
 }
@@ -54,6 +60,8 @@ def build_report(
     ties: str = "none",
     unequal: str = "modal",
     subgroup_by: list[str] | None = None,
+    consensus_of: list[str] | None = None,
+    replication_gaps: list[tuple[str, str, str]] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every agreement table of one study, keyed as in ``TABLES``.
@@ -62,31 +70,39 @@ def build_report(
     ``ties``: majority-label tie policy (``core.agreement.TIE_POLICIES``); ``unequal``: how
     Fleiss' kappa handles unequal rater counts (``"modal"`` or ``"all"``); ``subgroup_by``:
     stimulus attributes to split by (default: every attribute with 2-12 values).
+    ``consensus_of``: model ids averaged into the virtual model "consensus:all-pipelines"
+    (default: the first model of each pipeline in ``models`` order; ``[]`` for none);
+    ``replication_gaps``: (attribute, group_a, group_b) findings of the ``replication`` table
+    (default: every two-valued attribute).
     ``progress(done, total)`` is called after each step. Raises ValueError without ratings.
     """
     if ratings is None or ratings.empty:
         raise ValueError("no human ratings to analyse: import a rating batch (or include one)")
+    predictions, models, consensus_notes = with_consensus_model(predictions, models, consensus_of)
     data = ag.StudyData.from_frames(ratings, predictions, stimuli, models)
     boot = ag.Bootstrap(n_boot=n_boot, seed=seed)
     attributes = ag.subgroup_columns(data) if subgroup_by is None else list(subgroup_by)
     tables: dict[str, pd.DataFrame] = {}
+    shared: dict[str, object] = {}
     steps: list[tuple[str, Callable[[], None]]] = [
         ("consensus", lambda: tables.update(consensus=ag.human_consensus(data, ties))),
         ("reliability", lambda: tables.update(_reliability(data, boot, unequal))),
-        ("loo", lambda: tables.update(_rater_tables(data, boot, ties))),
+        ("loo", lambda: tables.update(_rater_tables(data, boot, ties, shared))),
         ("model vs human", lambda: tables.update(
             model_continuous=ag.model_vs_human_continuous(data, boot),
             **label_tables(data, boot, ties))),
         ("panel", lambda: tables.update(panel_reliability=ag.panel_reliability(data, boot))),
         ("model vs model", lambda: tables.update(model_vs_model=ag.model_vs_model(data, boot, ties=ties))),
         ("subgroups", lambda: tables.update(_subgroups(data, boot, attributes, ties))),
+        ("across pipelines", lambda: tables.update(generalisation_tables(
+            data, boot, ties, loo=shared["loo"], icc_tables=tables["icc"], gaps=replication_gaps))),
     ]
     for done, (_, step) in enumerate(steps, start=1):
         step()
         if progress is not None:
             progress(done, len(steps))
     tables["models"] = _models_table(data)
-    tables["notes"] = pd.DataFrame({"note": list(data.notes) + _method_notes(n_boot, seed, ties, unequal)})
+    tables["notes"] = pd.DataFrame({"note": list(data.notes) + consensus_notes + _method_notes(n_boot, seed, ties, unequal)})
     return {name: tables.get(name, pd.DataFrame()) for name in TABLES}
 
 
@@ -100,8 +116,9 @@ def _reliability(data: ag.StudyData, boot: ag.Bootstrap, unequal: str) -> dict[s
     return {"fleiss": ag.fleiss_kappa(data, boot, unequal), "alpha": alpha, "icc": icc}
 
 
-def _rater_tables(data: ag.StudyData, boot: ag.Bootstrap, ties: str) -> dict[str, pd.DataFrame]:
-    scores = loo_scores(data, boot, ties)
+def _rater_tables(data: ag.StudyData, boot: ag.Bootstrap, ties: str,
+                  shared: dict[str, object]) -> dict[str, pd.DataFrame]:
+    scores = shared["loo"] = loo_scores(data, boot, ties)
     return {
         "loo": ag.leave_one_rater_out(data, boot, ties, scores),
         "ceiling": human_ceiling(data, boot, ties, scores),

@@ -74,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--unequal", choices=UNEQUAL_RATER_POLICIES, default="modal",
                         help="Fleiss' kappa with unequal rater counts: modal (stimuli with the modal count) or all")
     report.add_argument("--subgroups", nargs="*", help="stimulus attributes to split by (default: all with 2-12 values)")
+    report.add_argument("--consensus-of", nargs="*", metavar="ID",
+                        help="models averaged into the all-pipelines consensus model (default: the "
+                             "first model of each pipeline; give none to leave it out)")
     report.add_argument("--no-figures", action="store_true", help="skip SVG/PNG figures")
     report.add_argument("--html", action="store_true",
                         help="also write DIR/report.html: every table and figure in one offline HTML file")
@@ -107,7 +110,8 @@ def run_report(args: argparse.Namespace) -> int:
               file=sys.stderr)
     tables = build_report(
         ratings, predictions, stimuli, models, n_boot=args.boot, seed=args.seed, ties=args.ties,
-        unequal=args.unequal, subgroup_by=args.subgroups, progress=_progress,
+        unequal=args.unequal, subgroup_by=args.subgroups, consensus_of=args.consensus_of,
+        progress=_progress,
     )
     written = write_report(tables, args.out, figures=not args.no_figures, predictions=predictions)
     manifest = _manifest(args, study.id, ratings, predictions)
@@ -197,6 +201,7 @@ def _manifest(args: argparse.Namespace, study_id: int, ratings: pd.DataFrame,
     return {
         "study": args.study, "study_id": study_id, "boot": args.boot, "seed": args.seed,
         "ties": args.ties, "unequal": args.unequal, "subgroups": args.subgroups,
+        "consensus_of": args.consensus_of,
         "batches": sorted(int(b) for b in ratings["batch_id"].unique()),
         "models": sorted(predictions["model_id"].unique().tolist()),
         "n_ratings": len(ratings), "n_predictions": len(predictions),

@@ -530,3 +530,42 @@ def _gap_title(comparisons: pd.Series) -> str:
     if len(pairs) == 1 and pairs[0] != "gap":
         return f"gap: {pairs[0]}"
     return "gap between groups (first minus second; hover for the pair)"
+
+
+
+def replication_forest(replication: pd.DataFrame, finding: str, dimension: str, metric: str
+                       ) -> alt.LayerChart:
+    """Forest plot of one finding of the ``replication`` table: each pipeline, the pooled
+    estimate and (subgroup gaps) the humans, with 95% CIs and a rule at zero; the title says in
+    how many pipelines it holds."""
+    _require(replication, ["finding", "dimension", "metric", "unit", "pipeline", "estimate",
+                           "ci_low", "ci_high"], "replication_forest")
+    rows = replication[(replication["finding"] == finding) & (replication["dimension"] == dimension)
+                       & (replication["metric"] == metric)]
+    if rows.empty:
+        raise ValueError(f"no replication rows for {finding!r}, {dimension}, {metric}")
+    shown = rows[rows["unit"].isin(["pipeline", "pooled", "humans"])].copy()
+    names = {"pooled": "pooled (all pipelines)", "humans": "humans (ceiling)"}
+    shown["label"] = shown["pipeline"].astype(str).where(shown["unit"] == "pipeline",
+                                                         shown["unit"].map(names))
+    shown["kind"] = shown["unit"]
+    data = shown[["label", "kind", "estimate", "ci_low", "ci_high", "n"]]
+    order = list(dict.fromkeys(data["label"]))
+    base = alt.Chart(inline(data)).encode(
+        y=alt.Y("label:N", sort=order, title=None, axis=NAMES),
+        color=alt.Color("kind:N", title=None, scale=alt.Scale(
+            domain=["pipeline", "pooled", "humans"], range=["black", "#3182bd", HUMAN_COLOR])),
+        tooltip=[alt.Tooltip("label:N", title=""), _tooltip_number("estimate", metric),
+                 _tooltip_number("ci_low", "CI low"), _tooltip_number("ci_high", "CI high"),
+                 alt.Tooltip("n:Q")],
+    )
+    zero = alt.Chart(inline(pd.DataFrame({"x": [0.0]}))).mark_rule(
+        color="#999999", strokeDash=[4, 3]).encode(x="x:Q")
+    summary = rows.loc[rows["unit"] == "summary", "summary"]
+    title = f"{finding} ({dimension} {metric})" + (f": {summary.iloc[0]}" if len(summary) else "")
+    return finished(
+        alt.layer(zero,
+                  base.mark_rule().encode(x=alt.X("ci_low:Q", title=f"{dimension} {metric}"),
+                                          x2="ci_high:Q"),
+                  base.mark_point(filled=True, size=70).encode(x="estimate:Q")),
+        title=title, width=420, height=max(90, 30 * len(order)))

@@ -26,7 +26,7 @@ from core.reporting.exports import _vegalite_version, with_estimate_text
 
 DIGITS = 3
 COLLAPSE_ROWS = 40  # longer tables start folded so the page stays readable
-SECTIONS = ("Agreement", "Confusion", "Circumplex", "Model diversity", "Other tables")
+SECTIONS = ("Agreement", "Across pipelines", "Confusion", "Circumplex", "Model diversity", "Other tables")
 TABLE_SECTIONS = {
     "ceiling": "Agreement", "loo": "Agreement", "fleiss": "Agreement", "alpha": "Agreement",
     "icc": "Agreement", "model_as_rater": "Agreement", "model_continuous": "Agreement",
@@ -34,6 +34,8 @@ TABLE_SECTIONS = {
     "subgroup_gaps": "Agreement", "models": "Agreement", "notes": "Agreement",
     "confusion": "Confusion", "recall": "Confusion", "human_vs_intended": "Confusion",
     "consensus": "Circumplex", "model_vs_model": "Model diversity",
+    "model_differences": "Across pipelines", "pipelines": "Across pipelines",
+    "replication": "Across pipelines", "rater_planning": "Agreement",
 }
 CEILING_COLUMNS = {"estimate": "human_median", "human_q25": "human_q25", "human_q75": "human_q75"}
 METHODS: dict[str, str] = {
@@ -80,7 +82,21 @@ def report_figures(tables: Mapping[str, pd.DataFrame], predictions: pd.DataFrame
     figures += _matrix_figures(tables["model_vs_model"])
     figures += _forest_figures(tables)
     figures += _subgroup_figures(tables)
+    figures += _replication_figures(tables.get("replication", pd.DataFrame()))
     return figures
+
+
+def _replication_figures(replication: pd.DataFrame) -> list[Figure]:
+    """One forest plot per finding: models, pipelines, pooled and humans."""
+    if replication.empty:
+        return []
+    findings = replication[["finding", "dimension", "metric"]].drop_duplicates()
+    return [
+        Figure(f"replication_{slug(finding)}_{dimension}_{metric}", "Across pipelines",
+               f"Does it replicate? {finding} ({dimension}, {metric})",
+               charts.replication_forest(replication, finding, dimension, metric))
+        for finding, dimension, metric in findings.itertuples(index=False)
+    ]
 
 
 def _circumplex_figures(tables: Mapping[str, pd.DataFrame], predictions: pd.DataFrame | None) -> list[Figure]:

@@ -1,0 +1,175 @@
+"""Does a finding replicate across training pipelines?
+
+A finding is an effect estimated for every model: a subgroup gap in agreement with the humans
+(an attribute and two of its groups, group_a minus group_b; V/A CCC and label accuracy) or the
+model-minus-human bias in valence and arousal. Per finding the table holds the estimate of every
+model, of every pipeline (mean of its models) and the pooled estimate (mean of the pipeline
+means, each pipeline weighted equally). The models share stimuli, so the estimates are not
+independent and a textbook meta-analysis would understate the pooled CI; instead every estimate
+here, the pooled one included, is computed in each of the shared bootstrap resamples.
+
+A unit (model or pipeline) *replicates* the finding when its estimate has the pooled estimate's
+sign and its CI excludes 0; the summary row counts them ("holds in 4 of 5 pipelines"). Subgroup
+gaps also get a "humans" row: the same gap in the human ceiling (median rater leave-one-out
+score per group), the yardstick for whether the models' gap is a human one too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.agreement.bootstrap import Bootstrap, Estimate, estimates_frame
+from core.agreement.categorical import agreement_contributions
+from core.agreement.continuous import moment_statistics, paired_moments
+from core.agreement.data import N_LABELS, StudyData
+from core.agreement.pipelines import CONSENSUS_PIPELINE, pipeline_means, pipeline_members
+from core.agreement.rater import row_medians
+from core.agreement.reliability import others_majority, others_mean
+from core.agreement.scores import REFERENCE, model_scores
+from core.agreement.subgroups import group_masks
+
+# Label gaps are in accuracy only: the human row sums just pairs and hits (see _accuracy).
+GAP_METRICS: tuple[tuple[str, str], ...] = (
+    ("valence", "ccc"), ("arousal", "ccc"), ("emotion", "accuracy"))
+BIAS_METRICS: tuple[tuple[str, str], ...] = (("valence", "mean_bias"), ("arousal", "mean_bias"))
+BIAS_FINDING = "bias: model − human mean"
+
+
+def two_group_attributes(data: StudyData) -> list[str]:
+    """Stimulus attributes with exactly two values: the default subgroup findings."""
+    return [column for column in data.attributes.columns
+            if data.attributes[column].dropna().astype(str).nunique() == 2]
+
+
+def replication(
+    data: StudyData, boot: Bootstrap, ties: str = "none",
+    gaps: list[tuple[str, str, str]] | None = None,
+) -> pd.DataFrame:
+    """Per finding: estimate and CI per model, per pipeline, pooled and (gaps) humans; which
+    units replicate it.
+
+    ``gaps``: (attribute, group_a, group_b) findings; default every two-valued attribute with
+    its groups in sorted order. Columns: finding, attribute, group_a, group_b, dimension,
+    reference, metric, unit (model | pipeline | pooled | humans | summary), model_id, pipeline,
+    estimate, ci_low, ci_high, n, ci_method, replicated (model/pipeline rows: same sign as the
+    pooled estimate and CI excludes 0; pooled row: CI excludes 0), n_replicated and n_units
+    (summary rows: pipelines; ``summary`` also counts models), summary.
+    """
+    if data.n_models == 0:
+        return pd.DataFrame()
+    if gaps is None:
+        gaps = [(a, *sorted(group_masks(data, a))) for a in two_group_attributes(data)]
+    estimates = []
+    rater_contributions = _rater_contributions(data, ties) if gaps else {}
+    for attribute, group_a, group_b in gaps:
+        masks = group_masks(data, attribute)
+        missing = {group_a, group_b} - set(masks)
+        if missing:
+            raise ValueError(f"attribute {attribute!r} has no group(s) {sorted(missing)}; "
+                             f"groups: {sorted(masks)}")
+        finding = {"finding": f"{attribute}: {group_a} − {group_b}", "attribute": attribute,
+                   "group_a": group_a, "group_b": group_b}
+        first = model_scores(data, boot, ties, masks[group_a], GAP_METRICS)
+        second = model_scores(data, boot, ties, masks[group_b], GAP_METRICS)
+        for key in GAP_METRICS:
+            point = first[key].point - second[key].point
+            reps = first[key].replicates - second[key].replicates
+            n = np.minimum(first[key].n, second[key].n)
+            estimates += _units(data, finding, key, point, reps, n)
+            estimates.append(_human_gap(rater_contributions[key[0]], boot, finding, key,
+                                        masks[group_a], masks[group_b]))
+    bias = model_scores(data, boot, ties, metrics=BIAS_METRICS)
+    finding = {"finding": BIAS_FINDING, "attribute": None, "group_a": None, "group_b": None}
+    for key in BIAS_METRICS:
+        estimates += _units(data, finding, key, bias[key].point, bias[key].replicates, bias[key].n)
+    return _with_verdicts(estimates_frame(estimates, boot))
+
+
+def _units(data: StudyData, finding: dict, key: tuple[str, str], point: np.ndarray,
+           reps: np.ndarray, n: np.ndarray) -> list[Estimate]:
+    dimension, metric = key
+    base = {**finding, "dimension": dimension, "reference": REFERENCE[dimension], "metric": metric}
+    estimates = [Estimate({**base, "unit": "model", "model_id": data.model_ids[m],
+                           "pipeline": data.pipelines[m]}, point[m], reps[:, m], int(n[m]))
+                 for m in range(data.n_models)]
+    members = pipeline_members(data)
+    means, mean_reps = pipeline_means(point, reps, members)
+    for p, (pipeline, idx) in enumerate(members.items()):
+        estimates.append(Estimate({**base, "unit": "pipeline", "model_id": None,
+                                   "pipeline": pipeline}, means[p], mean_reps[:, p],
+                                  int(n[idx].min())))
+    if members:
+        everyone = np.concatenate(list(members.values()))
+        estimates.append(Estimate({**base, "unit": "pooled", "model_id": None,
+                                   "pipeline": "all pipelines"}, means.mean(),
+                                  mean_reps.mean(axis=1), int(n[everyone].min())))
+    return estimates
+
+
+def _rater_contributions(data: StudyData, ties: str) -> dict[str, tuple[np.ndarray, object]]:
+    """Per dimension, each rater's leave-one-out contributions and the statistic of their sums
+    (as in ``reliability.loo_scores``), built once for every finding and group."""
+    found: dict[str, tuple[np.ndarray, object]] = {}
+    for dimension in {d for d, _ in GAP_METRICS}:
+        if dimension == "emotion":  # accuracy needs only the pair and hit columns
+            majority = others_majority(data.labels, data.vote_counts(), ties, data.intended)
+            pairs_and_hits = agreement_contributions(data.labels.T, majority.T, N_LABELS)[..., :2]
+            found[dimension] = (pairs_and_hits, _accuracy)
+        else:
+            matrix = data.human(dimension)
+            found[dimension] = (paired_moments(matrix.T, others_mean(matrix).T), moment_statistics)
+    return found
+
+
+def _accuracy(sums: np.ndarray) -> dict[str, np.ndarray]:
+    n = sums[..., 0]
+    return {"accuracy": sums[..., 1] / np.where(n > 0, n, np.nan), "n": n}
+
+
+def _human_gap(rater_contributions: tuple[np.ndarray, object], boot: Bootstrap, finding: dict,
+               key: tuple[str, str], mask_a: np.ndarray, mask_b: np.ndarray) -> Estimate:
+    """The gap in the human ceiling (median rater leave-one-out score) between two groups."""
+    dimension, metric = key
+    contributions, statistic = rater_contributions
+    medians = []
+    for mask in (mask_a, mask_b):
+        point, reps = boot.evaluate(contributions, statistic, mask)
+        used = (point["n"] > 0) & np.isfinite(point[metric])
+        medians.append((np.median(point[metric][used]) if used.any() else np.nan,
+                        row_medians(reps[metric][:, used]), int(used.sum())))
+    (point_a, reps_a, raters_a), (point_b, reps_b, raters_b) = medians
+    return Estimate({**finding, "dimension": dimension, "reference": REFERENCE[dimension],
+                     "metric": metric, "unit": "humans", "model_id": "human_ceiling",
+                     "pipeline": "human"}, point_a - point_b, reps_a - reps_b,
+                    min(raters_a, raters_b))
+
+
+def _with_verdicts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add replicated flags per unit and one summary row per finding."""
+    if frame.empty:
+        return frame
+    frame["replicated"] = None
+    summaries = []
+    for _, rows in frame.groupby(["finding", "dimension", "metric"], sort=False):
+        pooled = rows[rows["unit"] == "pooled"]
+        if pooled.empty:
+            continue
+        sign = np.sign(pooled["estimate"].iloc[0])
+        excludes_zero = (rows["ci_low"] > 0) | (rows["ci_high"] < 0)
+        holds = excludes_zero & (np.sign(rows["estimate"]) == sign) & (sign != 0)
+        units = rows["unit"].isin(["model", "pipeline"])
+        frame.loc[rows.index[units], "replicated"] = holds[units].to_numpy()
+        frame.loc[pooled.index, "replicated"] = bool(excludes_zero[pooled.index[0]])
+        pipelines = rows["unit"] == "pipeline"
+        models = (rows["unit"] == "model") & (rows["pipeline"] != CONSENSUS_PIPELINE)
+        summary = rows.iloc[0][["finding", "attribute", "group_a", "group_b", "dimension",
+                                "reference", "metric"]].to_dict()
+        n_held, n_units = int(holds[pipelines].sum()), int(pipelines.sum())
+        summaries.append({
+            **summary, "unit": "summary", "n_replicated": n_held, "n_units": n_units,
+            "ci_method": "",
+            "summary": f"holds in {n_held} of {n_units} pipelines "
+                       f"({int(holds[models].sum())} of {int(models.sum())} models)",
+        })
+    return pd.concat([frame, pd.DataFrame(summaries)], ignore_index=True)
