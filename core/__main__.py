@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "core.cli.ratings",
     "core.cli.report",
     "core.cli.models",
+    "core.cli.jobs",
 )
 
 
