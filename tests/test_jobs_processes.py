@@ -163,4 +163,4 @@ def _rating_insert_running(db_url: str, sessions) -> bool:
     with sessions() as session:
         return bool(session.scalar(text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND state <> 'idle' AND query ILIKE 'INSERT INTO rating %'")))
+            " AND state <> 'idle' AND query ILIKE 'COPY \"rating\"%'")))
