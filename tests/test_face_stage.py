@@ -22,6 +22,8 @@ from core.overlay import CHOSEN_COLOUR, LANDMARK_COLOURS, OTHER_COLOUR, draw_fac
 from core.storage import store_bytes
 from db.models import FaceDetection
 
+pytestmark = pytest.mark.backends
+
 
 def png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()

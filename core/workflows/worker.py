@@ -19,12 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.workflows import jobs
 from db import jobs as job_db
 
 IN_PROCESS_ENV = "FACEAGREE_IN_PROCESS_WORKER"
+RETRY_S = 5.0
 
 
 def in_process_worker_enabled() -> bool:
@@ -120,7 +122,13 @@ class Worker:
         """Run jobs until ``stop`` is set, polling the queue when it is empty."""
         stop = stop or threading.Event()
         while not stop.is_set():
-            if self.run_once() is None:
+            try:
+                claimed = self.run_once()
+            except DBAPIError as error:  # database restarting or unreachable: wait and retry
+                self.log(f"database unavailable, retrying in {RETRY_S:.0f} s: {error}")
+                stop.wait(RETRY_S)
+                continue
+            if claimed is None:
                 stop.wait(self.settings.poll_s)
 
     def _run(self, job: job_db.ClaimedJob) -> str:
