@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -130,8 +131,10 @@ def main() -> None:
                     direct.append(run_seconds(dbs, args.images, args.size, through_worker=False))
                     worker.append(run_seconds(dbs, args.images, args.size, through_worker=True))
                 best_direct, best_worker = min(direct), min(worker)
+                median_ratio = statistics.median(direct) / statistics.median(worker)
                 print(f"[{backend}] {args.images} images: run_model {args.images / best_direct:.1f} img/s, "
-                      f"worker {args.images / best_worker:.1f} img/s, ratio {best_direct / best_worker:.3f} "
+                      f"worker {args.images / best_worker:.1f} img/s, ratio best {best_direct / best_worker:.3f}"
+                      f", median {median_ratio:.3f} "
                       f"(runs: direct {', '.join(f'{s:.2f}' for s in direct)} s; "
                       f"worker {', '.join(f'{s:.2f}' for s in worker)} s)", flush=True)
                 imports = [import_seconds(dbs) for _ in range(args.repeat)]

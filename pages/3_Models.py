@@ -29,8 +29,8 @@ with st.spinner("Loading PyTorch and the model code (seconds, on the first visit
     from core.scales import parse_scale
     from core.storage import sha256_bytes
     from core.tabular import TableError, read_table
-    from db.faces import status_counts
     from core.workflows import jobs
+    from db.faces import status_counts
     from db.predictions import failed_stimuli, prediction_summary, study_images
 
 STATES = {
@@ -44,6 +44,7 @@ IMPORT_KEY = "models_last_import"
 CARD_KEY = "models_last_card"
 CHECKPOINT_KEY = "models_last_checkpoint"
 QUEUED_KEY = "models_last_queued"
+WHO_KEY = "models_queued_by"
 FACE_STATUS_WORDS = {"one": "one face", "several": "several faces", "none": "no face",
                      "error": "unreadable", "not run": "not run yet"}
 NONE = "(none)"
@@ -157,7 +158,7 @@ def face_counts_text(counts: dict[str, int]) -> str:
 
 
 def queue(kind: str, params: dict) -> None:
-    job_id = jobs.enqueue(factory, kind, study_id, params)
+    job_id = jobs.enqueue(factory, kind, study_id, params, queued_by=st.session_state.get(WHO_KEY, ""))
     st.session_state[QUEUED_KEY] = f"Queued job #{job_id}: {jobs.describe(kind, params)}."
 
 
@@ -346,6 +347,7 @@ with run:
     if study_id is None:
         st.info("Create or pick a study on the Home page to run models.")
     else:
+        st.text_input("Your name (shown to coauthors with the jobs you queue)", key=WHO_KEY)
         st.subheader("Face stage")
         detector, rule = face_options()
         face_stage_section(detector, rule)
