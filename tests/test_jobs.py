@@ -146,3 +146,26 @@ def test_cli_queues_a_run_lists_it_and_a_worker_runs_it(db_url, sessions, capsys
     assert "done" in capsys.readouterr().out
     assert main(["--db", db_url, "cancel", "1"]) == 0
     assert "job 1: done" in capsys.readouterr().out
+
+
+def test_a_report_export_job_writes_the_report_on_the_worker_host(data_dir, sessions, tmp_path):
+    from core.demo import load_demo
+
+    with sessions.begin() as session:
+        study_id = load_demo(session)
+    out = tmp_path / "paper"
+    job_id = jobs.enqueue(sessions, "report_export", study_id,
+                          {"out": str(out), "boot": 0, "figures": False})
+    Worker(sessions, FAST).run_once()
+    job = job_row(sessions, job_id)
+    assert (job.state, job.result) == ("done", {"out": str(out)})
+    assert (out / "tables" / "icc.csv").is_file() and (out / "manifest.json").is_file()
+
+
+def test_an_fp16_check_on_a_cpu_worker_fails_with_the_reason(data_dir, sessions):
+    register_tiny_model(sessions)
+    study_id = make_image_study(sessions, 2)
+    job_id = jobs.enqueue(sessions, "fp16_check", study_id, {"model": "tiny"})
+    Worker(sessions, FAST).run_once()
+    job = job_row(sessions, job_id)
+    assert job.state == "failed" and "DeviceError" in job.error and "CUDA" in job.error
