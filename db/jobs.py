@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Job, utcnow
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 
 
@@ -136,10 +135,6 @@ def request_cancel(session: Session, job_id: int) -> str | None:
         update(Job).where(Job.id == job_id, Job.state == "running").values(cancel_requested=True)
     )
     return session.scalar(select(Job.state).where(Job.id == job_id))
-
-
-def get_job(session: Session, job_id: int) -> Job | None:
-    return session.get(Job, job_id)
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
