@@ -244,3 +244,36 @@ class Prediction(Base):
     # Action units (Multitask-CNN): {"AU1": p, ...}.
     extras: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    """A unit of long work (face stage, model run, fp16 check, report export) queued in the
+    database and run by any worker; its progress and state are visible to every session."""
+
+    __tablename__ = "job"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # "face_stage", "model_run", "fp16_check" or "report_export" (core.workflows.jobs.KINDS).
+    kind: Mapped[str] = mapped_column(String(30))
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    queued_by: Mapped[str] = mapped_column(String(200), default="")
+    # "queued", "running", "done", "failed" or "cancelled".
+    state: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    # Claims so far: a job that keeps killing its worker fails instead of looping forever.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # What is being done now ("faces", "enet_b0_8_va_mtl [1/3]"), and its counts and speed.
+    step: Mapped[str] = mapped_column(String(200), default="")
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    rate: Mapped[float | None] = mapped_column(Float)
+    eta_seconds: Mapped[float | None] = mapped_column(Float)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    progress_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,12 +1,15 @@
-"""Models: the zoo as the paper's comparison table, checkpoints, cached runs, imported predictions."""
+"""Models: the zoo as the paper's comparison table, checkpoints, cached runs, imported predictions.
 
-import time
+Face stage, model runs and fp16 checks are queued as jobs (core.workflows.jobs) and run by a
+worker, so they outlive this browser tab and every coauthor sees their progress.
+"""
 
 import pandas as pd
 import streamlit as st
 
 from ui.chrome import page_setup
 from ui.db_errors import friendly_writes
+from ui.jobs_panel import ensure_in_process_worker, jobs_panel
 from ui.text import code, plain
 
 # The title first: the model code imports PyTorch, which takes seconds on a server's first visit.
@@ -22,14 +25,13 @@ with st.spinner("Loading PyTorch and the model code (seconds, on the first visit
     from core.io.storage import sha256_bytes
     from core.io.tabular import TableError, read_table
     from core.models import checkpoints, registry
-    from core.models.devices import DeviceError, available_devices, device_label, resolve_device
     from core.ratings.labels import CANONICAL
     from core.ratings.scales import parse_scale
     from core.reporting import exports
     from core.workflows import catalog
-    from core.workflows import inference
+    from core.workflows import inference, jobs
     from core.workflows import predictions_import as pi
-    from core.workflows.face_stage import CHOICE_RULES, ensure_faces
+    from core.workflows.face_stage import CHOICE_RULES
     from core.workflows.stimuli import parse_code_map
     from db.faces import status_counts
     from db.predictions import failed_stimuli, prediction_summary, study_images
@@ -41,26 +43,15 @@ STATES = {
     "unverified": ("unverified", "yellow"),
     "imported": ("imported", "violet"),
 }
-CANCEL_KEY = "models_cancel_requested"
-REPORTS_KEY = "models_last_reports"
 IMPORT_KEY = "models_last_import"
 CARD_KEY = "models_last_card"
 CHECKPOINT_KEY = "models_last_checkpoint"
-FACES_KEY = "models_last_face_stage"
+QUEUED_KEY = "models_last_queued"
+WHO_KEY = "models_queued_by"
 FACE_STATUS_WORDS = {"one": "one face", "several": "several faces", "none": "no face",
                      "error": "unreadable", "not run": "not run yet"}
 NONE = "(none)"
 DETECTOR_CHOICES = [name for name in DETECTORS if name != "precropped"]
-
-
-@st.cache_resource(max_entries=3, show_spinner="Loading model…", on_release=inference.release_adapter)
-def loaded_adapter(model_id: str, weights: str, device: str, half: bool, _spec):
-    """One loaded network per (model, weights, device, precision), kept across reruns."""
-    return registry.load_adapter(_spec, device, half)
-
-
-def cached_adapter(spec, device: str, half: bool):
-    return loaded_adapter(spec.id, checkpoints.weights_fingerprint(spec), device, half, spec)
 
 
 def overview() -> pd.DataFrame:
@@ -144,16 +135,14 @@ def checkpoint_actions(model_id: str) -> None:
             st.rerun()
 
 
-def face_options() -> tuple[str, str, str]:
+def face_options() -> tuple[str, str]:
     weights = mtcnn_status()
-    left, middle, right = st.columns(3)
+    left, middle = st.columns(2)
     detector = left.selectbox(
         "Face detector", DETECTOR_CHOICES, index=0 if weights.state == "ready" else DETECTOR_CHOICES.index("haar"),
         help="MTCNN gives 5 landmarks (needed by aligned crops); Haar works offline without them.",
     )
     rule = middle.selectbox("Face used when several are found", CHOICE_RULES)
-    device = right.selectbox("Device", ["auto", *available_devices()],
-                             help=f"auto picks {plain(device_label(resolve_device('auto')))}")
     if detector == "mtcnn" and weights.state != "ready":
         st.warning(plain(weights.message))
         if st.button("Download MTCNN weights"):
@@ -163,7 +152,7 @@ def face_options() -> tuple[str, str, str]:
                 st.error(plain(error))
             else:
                 st.rerun()
-    return detector, rule, device
+    return detector, rule
 
 
 def face_counts_text(counts: dict[str, int]) -> str:
@@ -171,9 +160,13 @@ def face_counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{FACE_STATUS_WORDS.get(status, status)}: {n}" for status, n in counts.items())
 
 
-def face_stage_section(detector: str, rule: str, device: str) -> None:
-    if FACES_KEY in st.session_state:
-        st.success(plain(st.session_state.pop(FACES_KEY)))
+def queue(kind: str, params: dict) -> None:
+    with friendly_writes():
+        job_id = jobs.enqueue(factory, kind, study_id, params, queued_by=st.session_state.get(WHO_KEY, ""))
+    st.session_state[QUEUED_KEY] = f"Queued job #{job_id}: {jobs.describe(kind, params)}."
+
+
+def face_stage_section(detector: str, rule: str) -> None:
     with factory() as session:
         images = study_images(session, study_id)
         detected = [image.sha256 for image in images if not image.precropped]
@@ -182,37 +175,11 @@ def face_stage_section(detector: str, rule: str, device: str) -> None:
     st.caption(f"{len(images)} images: {precropped:,} pre-cropped; detection ({plain(detector)}): "
                + plain(face_counts_text(counts) or "nothing to detect")
                + ". Models run it themselves when needed; run it here to check the faces first.")
-    if st.button("Run face stage", disabled=not images):
-        bar = st.progress(0.0, text="Detecting faces…")
-        try:
-            with friendly_writes():
-                ensure_faces(factory, [image.sha256 for image in images], detector=detector, rule=rule,
-                             precropped={image.sha256 for image in images if image.precropped},
-                             progress=progress_bar(bar, "faces"), device=resolve_device(device))
-        except (DetectorUnavailable, DeviceError) as error:
-            st.error(plain(error))
-        else:
-            st.session_state[FACES_KEY] = f"Face stage finished for {len(images)} images ({detector})."
-            st.rerun()
+    st.button("Run face stage", disabled=not images, on_click=queue,
+              args=("face_stage", {"detector": detector, "rule": rule}))
 
 
-def progress_bar(bar, label: str):
-    clock = {"start": None}
-
-    def update(done: int, total: int) -> None:
-        clock["start"] = clock["start"] or time.perf_counter()
-        eta = inference.eta_seconds(time.perf_counter() - clock["start"], done, total)
-        left = f" · about {eta:.0f} s left" if eta is not None and done < total else ""
-        bar.progress(done / total if total else 1.0, text=f"{plain(label)}: {done:,} of {total:,}{plain(left)}")
-
-    return update
-
-
-def request_cancel() -> None:
-    st.session_state[CANCEL_KEY] = True
-
-
-def run_section(models: pd.DataFrame, detector: str, rule: str, device: str) -> None:
+def run_section(models: pd.DataFrame, detector: str, rule: str) -> None:
     st.subheader("Run models")
     runnable = models[models["source"] != "imported"]
     ready = runnable[runnable["state"] == "ready"]
@@ -226,53 +193,18 @@ def run_section(models: pd.DataFrame, detector: str, rule: str, device: str) -> 
     not_ready = sorted(set(runnable["model_id"]) - set(ready["model_id"]))
     if not_ready:
         st.caption("Not runnable until their checkpoints are ready: " + plain(", ".join(not_ready)))
-    resolved = resolve_device(device)
     left, middle, right = st.columns(3)
-    half = left.checkbox("Half precision (fp16)", disabled=not resolved.startswith("cuda"),
-                         help="CUDA only; stored apart from fp32 results")
+    half = left.checkbox("Half precision (fp16)", help="needs a CUDA worker; stored apart from fp32 results")
     batch_size = middle.number_input("Batch size", 1, 1024, 32)
     retry = right.checkbox("Retry failed stimuli")
-    if st.session_state.pop(CANCEL_KEY, False):
-        st.warning("Run cancelled. Finished batches are stored; run again to continue.")
-    if st.button("Run models", type="primary", disabled=not chosen):
-        st.session_state[CANCEL_KEY] = False
-        st.button("Cancel", on_click=request_cancel)
-        status = st.empty()
-        bar = st.progress(0.0)
-        try:
-            with friendly_writes():
-                reports = inference.run_models(
-                    factory, study_id, chosen, device=resolved, half=half, batch_size=int(batch_size),
-                    detector=detector, rule=rule, retry_failed=retry,
-                    on_model=lambda m, i, n: status.write(f"Model {i + 1:,} of {n:,}: {plain(names[m])}"),
-                    progress_for=lambda m: progress_bar(bar, names[m]),
-                    should_stop=lambda: st.session_state.get(CANCEL_KEY, False),
-                    adapter_source=cached_adapter,
-                )
-        except (DetectorUnavailable, DeviceError) as error:
-            st.error(plain(error))
-            return
-        st.session_state[REPORTS_KEY] = [report.summary() for report in reports]
-        st.session_state.pop(CANCEL_KEY, None)
-        st.rerun()
-    for line in st.session_state.get(REPORTS_KEY, []):
-        st.write(f"- {plain(line)}")
-    fp16_check(chosen, resolved, detector, rule)
-
-
-def fp16_check(chosen: list[str], device: str, detector: str, rule: str) -> None:
-    if not device.startswith("cuda") or not chosen:
-        return
-    model_id = st.selectbox("Check fp16 against fp32 for", chosen)
-    if st.button("Check fp16"):
-        try:
-            with friendly_writes():
-                check = inference.check_half_precision(factory, study_id, model_id, device=device,
-                                                       detector=detector, rule=rule)
-        except (DeviceError, inference.RunError, checkpoints.CheckpointError) as error:
-            st.error(plain(error))
-        else:
-            st.write(f"{plain(model_id)}: {plain(check.summary())}")
+    params = {"models": chosen, "half": half, "batch_size": int(batch_size), "detector": detector,
+              "rule": rule, "retry_failed": retry}
+    st.button("Run models", type="primary", disabled=not chosen, on_click=queue,
+              args=("model_run", params))
+    if chosen:
+        model_id = st.selectbox("Check fp16 against fp32 for", chosen)
+        st.button("Check fp16", help="needs a CUDA worker", on_click=queue,
+                  args=("fp16_check", {"model": model_id, "detector": detector, "rule": rule}))
 
 
 def failures_section() -> None:
@@ -283,12 +215,6 @@ def failures_section() -> None:
         return
     st.write(f"{len(failed)} failed stimulus predictions (the newest result per model):")
     st.dataframe(failed[["model_id", "stimulus", "detector", "error"]], hide_index=True)
-
-
-def release_section() -> None:
-    if st.button("Release loaded models", help="Free the memory (and GPU memory) of cached models"):
-        loaded_adapter.clear()
-        st.success("Loaded models released.")
 
 
 def import_section() -> None:
@@ -426,14 +352,21 @@ with run:
     if study_id is None:
         st.info("Create or pick a study on the Home page to run models.")
     else:
+        st.text_input("Your name (shown to coauthors with the jobs you queue)", key=WHO_KEY)
         st.subheader("Face stage")
-        detector, rule, device = face_options()
-        face_stage_section(detector, rule, device)
+        detector, rule = face_options()
+        face_stage_section(detector, rule)
         st.divider()
-        run_section(models, detector, rule, device)
+        run_section(models, detector, rule)
+        st.divider()
+        st.subheader("Jobs")
+        if QUEUED_KEY in st.session_state:
+            st.success(st.session_state.pop(QUEUED_KEY))
+        if not ensure_in_process_worker(factory):
+            st.caption("This server runs no worker: jobs wait for `python -m core worker` on a worker host.")
+        jobs_panel(factory, study_id)
         st.divider()
         failures_section()
-    release_section()
 with imported:
     if study_id is None:
         st.info("Create or pick a study on the Home page first.")

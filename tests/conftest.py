@@ -1,4 +1,9 @@
-"""Shared fixtures: a real SQLite file through the production engine factory, a data folder."""
+"""Shared fixtures: a real database through the production engine factory, a data folder.
+
+Tests marked ``backends`` get ``db_url`` twice: a fresh SQLite file and a fresh database (CREATE
+DATABASE) in a throwaway PostgreSQL cluster started once per session (tests/pg_cluster.py); the
+PostgreSQL case is skipped, with the reason, when no server can be started here.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,27 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import DATA_DIR_ENV, DB_URL_ENV, make_engine, make_sessionmaker
+from tests import pg_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("backends"):
+        metafunc.parametrize("db_url", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> pg_cluster.Cluster | pg_cluster.ClusterUnavailable:
+    """The session's PostgreSQL cluster, or the reason none could be started."""
+    try:
+        cluster = pg_cluster.start()
+    except pg_cluster.ClusterUnavailable as error:
+        yield error
+        return
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
@@ -23,8 +47,18 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def db_url(data_dir: Path) -> str:
-    return f"sqlite:///{data_dir / 'test.sqlite'}"
+def db_url(request: pytest.FixtureRequest, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database: SQLite by default, PostgreSQL too for tests marked ``backends``."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield f"sqlite:///{data_dir / 'test.sqlite'}"
+        return
+    cluster = request.getfixturevalue("postgres")
+    if isinstance(cluster, pg_cluster.ClusterUnavailable):
+        pytest.skip(f"PostgreSQL not available: {cluster}")
+    url = cluster.create_database()
+    monkeypatch.setenv(DB_URL_ENV, url)
+    yield url
+    cluster.drop_database(url)
 
 
 @pytest.fixture

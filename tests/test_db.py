@@ -1,7 +1,8 @@
-"""Engine factory and migrations on a real SQLite file."""
+"""Engine factory and migrations on a real SQLite file (and PostgreSQL where marked)."""
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
@@ -11,6 +12,7 @@ from db.models import Base, Study
 from db.queries import get_or_create_study, study_counts
 
 
+@pytest.mark.backends
 def test_upgrade_of_empty_database_matches_models(db_url: str) -> None:
     engine = make_engine(db_url)
     with engine.connect() as connection:
@@ -26,6 +28,7 @@ def test_sqlite_pragmas_are_set(db_url: str) -> None:
         assert connection.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
 
 
+@pytest.mark.backends
 def test_upgrade_twice_keeps_data(db_url: str, sessions) -> None:
     with sessions.begin() as session:
         get_or_create_study(session, "pilot")
@@ -35,6 +38,7 @@ def test_upgrade_twice_keeps_data(db_url: str, sessions) -> None:
         assert study_counts(session, 1)["stimuli"] == 0
 
 
+@pytest.mark.backends
 def test_upgrade_from_0001_scopes_imported_predictions_and_keeps_ratings(db_url: str) -> None:
     """Revision 0002 adds prediction.study_id: earlier imported rows get their study, computed
     rows stay shared, and the human ratings already stored are untouched."""
@@ -45,15 +49,15 @@ def test_upgrade_from_0001_scopes_imported_predictions_and_keeps_ratings(db_url:
     with engine.begin() as connection:
         connection.execute(text(
             "INSERT INTO study (id, name, description, is_demo, stimulus_key, key_case_insensitive,"
-            " created_at) VALUES (1, 'pilot', '', 0, 'name', 1, '2026-01-01')"))
+            " created_at) VALUES (1, 'pilot', '', FALSE, 'name', TRUE, '2026-01-01')"))
         connection.execute(text(
             "INSERT INTO stimulus (id, study_id, path, sha256, media_type, width, height, thumbnail,"
-            " precropped, created_at) VALUES (1, 1, 'a.png', 'abc', 'image/png', 1, 1, x'00', 0,"
-            " '2026-01-01')"))
+            " precropped, created_at) VALUES (1, 1, 'a.png', 'abc', 'image/png', 1, 1, :thumbnail,"
+            " FALSE, '2026-01-01')"), {"thumbnail": b"\x00"})
         connection.execute(text(
             "INSERT INTO rating_batch (id, study_id, file_name, sha256, uploaded_by, uploaded_at,"
             " layout, mapping, scales, label_map, n_rows, n_rejected, excluded, note) VALUES"
-            " (1, 1, 'r.csv', 'f', '', '2026-01-01', 'long', '{}', '{}', '{}', 1, 0, 0, '')"))
+            " (1, 1, 'r.csv', 'f', '', '2026-01-01', 'long', '{}', '{}', '{}', 1, 0, FALSE, '')"))
         connection.execute(text(
             "INSERT INTO rating (batch_id, stimulus_id, rater, emotion, valence) VALUES"
             " (1, 1, 'R1', 'anger', -0.5)"))

@@ -23,6 +23,8 @@ from core.workflows.face_stage import CHOICE_RULES, choose_face, describe, ensur
 from db.models import FaceDetection
 from tests.markdown_text import shown
 
+pytestmark = pytest.mark.backends
+
 
 def png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()

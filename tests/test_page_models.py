@@ -1,4 +1,4 @@
-"""AppTest scenarios for pages/3_Models.py: registry table, checkpoint states, a run, an import.
+"""AppTest scenarios for pages/3_Models.py: registry table, checkpoint states, a queued run, an import.
 
 Real weights are absent here, so every built-in model starts "missing": the page must show that
 as an actionable state (where to get it, download / register buttons), never crash.
@@ -7,6 +7,7 @@ as an actionable state (where to get it, download / register buttons), never cra
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 from core.io.storage import store_bytes
 from core.models import registry
-from db.models import Prediction, Stimulus, Study
+from core.io.storage import store_bytes
+from db.models import Job, Prediction, Stimulus, Study
 from tests import model_fakes
 from tests.markdown_text import shown
 
@@ -30,6 +32,16 @@ def button(at: AppTest, label: str):
 
 def texts(elements) -> list[str]:
     return [shown(element.value) for element in elements]
+
+
+def wait_for_job(sessions, job_id: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sessions() as session:
+            if session.get(Job, job_id).state not in ("queued", "running"):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish within {timeout} s")
 
 
 @pytest.fixture
@@ -99,7 +111,12 @@ def test_run_a_ready_model_then_import_predictions(sessions, study_id, esr9_read
     assert detector.value == "haar"  # MTCNN weights are not downloaded here
     button(at, "Run models").click().run()
     assert not at.exception
-    assert any("esr9: 2 computed, 0 cached, 0 failed" in text for text in texts(at.markdown))
+    assert any("Queued job #1: run esr9" in text for text in texts(at.success))
+    wait_for_job(sessions, 1)  # run by this server's in-process worker thread
+    at.run()
+    jobs_table = next(frame.value for frame in at.dataframe if "job" in frame.value.columns)
+    assert jobs_table.loc[0, "state"] == "done"
+    assert "esr9: 2 computed, 0 cached, 0 failed" in jobs_table.loc[0, "progress"]
     with sessions() as session:
         rows = session.scalars(select(Prediction)).all()
     assert len(rows) == 2 and {row.status for row in rows} == {"ok"}

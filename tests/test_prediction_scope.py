@@ -13,6 +13,8 @@ from db.models import Prediction, Stimulus
 from db.predictions import CacheKey, PredictionRow, save_predictions
 from db.stimuli import create_study
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def two_studies(sessions) -> tuple[int, int]:

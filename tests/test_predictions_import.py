@@ -14,6 +14,8 @@ from core.workflows import predictions_import as pi
 from db.analysis import load_predictions
 from db.models import Prediction, RegisteredModel, Stimulus, Study
 
+pytestmark = pytest.mark.backends
+
 NAMES = [f"face{index:02d}.jpg" for index in range(1, 6)]
 
 # FaceReader-style export: intensities 0..1 per emotion, valence -1..1, arousal 0..1.

@@ -35,6 +35,8 @@ from db.ratings import (
     undo_delete,
 )
 
+pytestmark = pytest.mark.backends
+
 SAM = {"valence": PRESETS["sam9"], "arousal": PRESETS["sam9"]}
 GOOD = "rater,stimulus,emotion,valence,arousal\nP1,img01.png,happy,9,5\nP2,img01.png,sad,1,5\n"
 WITH_BAD_ROW = GOOD + "P3,img99.png,sad,3,3\n"

@@ -30,6 +30,8 @@ from core.workflows.stimuli import (
 from db import stimuli as stimulus_db
 from db.models import Stimulus, StimulusAttribute, Study
 
+pytestmark = pytest.mark.backends
+
 
 def png(seed: int, size: tuple[int, int] = (24, 16)) -> bytes:
     """A small PNG whose content differs for every seed."""

@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("core.cli.models", "run models over a study (cached, resumable)"),
     "check-fp16": ("core.cli.models", "compare fp16 with fp32 outputs (CUDA)"),
     "import-predictions": ("core.cli.models", "import another tool's predictions (CSV/TSV/XLSX) as a model"),
+    "worker": ("core.cli.jobs", "run queued jobs (model runs, face stage, fp16 checks, report exports)"),
+    "jobs": ("core.cli.jobs", "list a study's jobs with their progress"),
+    "cancel": ("core.cli.jobs", "cancel a queued or running job"),
     "export-bundle": (
         "core.cli.bundle", "write one study (stimuli, ratings, predictions, models) as a bundle ZIP"
     ),

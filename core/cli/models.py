@@ -83,6 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
     run.add_argument("--batch-size", type=int, default=32)
     run.add_argument("--retry-failed", action="store_true", help="recompute stored failures")
+    run.add_argument("--queue", action="store_true",
+                     help="queue the run as a job for a worker (`python -m core worker`) and exit")
     _face_options(run)
     run.set_defaults(handler=run_models)
 
@@ -258,6 +260,8 @@ def run_models(args: argparse.Namespace) -> int:
     factory, study_id = _open_study(args)
     if study_id is None:
         return 2
+    if args.queue:
+        return _queue_run(factory, study_id, args)
     try:
         device = resolve_device(args.device)
     except DeviceError as error:
@@ -278,6 +282,17 @@ def run_models(args: argparse.Namespace) -> int:
     for report in reports:
         print(report.summary())
     return 1 if any(report.error for report in reports) else 0
+
+
+def _queue_run(factory: sessionmaker[Session], study_id: int, args: argparse.Namespace) -> int:
+    from core.workflows import jobs
+
+    params = {"models": args.model, "half": args.fp16, "batch_size": args.batch_size,
+              "detector": args.detector, "rule": args.rule, "retry_failed": args.retry_failed}
+    job_id = jobs.enqueue(factory, "model_run", study_id, params, queued_by="cli")
+    print(f"queued job {job_id}; a worker runs it (`python -m core worker`), "
+          f"`python -m core jobs --study {args.study}` shows its progress")
+    return 0
 
 
 def run_check_fp16(args: argparse.Namespace) -> int:
