@@ -193,8 +193,8 @@ def confirm_scale_changes(scales: dict[str, Scale], earlier: dict, key: str) -> 
     for dim, scale in scales.items():
         change = scale_change(dim, scale, earlier.get(dim, []))
         if change:
-            st.warning(change + ". Ratings on different scales are compared only after normalising.")
-            confirmed &= st.checkbox(f"Yes, this batch's {dim} was rated on {scale.label}",
+            st.warning(plain(change + ". Ratings on different scales are compared only after normalising."))
+            confirmed &= st.checkbox(plain(f"Yes, this batch's {dim} was rated on {scale.label}"),
                                      key=f"{key}scale_change:{dim}")
     return confirmed
 

@@ -361,7 +361,7 @@ with run:
         st.divider()
         st.subheader("Jobs")
         if QUEUED_KEY in st.session_state:
-            st.success(st.session_state.pop(QUEUED_KEY))
+            st.success(plain(st.session_state.pop(QUEUED_KEY)))
         if not ensure_in_process_worker(factory):
             st.caption("This server runs no worker: jobs wait for `python -m core worker` on a worker host.")
         jobs_panel(factory, study_id)

@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.models import card
 from core.io.storage import store_bytes
+from core.workflows import catalog
 from db.models import Stimulus, Study
 from tests.test_card_models import TinyNet, card_text, onnx_bytes
 
@@ -41,5 +41,5 @@ def make_image_study(sessions: sessionmaker[Session], n: int, *, size: int = 48,
 def register_tiny_model(sessions: sessionmaker[Session], model_id: str = "tiny") -> str:
     """Register the tiny ONNX card model (random weights) in the database; returns its id."""
     with sessions.begin() as session:
-        card.register_card(session, card_text(model_id), onnx_bytes(TinyNet()))
+        catalog.register_card(session, card_text(model_id), onnx_bytes(TinyNet()))
     return model_id

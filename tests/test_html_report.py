@@ -52,7 +52,7 @@ def test_every_table_and_figure_is_in_the_page(demo):
         assert f"<h3>{name}</h3>" in page
     assert page.count('<div class="chart"') == len(demo["figures"]) >= 10
     sections = {figure.section for figure in demo["figures"]}
-    assert sections == {"Agreement", "Confusion", "Circumplex", "Model diversity"}
+    assert sections == {"Agreement", "Across pipelines", "Confusion", "Circumplex", "Model diversity"}
     assert "human_median" in page  # the human ceiling beside the model rows
     assert "<dt>Krippendorff&#x27;s alpha</dt>" in page and '"study": ' in page.replace("&quot;", '"')
 

@@ -158,7 +158,8 @@ def test_a_report_export_job_writes_the_report_on_the_worker_host(data_dir, sess
                           {"out": str(out), "boot": 0, "figures": False})
     Worker(sessions, FAST).run_once()
     job = job_row(sessions, job_id)
-    assert (job.state, job.result) == ("done", {"out": str(out)})
+    assert (job.state, job.result["out"], job.result["warnings"]) == ("done", str(out), [])
+    assert job.result["files"] > 20
     assert (out / "tables" / "icc.csv").is_file() and (out / "manifest.json").is_file()
 
 

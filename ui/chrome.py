@@ -81,7 +81,7 @@ def _password_ok() -> bool:
     throttle = st.session_state.get(THROTTLE_KEY)
     wait = throttle.wait_s(time.monotonic()) if throttle else 0.0
     if wait:
-        st.error(f"Too many wrong passwords; try again in {math.ceil(wait)} s.")
+        st.error(f"Too many wrong passwords; try again in {math.ceil(wait):,} s.")
     elif st.session_state.pop("password_wrong", False):
         st.error("Wrong password. Ask the study owner for the shared password.")
     return False

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.workflows import jobs
 from core.workflows.worker import Worker, in_process_worker_enabled
 from db import jobs as job_db
+from ui.db_errors import friendly_writes
+from ui.text import plain
 
 REFRESH_SECONDS = 2
 ACTIVE = ("queued", "running")
@@ -67,7 +69,7 @@ def _result_text(result: dict | None) -> str:
 
 
 def _cancel(factory: sessionmaker[Session], job_id: int) -> None:
-    with factory.begin() as session:
+    with friendly_writes(stop=False), factory.begin() as session:
         job_db.request_cancel(session, job_id)
 
 
@@ -83,8 +85,8 @@ def jobs_panel(factory: sessionmaker[Session], study_id: int) -> None:
         left, right = st.columns([5, 1])
         share = job.done / job.total if job.total else 0.0
         who = f" · by {job.queued_by}" if job.queued_by else ""
-        left.progress(share, text=f"#{job.id} {jobs.describe(job.kind, job.params)}{who} — "
-                                  f"{_progress_text(job)}")
+        left.progress(share, text=plain(f"#{job.id} {jobs.describe(job.kind, job.params)}{who} — "
+                                        f"{_progress_text(job)}"))
         right.button("Cancel", key=f"cancel_job_{job.id}", disabled=bool(job.cancel_requested),
                      on_click=_cancel, args=(factory, job.id))
     st.dataframe(pd.DataFrame({

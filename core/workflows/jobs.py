@@ -8,7 +8,6 @@ through a :class:`JobContext` and stopping between batches when it says so.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,21 +120,19 @@ def _fp16_check(factory, study_id: int, params: dict[str, Any], context: JobCont
 def _report_export(factory, study_id: int, params: dict[str, Any], context: JobContext,
                    device: str) -> Outcome:
     """The ``report`` command's output written into ``params['out']`` on the worker's host."""
-    from core.cli.report import run_report
+    from core.workflows.report import ReportOptions, write_study_report
 
     with factory() as session:
         name = session.scalar(select(Study.name).where(Study.id == study_id))
-    args = argparse.Namespace(
-        db=factory.kw["bind"].url.render_as_string(hide_password=False), study=name,
-        out=Path(params["out"]), boot=int(params.get("boot", 1000)), seed=int(params.get("seed", 0)),
-        models=params.get("models"), batches=params.get("batches"), ties=params.get("ties", "none"),
-        unequal=params.get("unequal", "modal"), subgroups=params.get("subgroups"),
-        no_figures=not params.get("figures", True),
+    options = ReportOptions(
+        study=name, out=Path(params["out"]), boot=int(params.get("boot", 1000)),
+        seed=int(params.get("seed", 0)), models=params.get("models"), batches=params.get("batches"),
+        ties=params.get("ties", "none"), unequal=params.get("unequal", "modal"),
+        subgroups=params.get("subgroups"), consensus_of=params.get("consensus_of"),
+        figures=params.get("figures", True), html=params.get("html", False),
     )
-    code = run_report(args)
-    if code:
-        return Outcome("failed", {}, f"report export failed (exit {code}); see the worker log")
-    return Outcome("done", {"out": str(args.out)})
+    written = write_study_report(factory, options)
+    return Outcome("done", {"out": str(options.out), "files": len(written), "warnings": options.warnings})
 
 
 RUNNERS: dict[str, Callable[..., Outcome]] = {
