@@ -20,7 +20,7 @@ from core.ratings.scales import PRESETS  # noqa: E402
 from core.workflows.stimuli import import_files  # noqa: E402
 from core.io.tabular import read_table  # noqa: E402
 from db.engine import make_engine, make_sessionmaker  # noqa: E402
-from db.ratings import DuplicateFileError, import_batch, stimulus_index  # noqa: E402
+from db.ratings import DuplicateFileError, import_batch_in_chunks, stimulus_index  # noqa: E402
 
 
 def import_ratings(url: str, study_id: int, csv: Path, ready: Path, go: Path) -> None:
@@ -35,8 +35,7 @@ def import_ratings(url: str, study_id: int, csv: Path, ready: Path, go: Path) ->
     while not go.exists():
         time.sleep(0.002)
     try:
-        with factory.begin() as session:
-            result = import_batch(session, study_id, prepared, file_name=csv.name, data=data)
+        result = import_batch_in_chunks(factory, study_id, prepared, file_name=csv.name, data=data)
     except DuplicateFileError as error:
         print(f"duplicate {error}")
     else:
