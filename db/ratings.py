@@ -165,7 +165,8 @@ def import_batch(
     _flush_guarded(session, study_id, sha)
     ratings = _batch_ratings(prepared, batch.id)
     for start in range(0, len(ratings), INSERT_CHUNK):
-        _insert_ratings(session, ratings.iloc[start:start + INSERT_CHUNK], batch.id)
+        chunk = ratings.iloc[start:start + INSERT_CHUNK]
+        _insert_ratings(session, _rating_columns(chunk, batch.id))
     return ImportResult(batch.id, len(prepared.ratings), prepared.rejected_rows)
 
 
@@ -193,9 +194,10 @@ def import_batch_in_chunks(
     try:
         ratings = _batch_ratings(prepared, batch_id)
         for start in range(0, len(ratings), INSERT_CHUNK):
-            with factory.begin() as session:
+            columns = _rating_columns(ratings.iloc[start:start + INSERT_CHUNK], batch_id)
+            with factory.begin() as session:  # the write lock is held from here to the commit
+                _insert_ratings(session, columns)
                 _touch_import(session, batch_id)
-                _insert_ratings(session, ratings.iloc[start:start + INSERT_CHUNK], batch_id)
         with factory.begin() as session:
             _touch_import(session, batch_id, state=ACTIVE)
     except BaseException:
@@ -333,7 +335,7 @@ def _batch_ratings(prepared: PreparedRatings, batch_id: int) -> pd.DataFrame:
     return prepared.ratings
 
 
-def _insert_ratings(session: Session, ratings: pd.DataFrame, batch_id: int) -> None:
+def _insert_ratings(session: Session, columns: dict[str, list[Any]]) -> None:
     """One chunk through the driver's executemany as plain tuples (or dicts for named
     paramstyles): SQLAlchemy's per-row parameter handling took a third of the time at 100k rows."""
     connection = session.connection()
@@ -341,7 +343,6 @@ def _insert_ratings(session: Session, ratings: pd.DataFrame, batch_id: int) -> N
         dialect=connection.dialect, column_keys=["batch_id", *STORED_COLUMNS],
         for_executemany=True,  # no RETURNING (PostgreSQL would add one for a single row)
     )
-    columns = _rating_columns(ratings, batch_id)
     if compiled.positional:
         rows: list[Any] = list(zip(*(columns[name] for name in compiled.positiontup)))
     else:
