@@ -65,12 +65,16 @@ class DuplicateFileError(ValueError):
 
     def __init__(self, batch: RatingBatch) -> None:
         self.batch_id = batch.id
-        done = "was already imported" if batch.import_state == ACTIVE else "is being imported now"
+        importing = batch.import_state != ACTIVE
+        when = f"{_aware(batch.uploaded_at):%Y-%m-%d %H:%M} UTC"
         super().__init__(
-            f"this file {done} as batch #{batch.id} ({batch.file_name}, "
-            f"{_aware(batch.uploaded_at):%Y-%m-%d %H:%M} UTC"
+            f"this file {'is being imported right now' if importing else 'was already imported'}"
+            f" as batch #{batch.id} ({batch.file_name}, {when}"
             + (f" by {batch.uploaded_by}" if batch.uploaded_by else "")
-            + "). Import it again only if you really mean to (allow duplicates)."
+            + (
+                "). If that import was interrupted, try again in a minute." if importing
+                else "). Import it again only if you really mean to (allow duplicates)."
+            )
         )
 
 
@@ -488,7 +492,8 @@ def declared_scales(session: Session, study_id: int) -> dict[str, list[Scale]]:
     """
     query = (
         select(RatingBatch.scales)
-        .where(RatingBatch.study_id == study_id, RatingBatch.deleted_at.is_(None), visible_batches())
+        .where(RatingBatch.study_id == study_id, RatingBatch.deleted_at.is_(None))
+        .where(visible_batches())
         .order_by(RatingBatch.id.desc())
     )
     found: dict[str, list[Scale]] = {}
