@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Update, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -200,8 +200,8 @@ def import_batch_in_chunks(
         for start in range(0, len(ratings), INSERT_CHUNK):
             columns = _rating_columns(ratings.iloc[start:start + INSERT_CHUNK], batch_id)
             with factory.begin() as session:  # the write lock is held from here to the commit
-                _insert_ratings(session, columns)
                 _touch_import(session, batch_id)
+                _insert_ratings(session, columns)
         with factory.begin() as session:
             _touch_import(session, batch_id, state=ACTIVE)
     except BaseException:
@@ -287,7 +287,7 @@ def _touch_import(session: Session, batch_id: int, state: str = IMPORTING) -> No
         )
 
 
-def _abandon(*where: Any):
+def _abandon(*where: Any) -> Update:
     """Mark importing batches abandoned and release their file's duplicate guard."""
     return update(RatingBatch).where(*where).values(import_state=ABANDONED, dedupe_sha256=None)
 
