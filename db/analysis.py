@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.ratings.labels import CANONICAL
-from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute
+from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute, analysed_batches
 from db.predictions import visible_in
 
 RATING_COLUMNS = ["stimulus", "stimulus_id", "rater", "batch_id", "emotion", "valence", "arousal"]
@@ -28,7 +28,8 @@ PREDICTION_COLUMNS = ["stimulus", "stimulus_id", "model_id", "label", "valence",
 def load_ratings(
     session: Session, study_id: int, batch_ids: Iterable[int] | None = None
 ) -> pd.DataFrame:
-    """Ratings of active batches (not excluded, not deleted), optionally only ``batch_ids``."""
+    """Ratings of analysed batches (visible, not excluded, not deleted), optionally only
+    ``batch_ids``."""
     query = (
         select(
             Stimulus.path, Rating.stimulus_id, Rating.rater, Rating.batch_id,
@@ -36,11 +37,7 @@ def load_ratings(
         )
         .join(RatingBatch, Rating.batch_id == RatingBatch.id)
         .join(Stimulus, Rating.stimulus_id == Stimulus.id)
-        .where(
-            RatingBatch.study_id == study_id,
-            RatingBatch.deleted_at.is_(None),
-            RatingBatch.excluded.is_(False),
-        )
+        .where(analysed_batches(study_id))
     )
     if batch_ids is not None:
         query = query.where(RatingBatch.id.in_(list(batch_ids)))

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    ColumnElement,
     DateTime,
     Float,
     ForeignKey,
@@ -37,6 +38,12 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# RatingBatch.import_state values. ABANDONED: a failed or dead import whose rows are being removed.
+IMPORTING = "importing"
+ACTIVE = "active"
+ABANDONED = "abandoned"
 
 
 class Base(DeclarativeBase):
@@ -142,6 +149,15 @@ class RatingBatch(Base):
     # Soft delete: set on delete, purged after the undo window.
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str] = mapped_column(Text, default="")
+    # IMPORTING while its ratings go in chunk by chunk (each chunk its own short transaction), then
+    # ACTIVE (or ABANDONED). Readers see only active batches (visible_batches()), so a half import
+    # never shows.
+    import_state: Mapped[str] = mapped_column(
+        String(20), default=ACTIVE, server_default=text(f"'{ACTIVE}'")
+    )
+    # Refreshed by every chunk of an import: an importing batch untouched for a while was
+    # abandoned (its process died) and the next import removes it.
+    import_heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     study: Mapped[Study] = relationship(back_populates="batches")
     ratings: Mapped[list[Rating]] = relationship(
@@ -244,6 +260,22 @@ class Prediction(Base):
     # Action units (Multitask-CNN): {"AU1": p, ...}.
     extras: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def visible_batches() -> ColumnElement[bool]:
+    """Batches whose import finished. Every read of batches or ratings filters on this: a batch
+    still importing, or abandoned half-way by a crashed process, holds ratings no one may see."""
+    return RatingBatch.import_state == ACTIVE
+
+
+def analysed_batches(study_id: int) -> ColumnElement[bool]:
+    """The study's batches whose ratings count in analyses: visible, not deleted, not excluded."""
+    return (
+        (RatingBatch.study_id == study_id)
+        & RatingBatch.deleted_at.is_(None)
+        & RatingBatch.excluded.is_(False)
+        & visible_batches()
+    )
 
 
 class Job(Base):

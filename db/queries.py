@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Rating, RatingBatch, Stimulus, Study
+from db.models import Rating, RatingBatch, Stimulus, Study, analysed_batches
 
 
 def list_studies(session: Session) -> list[Study]:
@@ -25,11 +25,7 @@ def get_or_create_study(session: Session, name: str, **fields: object) -> Study:
 
 def study_counts(session: Session, study_id: int) -> dict[str, int]:
     """Numbers shown on the home page: stimuli, active batches, ratings and raters."""
-    active = (
-        (RatingBatch.study_id == study_id)
-        & RatingBatch.deleted_at.is_(None)
-        & RatingBatch.excluded.is_(False)
-    )
+    active = analysed_batches(study_id)
     ratings = select(Rating).join(RatingBatch).where(active).subquery()
     return {
         "stimuli": session.scalar(

@@ -3,8 +3,13 @@
 The duplicate-file guard is a unique index (one live guarded batch per file and study), so
 concurrent imports of one file store it once; a deliberate duplicate has no ``dedupe_sha256``.
 
-Every write here happens in the caller's transaction (``with factory.begin() as session:``),
-so an import either stores its batch and every rating or, on any error, nothing at all.
+Two ways to import, both all-or-nothing for the user. :func:`import_batch` writes in the caller's
+transaction (a bundle or the demo builds a whole study in one). :func:`import_batch_in_chunks`,
+used by the Ratings page and the command line, holds SQLite's write lock only briefly so other
+writers never wait long: the batch is claimed as ``importing`` (invisible to every reader, see
+:func:`db.models.visible_batches`), its ratings go in chunk by chunk in separate transactions,
+and a last one makes it ``active``. A failed import removes its half batch; one whose process
+died stops refreshing its heartbeat and is removed by the next import after :data:`STALE_IMPORT`.
 Human ratings cannot be regenerated: a deleted batch stays restorable for :data:`UNDO_WINDOW`
 and the uploaded file itself is kept in content-addressed storage.
 """
@@ -16,15 +21,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import Update, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.io.storage import read_blob, sha256_bytes, store_bytes
 from core.ratings.layouts import PreparedRatings, StimulusIndex, assign_vote_raters
 from core.ratings.scales import Scale
 from db.bulk import insert_columns
-from db.models import Rating, RatingBatch, utcnow
+from db.models import (
+    ABANDONED, ACTIVE, IMPORTING, Rating, RatingBatch, utcnow, visible_batches,
+)
 from db.stimuli import get_study, key_index
 
 UNDO_WINDOW = timedelta(hours=24)
@@ -35,7 +42,10 @@ STORED_COLUMNS = [
 NOTE_ROWS = 20  # rejected row numbers spelled out in a batch's note
 # Ratings per executemany: bounds the parameter rows Python holds at once (100k rows in one call
 # held about 90 MB of dicts while the per-row cost stays the same).
+# Also the rows of one transaction of a chunked import (about 0.1 s of write lock each).
 INSERT_CHUNK = 10_000
+# An importing batch whose heartbeat is this old was abandoned by a process that died.
+STALE_IMPORT = timedelta(seconds=60)
 
 
 class ImportRejected(ValueError):
@@ -56,12 +66,21 @@ class DuplicateFileError(ValueError):
 
     def __init__(self, batch: RatingBatch) -> None:
         self.batch_id = batch.id
+        importing = batch.import_state != ACTIVE
+        when = f"{_aware(batch.uploaded_at):%Y-%m-%d %H:%M} UTC"
         super().__init__(
-            f"this file was already imported as batch #{batch.id} ({batch.file_name}, "
-            f"{_aware(batch.uploaded_at):%Y-%m-%d %H:%M} UTC"
+            f"this file {'is being imported right now' if importing else 'was already imported'}"
+            f" as batch #{batch.id} ({batch.file_name}, {when}"
             + (f" by {batch.uploaded_by}" if batch.uploaded_by else "")
-            + "). Import it again only if you really mean to (allow duplicates)."
+            + (
+                "). If that import was interrupted, try again in a minute." if importing
+                else "). Import it again only if you really mean to (allow duplicates)."
+            )
         )
+
+
+class ImportAbandoned(RuntimeError):
+    """A chunked import paused longer than :data:`STALE_IMPORT` and another import removed it."""
 
 
 class UndoExpired(ValueError):
@@ -107,13 +126,15 @@ def stimulus_index(session: Session, study_id: int) -> StimulusIndex:
 
 
 def find_duplicate_file(session: Session, study_id: int, sha256: str) -> RatingBatch | None:
-    """The first live (not deleted) batch of this study imported from a file with this hash."""
+    """The first live (not deleted) batch of this study imported, or being imported, from a file
+    with this hash."""
     return session.scalar(
         select(RatingBatch)
         .where(
             RatingBatch.study_id == study_id,
             RatingBatch.sha256 == sha256,
             RatingBatch.deleted_at.is_(None),
+            RatingBatch.import_state != ABANDONED,
         )
         .order_by(RatingBatch.id)
         .limit(1)
@@ -142,22 +163,160 @@ def import_batch(
     duplicate = None if allow_duplicate else find_duplicate_file(session, study_id, sha)
     if duplicate is not None:
         raise DuplicateFileError(duplicate)
+    _check_importable(prepared, partial)
+    store_bytes(data)
+    batch = _new_batch(study_id, prepared, file_name, sha, uploaded_by, allow_duplicate)
+    session.add(batch)
+    _flush_guarded(session, study_id, sha)
+    ratings = _batch_ratings(prepared, batch.id)
+    for start in range(0, len(ratings), INSERT_CHUNK):
+        chunk = ratings.iloc[start:start + INSERT_CHUNK]
+        _insert_ratings(session, _rating_columns(chunk, batch.id))
+    return ImportResult(batch.id, len(prepared.ratings), prepared.rejected_rows)
+
+
+def import_batch_in_chunks(
+    factory: sessionmaker[Session],
+    study_id: int,
+    prepared: PreparedRatings,
+    *,
+    file_name: str,
+    data: bytes,
+    uploaded_by: str = "",
+    partial: bool = False,
+    allow_duplicate: bool = False,
+) -> ImportResult:
+    """Store a validated rating file as one batch in short transactions of its own.
+
+    Same refusals and result as :func:`import_batch`. The batch is invisible until its last
+    chunk is stored; on any error its rows are removed again and the error is raised. Call it
+    outside any write transaction of ``factory``'s database (it would wait for that one).
+    """
+    remove_abandoned_imports(factory)
+    batch_id = _claim_batch(
+        factory, study_id, prepared, file_name, data, uploaded_by, allow_duplicate, partial
+    )
+    try:
+        ratings = _batch_ratings(prepared, batch_id)
+        for start in range(0, len(ratings), INSERT_CHUNK):
+            columns = _rating_columns(ratings.iloc[start:start + INSERT_CHUNK], batch_id)
+            with factory.begin() as session:  # the write lock is held from here to the commit
+                _touch_import(session, batch_id)
+                _insert_ratings(session, columns)
+        with factory.begin() as session:
+            _touch_import(session, batch_id, state=ACTIVE)
+    except BaseException:
+        _remove_failed_import(factory, batch_id)
+        raise
+    return ImportResult(batch_id, len(prepared.ratings), prepared.rejected_rows)
+
+
+def remove_abandoned_imports(factory: sessionmaker[Session], now: datetime | None = None) -> int:
+    """Remove batches whose import stopped refreshing its heartbeat :data:`STALE_IMPORT` ago
+    (its process died): they were never visible. Returns the number of batches removed."""
+    cutoff = (now or utcnow()) - STALE_IMPORT
+    with factory.begin() as session:
+        # The staleness test and the state change are one statement: an import that refreshes
+        # its heartbeat meanwhile is never taken for abandoned.
+        session.execute(_abandon(
+            RatingBatch.import_state == IMPORTING,
+            or_(RatingBatch.import_heartbeat.is_(None), RatingBatch.import_heartbeat < cutoff),
+        ))
+    with factory() as session:
+        abandoned = session.scalars(
+            select(RatingBatch.id).where(RatingBatch.import_state == ABANDONED)
+        ).all()
+    for batch_id in abandoned:
+        _remove_abandoned(factory, batch_id)
+    return len(abandoned)
+
+
+def _check_importable(prepared: PreparedRatings, partial: bool) -> None:
     if not prepared.ok and not partial:
         raise ImportRejected(prepared)
     if prepared.ratings.empty:
         raise ImportRejected(prepared, "no valid rows to import; nothing was stored.")
-    store_bytes(data)
-    batch = RatingBatch(
+
+
+def _new_batch(
+    study_id: int, prepared: PreparedRatings, file_name: str, sha: str, uploaded_by: str,
+    allow_duplicate: bool, **state: Any,
+) -> RatingBatch:
+    return RatingBatch(
         study_id=study_id, file_name=file_name, sha256=sha,
         dedupe_sha256=None if allow_duplicate else sha, uploaded_by=uploaded_by,
         layout=prepared.layout, mapping=prepared.mapping, scales=prepared.scales,
         label_map=prepared.label_map, n_rows=len(prepared.ratings),
         n_rejected=len(prepared.rejected_rows), note=_rejection_note(prepared.rejected_rows),
+        **state,
     )
-    session.add(batch)
-    _flush_guarded(session, study_id, sha)
-    _insert_ratings(session, prepared, batch.id)
-    return ImportResult(batch.id, len(prepared.ratings), prepared.rejected_rows)
+
+
+def _claim_batch(
+    factory: sessionmaker[Session], study_id: int, prepared: PreparedRatings, file_name: str,
+    data: bytes, uploaded_by: str, allow_duplicate: bool, partial: bool,
+) -> int:
+    """The new batch, still importing, in a short transaction that takes the file's guard."""
+    sha = sha256_bytes(data)
+    with factory.begin() as session:
+        duplicate = None if allow_duplicate else find_duplicate_file(session, study_id, sha)
+        if duplicate is not None:
+            raise DuplicateFileError(duplicate)
+        _check_importable(prepared, partial)
+        store_bytes(data)
+        batch = _new_batch(
+            study_id, prepared, file_name, sha, uploaded_by, allow_duplicate,
+            import_state=IMPORTING, import_heartbeat=utcnow(),
+        )
+        session.add(batch)
+        _flush_guarded(session, study_id, sha)
+        return batch.id
+
+
+def _touch_import(session: Session, batch_id: int, state: str = IMPORTING) -> None:
+    """Refresh the heartbeat of an import (or finish it with ``state``); raises
+    :class:`ImportAbandoned` when another import removed the batch as abandoned meanwhile."""
+    touched = session.execute(
+        update(RatingBatch)
+        .where(RatingBatch.id == batch_id, RatingBatch.import_state == IMPORTING)
+        .values(import_state=state, import_heartbeat=None if state == ACTIVE else utcnow())
+    )
+    if touched.rowcount != 1:
+        raise ImportAbandoned(
+            f"batch #{batch_id} paused for more than {STALE_IMPORT.seconds} s and was removed "
+            "as abandoned; nothing of it was stored. Import the file again."
+        )
+
+
+def _abandon(*where: Any) -> Update:
+    """Mark importing batches abandoned and release their file's duplicate guard."""
+    return update(RatingBatch).where(*where).values(import_state=ABANDONED, dedupe_sha256=None)
+
+
+def _remove_failed_import(factory: sessionmaker[Session], batch_id: int) -> None:
+    try:
+        with factory.begin() as session:
+            session.execute(
+                _abandon(RatingBatch.id == batch_id, RatingBatch.import_state != ACTIVE)
+            )
+        _remove_abandoned(factory, batch_id)
+    except SQLAlchemyError:
+        pass  # the batch stays invisible; the next import removes it once its heartbeat is stale
+
+
+def _remove_abandoned(factory: sessionmaker[Session], batch_id: int) -> None:
+    """Delete an abandoned batch's ratings chunk by chunk (short transactions), then the batch."""
+    chunk = select(Rating.id).where(Rating.batch_id == batch_id).limit(INSERT_CHUNK)
+    removed = INSERT_CHUNK
+    while removed == INSERT_CHUNK:
+        with factory.begin() as session:
+            removed = session.execute(
+                delete(Rating).where(Rating.id.in_(chunk.scalar_subquery()))
+            ).rowcount
+    with factory.begin() as session:
+        session.execute(delete(RatingBatch).where(
+            RatingBatch.id == batch_id, RatingBatch.import_state == ABANDONED
+        ))
 
 
 def _flush_guarded(session: Session, study_id: int, sha256: str) -> None:
@@ -174,14 +333,16 @@ def _flush_guarded(session: Session, study_id: int, sha256: str) -> None:
         raise DuplicateFileError(existing) from error
 
 
-def _insert_ratings(session: Session, prepared: PreparedRatings, batch_id: int) -> None:
-    """Chunks of plain column values on each backend's fast path (db.bulk)."""
-    ratings = prepared.ratings
+def _batch_ratings(prepared: PreparedRatings, batch_id: int) -> pd.DataFrame:
+    """The rows to store; vote raters are named after their batch."""
     if prepared.layout == "votes":
-        ratings = assign_vote_raters(ratings, batch_id)
-    for start in range(0, len(ratings), INSERT_CHUNK):
-        columns = _rating_columns(ratings.iloc[start:start + INSERT_CHUNK], batch_id)
-        insert_columns(session, Rating.__table__, columns)
+        return assign_vote_raters(prepared.ratings, batch_id)
+    return prepared.ratings
+
+
+def _insert_ratings(session: Session, columns: dict[str, list[Any]]) -> None:
+    """One chunk of plain column values on the backend's fast path (db.bulk)."""
+    insert_columns(session, Rating.__table__, columns)
 
 
 def _rating_columns(ratings: pd.DataFrame, batch_id: int) -> dict[str, list[Any]]:
@@ -215,11 +376,11 @@ def list_batches(
                 func.count(func.distinct(Rating.stimulus_id)),
             )
             .join(RatingBatch)
-            .where(RatingBatch.study_id == study_id)
+            .where(RatingBatch.study_id == study_id, visible_batches())
             .group_by(Rating.batch_id)
         )
     }
-    query = select(RatingBatch).where(RatingBatch.study_id == study_id)
+    query = select(RatingBatch).where(RatingBatch.study_id == study_id, visible_batches())
     if not include_deleted:
         query = query.where(RatingBatch.deleted_at.is_(None))
     now = now or utcnow()
@@ -320,8 +481,12 @@ def declared_scales(session: Session, study_id: int) -> dict[str, list[Scale]]:
 
     The batches remember them, so the next batch's suggestion and its scale check need no table.
     """
-    query = (select(RatingBatch.scales).where(RatingBatch.study_id == study_id, RatingBatch.deleted_at.is_(None))
-             .order_by(RatingBatch.id.desc()))
+    query = (
+        select(RatingBatch.scales)
+        .where(RatingBatch.study_id == study_id, RatingBatch.deleted_at.is_(None))
+        .where(visible_batches())
+        .order_by(RatingBatch.id.desc())
+    )
     found: dict[str, list[Scale]] = {}
     for scales in session.scalars(query):
         for dim, scale in (scales or {}).items():

@@ -10,7 +10,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from core.ratings.labels import CANONICAL
 from core.ratings.stimulus_keys import KEY_MODES, stimulus_key
-from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute, Study
+from db.models import (
+    Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute, Study, analysed_batches,
+    visible_batches,
+)
 
 NO_INTENDED = "(none)"  # filter value for stimuli without an intended emotion
 
@@ -220,11 +223,7 @@ def raters_per_stimulus(session: Session, study_id: int) -> list[tuple[int, str,
     active = (
         select(Rating.stimulus_id, Rating.rater)
         .join(RatingBatch, Rating.batch_id == RatingBatch.id)
-        .where(
-            RatingBatch.study_id == study_id,
-            RatingBatch.deleted_at.is_(None),
-            RatingBatch.excluded.is_(False),
-        )
+        .where(analysed_batches(study_id))
         .distinct()
         .subquery()
     )
@@ -261,7 +260,7 @@ def setup_progress(session: Session, study_id: int) -> dict[str, int]:
         or_(Stimulus.intended_emotion.is_not(None), has_attribute),
     )
     batches = select(func.count()).select_from(RatingBatch).where(
-        RatingBatch.study_id == study_id, RatingBatch.deleted_at.is_(None)
+        RatingBatch.study_id == study_id, RatingBatch.deleted_at.is_(None), visible_batches()
     )
     models = select(func.count(func.distinct(Prediction.model_id))).where(
         Prediction.stimulus_sha256.in_(

@@ -10,16 +10,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Prediction, Rating, RatingBatch, RegisteredModel, Stimulus, StimulusAttribute
+from db.models import (
+    Prediction, Rating, RatingBatch, RegisteredModel, Stimulus, StimulusAttribute, analysed_batches,
+)
 from db.predictions import visible_in
-
-
-def _active_batches(study_id: int):
-    return (
-        (RatingBatch.study_id == study_id)
-        & RatingBatch.deleted_at.is_(None)
-        & RatingBatch.excluded.is_(False)
-    )
 
 
 def _text_size(column):
@@ -34,12 +28,12 @@ def analysis_version(session: Session, study_id: int) -> tuple[object, ...]:
     metadata values and intended emotions, which keep counts and ids unchanged.
     """
     batches = tuple(
-        session.scalars(select(RatingBatch.id).where(_active_batches(study_id)).order_by(RatingBatch.id))
+        session.scalars(select(RatingBatch.id).where(analysed_batches(study_id)).order_by(RatingBatch.id))
     )
     ratings = session.execute(
         select(func.count(), func.max(Rating.id))
         .join(RatingBatch)
-        .where(_active_batches(study_id))
+        .where(analysed_batches(study_id))
     ).one()
     stimuli = session.execute(
         select(

@@ -293,9 +293,9 @@ def confirm(file_name: str, data: bytes, frame, prepared: PreparedRatings, allow
 
 def store(file_name, data, frame, prepared, uploaded_by, partial, allow_duplicate) -> None:
     try:
-        with friendly_writes(), factory.begin() as session:
-            result = rating_db.import_batch(
-                session, study_id, prepared, file_name=file_name, data=data,
+        with friendly_writes():
+            result = rating_db.import_batch_in_chunks(
+                factory, study_id, prepared, file_name=file_name, data=data,
                 uploaded_by=uploaded_by, partial=partial, allow_duplicate=allow_duplicate,
             )
     except (rating_db.ImportRejected, rating_db.DuplicateFileError) as error:

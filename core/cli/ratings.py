@@ -33,7 +33,7 @@ from db.ratings import (
     ImportRejected,
     batches_frame,
     declared_scales,
-    import_batch,
+    import_batch_in_chunks,
     list_batches,
     stimulus_index,
 )
@@ -112,7 +112,7 @@ def run_import_ratings(args: argparse.Namespace) -> int:
     except (OSError, TableError, ValueError) as error:
         return _fail(str(error))
     factory = make_sessionmaker(make_engine(args.db))
-    with factory.begin() as session:
+    with factory() as session:  # reads only: the import writes in short transactions of its own
         study = session.scalar(select(Study).where(Study.name == args.study))
         if study is None:
             return _fail(f"no study named {args.study!r}; create it with import-stimuli --create")
@@ -134,8 +134,8 @@ def run_import_ratings(args: argparse.Namespace) -> int:
             print(f"dry run: {len(prepared.ratings)} valid ratings, nothing stored")
             return 0 if prepared.ok else 1
         try:
-            result = import_batch(
-                session, study.id, prepared, file_name=args.file.name, data=data,
+            result = import_batch_in_chunks(
+                factory, study.id, prepared, file_name=args.file.name, data=data,
                 uploaded_by=args.by, partial=args.partial, allow_duplicate=args.allow_duplicate,
             )
         except (ImportRejected, DuplicateFileError) as error:

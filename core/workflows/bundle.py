@@ -46,6 +46,7 @@ from core.workflows.stimuli import ZipLimits, _archive_problem, _check_path, _en
 from db.migrate import MIGRATIONS_DIR
 from db.models import (
     Prediction, Rating, RatingBatch, RegisteredModel, Stimulus, StimulusAttribute, Study,
+    visible_batches,
 )
 from db.predictions import visible_in
 from db.ratings import STORED_COLUMNS, import_batch, stimulus_index
@@ -158,7 +159,8 @@ def _export_batches(session: Session, study_id: int) -> list[dict[str, Any]]:
     paths = dict(session.execute(select(Stimulus.id, Stimulus.path).where(Stimulus.study_id == study_id)).all())
     batches = []
     for batch in session.scalars(
-        select(RatingBatch).where(RatingBatch.study_id == study_id).order_by(RatingBatch.id)
+        select(RatingBatch).where(RatingBatch.study_id == study_id, visible_batches())
+        .order_by(RatingBatch.id)
     ):
         ratings = session.execute(
             select(*(getattr(Rating, column) for column in STORED_COLUMNS))
