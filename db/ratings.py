@@ -24,12 +24,13 @@ from core.io.storage import read_blob, sha256_bytes, store_bytes
 from core.ratings.layouts import PreparedRatings, StimulusIndex, assign_vote_raters
 from core.ratings.scales import Scale
 from db.models import Rating, RatingBatch, utcnow
+from db.repeats import refuse_repeats
 from db.stimuli import get_study, key_index
 
 UNDO_WINDOW = timedelta(hours=24)
 STORED_COLUMNS = [
     "stimulus_id", "rater", "emotion", "emotion_raw",
-    "valence", "arousal", "valence_raw", "arousal_raw",
+    "valence", "arousal", "valence_raw", "arousal_raw", "occurrence",
 ]
 NOTE_ROWS = 20  # rejected row numbers spelled out in a batch's note
 # Ratings per executemany: bounds the parameter rows Python holds at once (100k rows in one call
@@ -133,8 +134,9 @@ def import_batch(
     """Store a validated rating file as one batch, in the caller's transaction.
 
     Raises :class:`ImportRejected` when rows were rejected and ``partial`` is False (nothing is
-    written), and :class:`DuplicateFileError` for a file already imported unless
-    ``allow_duplicate``. With ``partial`` only the valid rows are stored; the rejected row
+    written), :class:`DuplicateFileError` for a file already imported unless
+    ``allow_duplicate``, and ``RepeatsRefused`` when the batch's repeat policy is ``refuse`` and
+    it repeats ratings of earlier batches. With ``partial`` only the valid rows are stored; the rejected row
     numbers are returned and noted on the batch.
     """
     sha = sha256_bytes(data)
@@ -145,6 +147,7 @@ def import_batch(
         raise ImportRejected(prepared)
     if prepared.ratings.empty:
         raise ImportRejected(prepared, "no valid rows to import; nothing was stored.")
+    refuse_repeats(session, study_id, prepared)
     store_bytes(data)
     batch = RatingBatch(
         study_id=study_id, file_name=file_name, sha256=sha,
