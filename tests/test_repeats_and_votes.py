@@ -8,6 +8,8 @@ import_batch into a real SQLite file and read back by db.analysis, as the app do
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -250,3 +252,17 @@ def test_counts_ceiling_equals_a_plain_loop_over_held_out_votes():
     assert table.at["accuracy", "estimate"] == pytest.approx(brute_force_ceiling(data.vote_counts().astype(int)))
     assert table.at["accuracy", "ci_low"] <= table.at["accuracy", "estimate"] <= table.at["accuracy", "ci_high"]
     assert majority_codes(np.array([[2.0, 2.0]]))[0][0] == -1  # ties stay unresolved
+
+
+def test_cli_shows_repeats_and_refuses_or_imports_them(sessions, study, db_url, tmp_path):
+    source = tmp_path / "retest.csv"
+    source.write_text(retest_file())
+    command = [sys.executable, "-m", "core", "--db", db_url, "import-ratings", "--study", "retest",
+               str(source), "--valence-scale", "sam9", "--arousal-scale", "sam9"]
+    refused = subprocess.run([*command, "--repeats", "refuse"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "more than once" in refused.stdout + refused.stderr
+    imported = subprocess.run([*command, "--repeats", "first"], capture_output=True, text=True)
+    assert imported.returncode == 0, imported.stderr
+    assert (f"repeated ratings: {N_RATERS * N_FACES} rater x stimulus pairs rated more than once "
+            "(0 of them in earlier batches); policy 'first'") in imported.stdout
+    assert set(analysed(sessions, study)["repeat_policy"]) == {"first"}

@@ -65,13 +65,11 @@ def find_repeats(new: pd.DataFrame, earlier: pd.DataFrame | None = None) -> pd.D
     Columns: rater, stimulus_id, stimulus_key (when ``new`` has it), in_file (ratings in
     ``new``), earlier (ratings in earlier batches).
     """
-    in_file = new.groupby(PAIR, sort=False).size().rename("in_file")
-    before = (
-        earlier.groupby(PAIR).size().rename("earlier") if earlier is not None and len(earlier)
-        else pd.Series(dtype=int, name="earlier")
-    )
-    table = pd.concat([in_file, before], axis=1, join="outer").loc[in_file.index]
-    table = table.fillna(0).astype(int)
+    in_file = new.groupby(PAIR, sort=False).size()
+    before = pd.Series(0, index=in_file.index)
+    if earlier is not None and len(earlier):
+        before = earlier.groupby(PAIR).size().reindex(in_file.index, fill_value=0)
+    table = pd.DataFrame({"in_file": in_file, "earlier": before}).astype(int)
     table = table.loc[table["in_file"] + table["earlier"] > 1].reset_index()
     if "stimulus_key" in new:
         keys = new.drop_duplicates(PAIR).set_index(PAIR)["stimulus_key"]
