@@ -1,7 +1,9 @@
 """Long DataFrames for the agreement engine, read from the selected study.
 
 Column contracts (the statistics in core.agreement take exactly these):
-- ratings:     stimulus, stimulus_id, rater, batch_id, emotion, valence, arousal
+- ratings:     stimulus, stimulus_id, rater, batch_id, emotion, valence, arousal, occurrence,
+               repeat_policy (every stored rating, repeats included: StudyData resolves them
+               by their batch's policy, test_retest compares them)
 - predictions: stimulus, stimulus_id, model_id, label, valence, arousal, p_<canonical label>...
   (p_* is NaN for labels the model cannot output)
 - stimuli:     stimulus, stimulus_id, sha256, intended_emotion, precropped, <one column per attribute>
@@ -16,10 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.ratings.labels import CANONICAL
+from core.ratings.repeats import policy_of
 from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute, analysed_batches
 from db.predictions import visible_in
 
-RATING_COLUMNS = ["stimulus", "stimulus_id", "rater", "batch_id", "emotion", "valence", "arousal"]
+RATING_COLUMNS = [
+    "stimulus", "stimulus_id", "rater", "batch_id", "emotion", "valence", "arousal", "occurrence",
+]
 PREDICTION_COLUMNS = ["stimulus", "stimulus_id", "model_id", "label", "valence", "arousal"] + [
     f"p_{label}" for label in CANONICAL
 ]
@@ -33,7 +38,7 @@ def load_ratings(
     query = (
         select(
             Stimulus.path, Rating.stimulus_id, Rating.rater, Rating.batch_id,
-            Rating.emotion, Rating.valence, Rating.arousal,
+            Rating.emotion, Rating.valence, Rating.arousal, Rating.occurrence,
         )
         .join(RatingBatch, Rating.batch_id == RatingBatch.id)
         .join(Stimulus, Rating.stimulus_id == Stimulus.id)
@@ -42,6 +47,12 @@ def load_ratings(
     if batch_ids is not None:
         query = query.where(RatingBatch.id.in_(list(batch_ids)))
     frame = pd.DataFrame(session.execute(query).all(), columns=RATING_COLUMNS)
+    policies = {
+        batch_id: policy_of(mapping) for batch_id, mapping in session.execute(
+            select(RatingBatch.id, RatingBatch.mapping).where(RatingBatch.study_id == study_id)
+        )
+    }
+    frame["repeat_policy"] = frame["batch_id"].map(policies)
     return frame.astype({"valence": float, "arousal": float})
 
 

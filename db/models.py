@@ -139,7 +139,8 @@ class RatingBatch(Base):
     uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # "long", "wide_rater", "wide_stimulus" or "votes".
     layout: Mapped[str] = mapped_column(String(20))
-    # Column mapping, scales and label code map exactly as used for this import.
+    # Column mapping, scales and label code map exactly as used for this import; the mapping's
+    # "repeats" key is the batch's repeat policy (core.ratings.repeats).
     mapping: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     scales: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     label_map: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -169,7 +170,8 @@ class Rating(Base):
     """One rater's judgement of one stimulus: raw values as uploaded plus normalised ones."""
 
     __tablename__ = "rating"
-    __table_args__ = (UniqueConstraint("batch_id", "stimulus_id", "rater"),)
+    # A rater may rate a stimulus twice in one batch (test-retest): ``occurrence`` numbers them.
+    __table_args__ = (UniqueConstraint("batch_id", "stimulus_id", "rater", "occurrence"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int] = mapped_column(
@@ -179,6 +181,7 @@ class Rating(Base):
         ForeignKey("stimulus.id", ondelete="CASCADE"), index=True
     )
     rater: Mapped[str] = mapped_column(String(200))
+    occurrence: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     emotion: Mapped[str | None] = mapped_column(String(20))
     emotion_raw: Mapped[str | None] = mapped_column(String(200))
     valence: Mapped[float | None] = mapped_column(Float)

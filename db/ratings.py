@@ -32,12 +32,13 @@ from db.bulk import insert_columns
 from db.models import (
     ABANDONED, ACTIVE, IMPORTING, Rating, RatingBatch, utcnow, visible_batches,
 )
+from db.repeats import refuse_repeats
 from db.stimuli import get_study, key_index
 
 UNDO_WINDOW = timedelta(hours=24)
 STORED_COLUMNS = [
     "stimulus_id", "rater", "emotion", "emotion_raw",
-    "valence", "arousal", "valence_raw", "arousal_raw",
+    "valence", "arousal", "valence_raw", "arousal_raw", "occurrence",
 ]
 NOTE_ROWS = 20  # rejected row numbers spelled out in a batch's note
 # Ratings per executemany: bounds the parameter rows Python holds at once (100k rows in one call
@@ -155,15 +156,17 @@ def import_batch(
     """Store a validated rating file as one batch, in the caller's transaction.
 
     Raises :class:`ImportRejected` when rows were rejected and ``partial`` is False (nothing is
-    written), and :class:`DuplicateFileError` for a file already imported unless
-    ``allow_duplicate``. With ``partial`` only the valid rows are stored; the rejected row
-    numbers are returned and noted on the batch.
+    written), :class:`DuplicateFileError` for a file already imported unless
+    ``allow_duplicate``, and ``RepeatsRefused`` when the batch's repeat policy is ``refuse`` and
+    it repeats ratings of earlier batches. With ``partial`` only the valid rows are stored; the
+    rejected row numbers are returned and noted on the batch.
     """
     sha = sha256_bytes(data)
     duplicate = None if allow_duplicate else find_duplicate_file(session, study_id, sha)
     if duplicate is not None:
         raise DuplicateFileError(duplicate)
     _check_importable(prepared, partial)
+    refuse_repeats(session, study_id, prepared)
     store_bytes(data)
     batch = _new_batch(study_id, prepared, file_name, sha, uploaded_by, allow_duplicate)
     session.add(batch)
@@ -263,6 +266,7 @@ def _claim_batch(
         if duplicate is not None:
             raise DuplicateFileError(duplicate)
         _check_importable(prepared, partial)
+        refuse_repeats(session, study_id, prepared)
         store_bytes(data)
         batch = _new_batch(
             study_id, prepared, file_name, sha, uploaded_by, allow_duplicate,

@@ -24,8 +24,10 @@ from core.ratings.layouts import (
     rejected_rows_table,
     to_csv_bytes,
 )
+from core.ratings.repeats import DEFAULT_POLICY, REPEAT_POLICIES, RepeatsRefused
 from core.ratings.scales import PRESETS, Scale, scale_change, suggest_scale
 from db import ratings as rating_db
+from db.repeats import repeats_for_import
 from db.stimuli import AmbiguousKeyError
 from ui.chrome import page_setup
 from ui.db_errors import friendly_writes
@@ -83,14 +85,22 @@ def wizard() -> None:
     codes = label_editor(frame, mapping, index, key)
 
     st.subheader("5 · Validation")
+    repeats = st.selectbox(
+        "A rater rating a stimulus again (in this file or an earlier batch)",
+        list(REPEAT_POLICIES), format_func=lambda name: REPEAT_POLICIES[name],
+        index=list(REPEAT_POLICIES).index(DEFAULT_POLICY), key=f"{key}_repeats",
+        help="Every rating is stored; this choice decides how analyses resolve repeats.",
+    )
     try:
-        prepared = prepare_ratings(frame, mapping, index=index, scales=scales, codes=codes)
+        prepared = prepare_ratings(frame, mapping, index=index, scales=scales, codes=codes,
+                                   repeats=repeats)
     except MappingError as error:
         st.warning("Fix the choices above before validating:\n\n" + "\n".join(
             f"- {plain(problem)}" for problem in error.problems
         ))
         return
     validation_report(frame, prepared)
+    show_repeats(prepared, repeats)
 
     st.subheader("6 · Confirm")
     if not scales_confirmed:
@@ -273,6 +283,17 @@ def problem_markdown(kind: str, rows: pd.DataFrame) -> str:
     )
 
 
+def show_repeats(prepared: PreparedRatings, policy: str) -> None:
+    with factory() as session:
+        found = repeats_for_import(session, study_id, prepared)
+    if found.empty:
+        return
+    earlier = int((found["earlier"] > 0).sum())
+    st.info(f"{len(found):,} rater x stimulus pairs are rated more than once ({earlier:,} with "
+            f"earlier batches). Chosen: {plain(REPEAT_POLICIES[policy])}.")
+    st.dataframe(found, hide_index=True)
+
+
 def confirm(file_name: str, data: bytes, frame, prepared: PreparedRatings, allow_duplicate: bool) -> None:
     uploaded_by = st.text_input(
         "Uploaded by (stored with the batch)", value=st.session_state.get(LAST_BY_KEY, ""), key=BY_KEY
@@ -298,7 +319,7 @@ def store(file_name, data, frame, prepared, uploaded_by, partial, allow_duplicat
                 factory, study_id, prepared, file_name=file_name, data=data,
                 uploaded_by=uploaded_by, partial=partial, allow_duplicate=allow_duplicate,
             )
-    except (rating_db.ImportRejected, rating_db.DuplicateFileError) as error:
+    except (rating_db.ImportRejected, rating_db.DuplicateFileError, RepeatsRefused) as error:
         st.error(plain(error))
         return
     rejected = rejected_rows_table(frame, prepared.errors) if result.rejected_rows else None

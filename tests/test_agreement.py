@@ -70,7 +70,8 @@ def test_duplicate_ratings_keep_newest_batch_and_say_so():
                             rating(1, "b", "anger", 0.8)])
     data = ag.StudyData.from_frames(ratings)
     assert data.valence[list(data.raters).index("a"), 0] == 0.9
-    assert any("1 duplicate ratings" in note for note in data.notes)
+    assert any("1 rater x stimulus pairs rated more than once (2 ratings) resolved by keeping "
+               "the newest" in note for note in data.notes)
 
 
 def test_unknown_label_names_the_column_and_fix():

@@ -144,7 +144,9 @@ def test_stray_scratch_table_does_not_block_the_next_start(old_file: Path, db_ur
     ratings = tables(old_file)["rating"]
     make_engine(db_url)
     assert revision(old_file) == repo_head()
-    assert SCRATCH not in tables(old_file) and tables(old_file)["rating"] == ratings
+    # Later revisions may append columns (0006 adds rating.occurrence).
+    after = [row[:len(ratings[0])] for row in tables(old_file)["rating"]]
+    assert SCRATCH not in tables(old_file) and after == ratings
 
 
 def test_scratch_table_that_may_be_the_only_copy_is_kept(old_file: Path, db_url: str) -> None:

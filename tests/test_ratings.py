@@ -175,7 +175,7 @@ def test_every_error_kind_is_reported_with_its_file_row(index: StimulusIndex) ->
         "P3,img01.png,,,\n"                 # row 10: no value at all
         "P4,img02.png,sad,3,4\n"            # row 11: duplicate of row 12
         "P4,IMG02.png,sad,3,4\n",           # row 12: duplicate (same stimulus, case differs)
-        index,
+        index, repeats="refuse",
     )
     assert errors_by_row(prepared) == {
         3: ["unknown_stimulus"], 5: ["unknown_label"], 6: ["out_of_scale"],
@@ -322,9 +322,13 @@ def test_wide_duplicate_columns_reject_the_row(index: StimulusIndex) -> None:
     assert prepared.ratings["rater"].tolist() == ["P2"]
 
 
-def test_wide_rater_repeated_rater_rows_are_duplicates(index: StimulusIndex) -> None:
-    prepared = prepare("participant,img01.png_valence\nP1,3\nP1,4\n", index)
-    assert errors_by_row(prepared) == {2: ["duplicate"], 3: ["duplicate"]}
+def test_wide_rater_repeated_rater_rows_are_repeats_unless_refused(index: StimulusIndex) -> None:
+    text = "participant,img01.png_valence\nP1,3\nP1,4\n"
+    refused = prepare(text, index, repeats="refuse")
+    assert errors_by_row(refused) == {2: ["duplicate"], 3: ["duplicate"]}
+    kept = prepare(text, index)
+    assert kept.ok and kept.mapping["repeats"] == "average"
+    assert kept.ratings[["valence_raw", "occurrence"]].values.tolist() == [[3, 1], [4, 2]]
 
 
 # ------------------------------------------------------------------------------------ votes

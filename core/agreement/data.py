@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core.ratings.labels import CANONICAL
+from core.ratings.repeats import resolve_repeats
 
 LABELS: tuple[str, ...] = CANONICAL
 N_LABELS = len(LABELS)
@@ -107,8 +108,10 @@ class StudyData:
     ) -> StudyData:
         """Align ratings, predictions, stimuli and model descriptions on one stimulus index.
 
-        A rater who rated the same stimulus in two batches keeps the rating of the newest batch
-        (highest ``batch_id``); the number dropped is recorded in ``notes``. Models missing from
+        A rater who rated the same stimulus more than once (in one file or several batches) has
+        the repeats resolved by their batch's policy (``core.ratings.repeats``; without a
+        ``repeat_policy`` column the newest batch wins); what was done is recorded in
+        ``notes``. Models missing from
         ``models`` get pipeline "unknown" and the labels for which they give probabilities.
         """
         _require(ratings, ["stimulus", "stimulus_id", "rater", "batch_id", "emotion",
@@ -127,15 +130,7 @@ class StudyData:
         stimulus_ids = names["stimulus_id"].to_numpy()
         position = pd.Index(stimulus_ids)
 
-        deduped = ratings.sort_values("batch_id").drop_duplicates(
-            ["stimulus_id", "rater"], keep="last"
-        )
-        notes = []
-        if len(deduped) < len(ratings):
-            notes.append(
-                f"{len(ratings) - len(deduped)} duplicate ratings (same rater and stimulus in "
-                "several batches) dropped; the newest batch was kept"
-            )
+        deduped, notes = resolve_repeats(ratings)
         raters = np.array(sorted(deduped["rater"].astype(str).unique()), dtype=object)
         rows = pd.Index(raters).get_indexer(deduped["rater"].astype(str))
         cols = position.get_indexer(deduped["stimulus_id"])

@@ -19,6 +19,15 @@ from core.agreement.model_vs_human import label_tables
 from core.agreement.pipelines import with_consensus_model
 from core.agreement.rater import human_ceiling
 from core.agreement.reliability import loo_scores
+from core.agreement.retest import retest_reliability
+from core.agreement.votes import (
+    NOT_APPLICABLE,
+    ceiling_with_counts,
+    counts_ceiling,
+    mark_not_applicable,
+    vote_raters,
+    without_vote_raters,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -29,7 +38,8 @@ TABLES: dict[str, str] = {
     "alpha": "Krippendorff's alpha of the human ratings (nominal labels, interval V/A)",
     "icc": "all six ICC forms of human valence and arousal",
     "loo": "leave-one-rater-out score of every human rater",
-    "ceiling": "median human leave-one-out score per dimension and metric (the yardstick)",
+    "ceiling": "median human leave-one-out score per dimension and metric (the yardstick; "
+               "labels of vote-count batches: from the counts)",
     "model_continuous": "model vs human mean valence/arousal",
     "model_labels": "model vs human majority / intended labels, both scopes",
     "human_vs_intended": "human majority label vs the intended emotion",
@@ -44,6 +54,7 @@ TABLES: dict[str, str] = {
     "pipelines": "agreement per training pipeline; spread between and within pipelines",
     "replication": "subgroup gaps and biases per model, per pipeline and pooled: do they replicate?",
     "rater_planning": "Spearman-Brown reliability of k raters and raters needed",
+    "test_retest": "within-rater reliability of repeated ratings (first vs second rating)",
     "models": "models analysed: pipeline, labels they can output, coverage",
     "notes": "data-handling decisions made while building the report",
 }
@@ -96,13 +107,17 @@ def build_report(
         ("subgroups", lambda: tables.update(_subgroups(data, boot, attributes, ties))),
         ("across pipelines", lambda: tables.update(generalisation_tables(
             data, boot, ties, loo=shared["loo"], icc_tables=tables["icc"], gaps=replication_gaps))),
+        ("test-retest", lambda: tables.update(
+            test_retest=retest_reliability(ratings, data.stimulus_ids, boot))),
     ]
     for done, (_, step) in enumerate(steps, start=1):
         step()
         if progress is not None:
             progress(done, len(steps))
     tables["models"] = _models_table(data)
-    tables["notes"] = pd.DataFrame({"note": list(data.notes) + consensus_notes + _method_notes(n_boot, seed, ties, unequal)})
+    vote_note = [NOT_APPLICABLE] if vote_raters(data).any() else []
+    tables["notes"] = pd.DataFrame(
+        {"note": list(data.notes) + vote_note + consensus_notes + _method_notes(n_boot, seed, ties, unequal)})
     return {name: tables.get(name, pd.DataFrame()) for name in TABLES}
 
 
@@ -118,12 +133,15 @@ def _reliability(data: ag.StudyData, boot: ag.Bootstrap, unequal: str) -> dict[s
 
 def _rater_tables(data: ag.StudyData, boot: ag.Bootstrap, ties: str,
                   shared: dict[str, object]) -> dict[str, pd.DataFrame]:
-    scores = shared["loo"] = loo_scores(data, boot, ties)
-    return {
-        "loo": ag.leave_one_rater_out(data, boot, ties, scores),
-        "ceiling": human_ceiling(data, boot, ties, scores),
-        "model_as_rater": ag.model_as_rater(data, boot, ties, scores) if data.n_models else pd.DataFrame(),
-    }
+    votes = vote_raters(data)
+    scores = shared["loo"] = without_vote_raters(loo_scores(data, boot, ties), votes)
+    ceiling = human_ceiling(data, boot, ties, scores)
+    as_rater = ag.model_as_rater(data, boot, ties, scores) if data.n_models else pd.DataFrame()
+    if votes.any():
+        ceiling = ceiling_with_counts(ceiling, counts_ceiling(data, boot, ties))
+        as_rater = mark_not_applicable(as_rater)
+    return {"loo": ag.leave_one_rater_out(data, boot, ties, scores), "ceiling": ceiling,
+            "model_as_rater": as_rater}
 
 
 def _subgroups(data, boot, attributes: list[str], ties: str) -> dict[str, pd.DataFrame]:

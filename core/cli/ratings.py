@@ -25,9 +25,11 @@ from core.ratings.layouts import (
     rejected_rows_table,
     to_csv_bytes,
 )
+from core.ratings.repeats import DEFAULT_POLICY, REPEAT_POLICIES, RepeatsRefused
 from core.ratings.scales import PRESETS, Scale, parse_scale, scale_change, suggest_scale
 from db.engine import make_engine, make_sessionmaker
 from db.models import Study
+from db.repeats import repeats_for_import
 from db.ratings import (
     DuplicateFileError,
     ImportRejected,
@@ -87,6 +89,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where to write rejected rows (default: FILE.rejected.csv next to the file)",
     )
     ratings.add_argument(
+        "--repeats", choices=list(REPEAT_POLICIES), default=DEFAULT_POLICY,
+        help="a rater rating a stimulus again (in this file or earlier batches): "
+        + "; ".join(f"{name}: {text}" for name, text in REPEAT_POLICIES.items()),
+    )
+    ratings.add_argument(
         "--allow-duplicate", action="store_true", help="import a file already imported"
     )
     ratings.add_argument("--by", default="", help="who uploads (stored as provenance)")
@@ -125,11 +132,13 @@ def run_import_ratings(args: argparse.Namespace) -> int:
             problems = _scale_problems(values, scales, earlier, args.new_scale)
             if problems:
                 return _fail("\n".join(problems))
-            prepared = prepare_ratings(frame, mapping, index=index, scales=scales, codes=codes)
+            prepared = prepare_ratings(frame, mapping, index=index, scales=scales, codes=codes,
+                                       repeats=args.repeats)
         except (AmbiguousKeyError, MappingError, ValueError) as error:
             problems = getattr(error, "problems", [str(error)])
             return _fail("cannot apply the mapping:\n  " + "\n  ".join(problems))
         _report_errors(prepared, frame, args)
+        _print_repeats(repeats_for_import(session, study.id, prepared), args.repeats)
         if args.dry_run:
             print(f"dry run: {len(prepared.ratings)} valid ratings, nothing stored")
             return 0 if prepared.ok else 1
@@ -138,6 +147,8 @@ def run_import_ratings(args: argparse.Namespace) -> int:
                 factory, study.id, prepared, file_name=args.file.name, data=data,
                 uploaded_by=args.by, partial=args.partial, allow_duplicate=args.allow_duplicate,
             )
+        except RepeatsRefused as error:
+            return _fail(f"{error}\npass --repeats average|first|newest to import them", code=1)
         except (ImportRejected, DuplicateFileError) as error:
             return _fail(_refusal(error), code=1)
     rejected = f", {len(result.rejected_rows)} rows rejected" if result.rejected_rows else ""
@@ -204,6 +215,15 @@ def _scale_problems(values: dict, scales: dict, earlier: dict, accept_new: bool)
             if change:
                 problems.append(f"{change}; pass --new-scale if this batch really used it")
     return problems
+
+
+def _print_repeats(repeats, policy: str) -> None:
+    """How many rater x stimulus pairs repeat, and what the chosen policy does with them."""
+    if repeats.empty:
+        return
+    earlier = int((repeats["earlier"] > 0).sum())
+    print(f"repeated ratings: {len(repeats)} rater x stimulus pairs rated more than once "
+          f"({earlier} of them in earlier batches); policy '{policy}': {REPEAT_POLICIES[policy]}")
 
 
 def _refusal(error: ImportRejected | DuplicateFileError) -> str:

@@ -16,7 +16,8 @@ Whatever the layout, the file becomes long canonical rows (one per rater x stimu
 emotion mapped onto :data:`core.ratings.labels.CANONICAL` and valence/arousal normalised from the
 declared scale, raw values kept. Validation reports every bad row with its row number in the
 file (header = row 1) and the reason; a row with any problem is rejected as a whole, so the
-rejected rows can be fixed and uploaded again as they are.
+rejected rows can be fixed and uploaded again as they are. A rater rating a stimulus twice is
+kept as a repeat (see :mod:`core.ratings.repeats`) unless the batch's repeat policy refuses it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pandas as pd
 from core.io.spreadsheet import csv_bytes
 from core.io.tabular import parse_number
 from core.ratings.labels import CANONICAL, normalise_token, to_canonical
+from core.ratings.repeats import DEFAULT_POLICY, POLICY_KEY, check_policy, number_occurrences
 from core.ratings.scales import Scale, normalise, out_of_scale
 from core.ratings.stimulus_keys import KEY_MODES, lookup_key
 
@@ -179,7 +181,7 @@ class ColumnMapping:
 class PreparedRatings:
     """Result of :func:`prepare_ratings`: valid canonical rows, the error report, provenance."""
 
-    ratings: pd.DataFrame  # RATING_COLUMNS, valid rows only
+    ratings: pd.DataFrame  # RATING_COLUMNS + occurrence, valid rows only
     errors: pd.DataFrame  # ERROR_COLUMNS, one line per problem (a row can have several)
     layout: str
     n_file_rows: int
@@ -545,12 +547,16 @@ def prepare_ratings(
     index: StimulusIndex,
     scales: dict[str, Scale] | None = None,
     codes: dict[str, str] | None = None,
+    repeats: str = DEFAULT_POLICY,
 ) -> PreparedRatings:
     """Validate ``frame`` under ``mapping`` and convert it to long canonical rows.
 
     Raises :class:`MappingError` when the mapping itself cannot be applied; row problems are
-    returned in ``errors`` (see :data:`ERROR_KINDS`), never raised.
+    returned in ``errors`` (see :data:`ERROR_KINDS`), never raised. A rater rating a stimulus
+    twice is a repeat (``occurrence`` 2), resolved in analyses by the ``repeats`` policy
+    (:mod:`core.ratings.repeats`, stored in the mapping); with ``refuse`` it is a row error.
     """
+    check_policy(repeats)
     scales = {dim: scale for dim, scale in (scales or {}).items() if scale is not None}
     codes = dict(codes or {})
     problems = mapping_problems(frame, mapping, scales, codes, index)
@@ -564,12 +570,13 @@ def prepare_ratings(
         records, errors, id_rows = _vote_records(frame, mapping, codes)
     else:
         records, errors = _wide_records(frame, mapping, index)
-    ratings, row_errors = _validate(records, mapping, index, scales, codes, id_rows)
+    ratings, row_errors = _validate(records, mapping, index, scales, codes, id_rows, repeats)
     report = _combine(errors + row_errors)
     valid = ratings.loc[~ratings["row"].isin(report["row"])].reset_index(drop=True)
+    valid["occurrence"] = number_occurrences(valid).to_numpy()
     return PreparedRatings(
         ratings=valid, errors=report, layout=mapping.layout, n_file_rows=len(frame),
-        mapping=_provenance(frame, mapping, index, codes),
+        mapping={**_provenance(frame, mapping, index, codes), POLICY_KEY: repeats},
         scales={dim: scale.to_dict() for dim, scale in scales.items()},
         label_map=codes,
     )
@@ -582,6 +589,7 @@ def _validate(
     scales: dict[str, Scale],
     codes: dict[str, str],
     id_rows: pd.DataFrame | None = None,
+    repeats: str = DEFAULT_POLICY,
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """Check every record; rater and stimulus checks run on ``id_rows`` when given (votes)."""
     ids = records if id_rows is None else id_rows
@@ -593,7 +601,8 @@ def _validate(
         ids.loc[unknown, "stimulus_key"],
         "this stimulus is not in the study (" + index.describe() + ")",
     ))
-    errors.append(_duplicate_errors(ids, id_stimuli, index, mapping))
+    if mapping.layout == "votes" or repeats == "refuse":
+        errors.append(_duplicate_errors(ids, id_stimuli, index, mapping))
     stimulus_ids = id_stimuli if id_rows is None else index.resolve(records["stimulus_key"])
     emotion, label_errors = _map_emotions(records, codes)
     errors.append(label_errors)

@@ -35,7 +35,7 @@ TABLE_SECTIONS = {
     "confusion": "Confusion", "recall": "Confusion", "human_vs_intended": "Confusion",
     "consensus": "Circumplex", "model_vs_model": "Model diversity",
     "model_differences": "Across pipelines", "pipelines": "Across pipelines",
-    "replication": "Across pipelines", "rater_planning": "Agreement",
+    "replication": "Across pipelines", "rater_planning": "Agreement", "test_retest": "Agreement",
 }
 CEILING_COLUMNS = {"estimate": "human_median", "human_q25": "human_q25", "human_q75": "human_q75"}
 METHODS: dict[str, str] = {

@@ -41,6 +41,7 @@ from core.io.tabular import read_table
 from core.ratings.layouts import (
     PENDING_BATCH, VOTE_RATER, ColumnMapping, PreparedRatings, prepare_ratings,
 )
+from core.ratings.repeats import policy_of
 from core.ratings.scales import Scale
 from core.workflows.stimuli import ZipLimits, _archive_problem, _check_path, _entry_problem
 from db.migrate import MIGRATIONS_DIR
@@ -477,7 +478,7 @@ def _reprepare(session: Session, study_id: int, batch: dict[str, Any]) -> Prepar
         return prepare_ratings(
             frame, ColumnMapping.from_dict(batch["mapping"]), index=stimulus_index(session, study_id),
             scales={dim: Scale.from_dict(scale) for dim, scale in batch["scales"].items()},
-            codes=batch["label_map"],
+            codes=batch["label_map"], repeats=policy_of(batch["mapping"]),
         )
     except ValueError:
         return None
