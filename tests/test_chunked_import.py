@@ -228,6 +228,7 @@ def test_migration_0006_makes_every_existing_batch_active_and_keeps_every_row(db
             "SELECT id, import_state, import_heartbeat FROM rating_batch ORDER BY id")).all()
         assert connection.execute(text("SELECT COUNT(*) FROM rating")).scalar() == 3
     assert rows == [(1, "active", None), (2, "active", None), (3, "active", None)]
+    upgrade(engine)  # the typed models read the newest schema
     with Session(engine) as session:
         assert [batch.id for batch in list_batches(session, 1)] == [3, 2, 1]
         assert len(load_ratings(session, 1)) == 2

@@ -93,6 +93,8 @@ def model_differences(
         return pd.DataFrame()
     estimates = _pair_estimates(data, boot, ties) + _ceiling_estimates(
         data, boot, ties, loo or loo_scores(data, boot, ties))
+    if not estimates:  # one model and no named raters (e.g. vote counts only)
+        return pd.DataFrame()
     frame = estimates_frame(estimates, boot)
     frame.insert(frame.columns.get_loc("n") + 1, "p_value",
                  bootstrap_p_value(np.column_stack([e.replicates for e in estimates])))
