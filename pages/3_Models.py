@@ -54,13 +54,14 @@ DETECTOR_CHOICES = [name for name in DETECTORS if name != "precropped"]
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading model…", on_release=inference.release_adapter)
-def loaded_adapter(model_id: str, weights: str, device: str, half: bool, _spec):
-    """One loaded network per (model, weights, device, precision), kept across reruns."""
+def loaded_adapter(model_id: str, weights: str, preprocessing: str, device: str, half: bool, _spec):
+    """One loaded network per (model, weights, preprocessing, device, precision), kept across reruns."""
     return registry.load_adapter(_spec, device, half)
 
 
 def cached_adapter(spec, device: str, half: bool):
-    return loaded_adapter(spec.id, checkpoints.weights_fingerprint(spec), device, half, spec)
+    return loaded_adapter(spec.id, checkpoints.weights_fingerprint(spec), spec.preprocessing.version,
+                          device, half, spec)
 
 
 def overview() -> pd.DataFrame:
@@ -232,6 +233,12 @@ def run_section(models: pd.DataFrame, detector: str, rule: str, device: str) -> 
                          help="CUDA only; stored apart from fp32 results")
     batch_size = middle.number_input("Batch size", 1, 1024, 32)
     retry = right.checkbox("Retry failed stimuli")
+    aligned = st.checkbox(
+        "Pre-cropped stimuli are aligned faces (Multitask-CNN)",
+        help="Tick when your pre-cropped stimuli are already aligned as the Multitask-CNN authors "
+             "align faces: they then get the official resize and centre crop directly instead of "
+             "being refused for lack of landmarks. Stored apart from landmark-aligned results; "
+             "other models ignore it.")
     if st.session_state.pop(CANCEL_KEY, False):
         st.warning("Run cancelled. Finished batches are stored; run again to continue.")
     if st.button("Run models", type="primary", disabled=not chosen):
@@ -243,7 +250,7 @@ def run_section(models: pd.DataFrame, detector: str, rule: str, device: str) -> 
             with friendly_writes():
                 reports = inference.run_models(
                     factory, study_id, chosen, device=resolved, half=half, batch_size=int(batch_size),
-                    detector=detector, rule=rule, retry_failed=retry,
+                    detector=detector, rule=rule, retry_failed=retry, aligned_crops=aligned,
                     on_model=lambda m, i, n: status.write(f"Model {i + 1:,} of {n:,}: {plain(names[m])}"),
                     progress_for=lambda m: progress_bar(bar, names[m]),
                     should_stop=lambda: st.session_state.get(CANCEL_KEY, False),
