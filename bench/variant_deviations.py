@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.faces.crops import crop_box
+from core.faces.crops import Face, crop_box
 from core.models import registry
 from core.models.adapters import emonet, esr9, multitask_cnn
 from core.models.face_profiles import PROFILES, crop_with_profile
@@ -18,6 +18,7 @@ from core.models.nets.emonet import EmoNet
 from core.models.nets.esr9 import ESR9
 from core.models.preprocess import resize
 from core.models.runtime import TorchNet
+from core.models.variants import declare_aligned_crops
 from tests.model_fakes import astronaut
 
 SPECS = registry.builtin_specs()
@@ -59,6 +60,19 @@ def main() -> None:
     jpeg = multitask_cnn.MultitaskCNNAdapter(SPECS["wtomin_mtl@jpeg100"], []).prepare(image, face)
     diff = np.abs(native - jpeg)
     print(f"Multitask-CNN 112 px input, native warp vs 100-px JPEG: mean {diff.mean():.2f}, max {diff.max():.0f} grey levels")
+
+    stored = multitask_cnn.jpeg_round_trip(multitask_cnn.aligned_face(image, face.landmarks), multitask_cnn.JPEG_SIDE)
+    declared = multitask_cnn.MultitaskCNNAdapter(declare_aligned_crops(SPECS["wtomin_mtl"]), [])
+    direct = declared.prepare(stored, Face.whole_image(stored))
+    print("Multitask-CNN 112 px input, the alignment script's stored 100-px crop declared aligned vs "
+          f"wtomin_mtl@jpeg100 on the photo: max {np.abs(direct - jpeg).max():.0f} grey levels; vs wtomin_mtl: "
+          f"mean {np.abs(direct - native).mean():.2f}")
+
+    x1, y1, x2, y2 = face.box
+    lowered = Face(box=(x1, y1 + 0.1 * (y2 - y1), x2, y2), score=face.score)
+    print("EmoNet 256 px input, box top lowered by 10% of its height (MTCNN box vs a tighter landmark "
+          f"box; the real FAN box needs face-alignment's weights): "
+          f"{grey_levels(emonet.emonet_crop(image, face), emonet.emonet_crop(image, lowered))}")
 
 
 if __name__ == "__main__":

@@ -135,21 +135,24 @@ def latest_predictions(session: Session, study_id: int) -> pd.DataFrame:
     """Newest prediction per (stimulus, model) over the study, failures included.
 
     Columns: stimulus, sha256, model_id, status, error, detector, preprocessing, weights,
-    created_at.
+    created_at, note (what the face crop was cut from, for models whose face profile records
+    it, e.g. EmoNet's FAN-box crop or its fallback; else None).
     """
     columns = ["stimulus", "sha256", "model_id", "status", "error", "detector", "preprocessing",
-               "weights", "created_at"]
+               "weights", "created_at", "extras"]
     rows = session.execute(
         select(
             Stimulus.path, Prediction.stimulus_sha256, Prediction.model_id, Prediction.status,
             Prediction.error, Prediction.detector, Prediction.preprocessing,
-            Prediction.checkpoint_sha256, Prediction.created_at,
+            Prediction.checkpoint_sha256, Prediction.created_at, Prediction.extras,
         )
         .join(Stimulus, Stimulus.sha256 == Prediction.stimulus_sha256)
         .where(Stimulus.study_id == study_id, visible_in(study_id))
         .order_by(Prediction.created_at, Prediction.id)
     ).all()
     frame = pd.DataFrame(rows, columns=columns)
+    frame["note"] = [extras.get("crop") if isinstance(extras, dict) else None for extras in frame["extras"]]
+    frame = frame.drop(columns="extras")
     return frame.drop_duplicates(["stimulus", "model_id"], keep="last").reset_index(drop=True)
 
 

@@ -197,8 +197,14 @@ def run_section(models: pd.DataFrame, detector: str, rule: str) -> None:
     half = left.checkbox("Half precision (fp16)", help="needs a CUDA worker; stored apart from fp32 results")
     batch_size = middle.number_input("Batch size", 1, 1024, 32)
     retry = right.checkbox("Retry failed stimuli")
+    aligned = st.checkbox(
+        "Pre-cropped stimuli are aligned faces (Multitask-CNN)",
+        help="Tick when your pre-cropped stimuli are already aligned as the Multitask-CNN authors "
+             "align faces: they then get the official resize and centre crop directly instead of "
+             "being refused for lack of landmarks. Stored apart from landmark-aligned results; "
+             "other models ignore it.")
     params = {"models": chosen, "half": half, "batch_size": int(batch_size), "detector": detector,
-              "rule": rule, "retry_failed": retry}
+              "rule": rule, "retry_failed": retry, "aligned_crops": aligned}
     st.button("Run models", type="primary", disabled=not chosen, on_click=queue,
               args=("model_run", params))
     if chosen:

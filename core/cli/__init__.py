@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "core.cli.models",
         "get the MTCNN face-detector weights (verified download, or from a facenet-pytorch wheel)",
     ),
+    "install-fan68": (
+        "core.cli.models",
+        "get the optional fan68 detector's weights (S3FD + FAN, for EmoNet's evaluation crop)",
+    ),
     "detect-faces": ("core.cli.models", "run the face stage over a study"),
     "run": ("core.cli.models", "run models over a study (cached, resumable)"),
     "check-fp16": ("core.cli.models", "compare fp16 with fp32 outputs (CUDA)"),

@@ -69,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     weights.set_defaults(handler=run_install_mtcnn)
 
+    fan = subparsers.add_parser("install-fan68", help=summary("install-fan68"))
+    fan.add_argument("--from", dest="folder", type=Path,
+                     help="register s3fd-619a316812.pth and 2DFAN4-11f355bf06.pth.tar from this "
+                          "folder (e.g. ~/.cache/torch/hub/checkpoints) instead of downloading")
+    fan.set_defaults(handler=run_install_fan68)
+
     faces = subparsers.add_parser("detect-faces", help=summary("detect-faces"))
     _study_option(faces)
     _face_options(faces)
@@ -85,6 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--retry-failed", action="store_true", help="recompute stored failures")
     run.add_argument("--queue", action="store_true",
                      help="queue the run as a job for a worker (`python -m core worker`) and exit")
+    run.add_argument("--aligned-crops", action="store_true",
+                     help="Multitask-CNN: the pre-cropped stimuli are already aligned faces "
+                          "(as run_pretrained_model.py takes them); other models ignore it")
     _face_options(run)
     run.set_defaults(handler=run_models)
 
@@ -206,6 +215,23 @@ def run_install_mtcnn(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_install_fan68(args: argparse.Namespace) -> int:
+    from core.faces import fan68
+
+    try:
+        if args.folder:
+            paths = checkpoints.register_folder(fan68.WEIGHTS, args.folder)  # type: ignore[arg-type]
+        else:
+            paths = checkpoints.download(fan68.WEIGHTS, progress=progress_printer("download fan68", "bytes"))  # type: ignore[arg-type]
+    except checkpoints.CheckpointError as error:
+        return _error(error)
+    for path in paths:
+        print(f"pinned {path}")
+    reason = fan68.unavailable_reason()
+    print(reason or "fan68 detector ready")
+    return 0 if paths else 1
+
+
 def run_register_checkpoint(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         return _error(f"not a file: {args.file}", 2)
@@ -271,7 +297,7 @@ def run_models(args: argparse.Namespace) -> int:
         reports = inference.run_models(
             factory, study_id, args.model, device=device, half=args.fp16,
             batch_size=args.batch_size, detector=args.detector, rule=args.rule,
-            retry_failed=args.retry_failed,
+            retry_failed=args.retry_failed, aligned_crops=args.aligned_crops,
             on_model=lambda model_id, index, count: print(
                 f"[{index + 1}/{count}] {model_id}", file=sys.stderr),
             progress_for=lambda model_id: progress_printer(model_id),
@@ -288,7 +314,8 @@ def _queue_run(factory: sessionmaker[Session], study_id: int, args: argparse.Nam
     from core.workflows import jobs
 
     params = {"models": args.model, "half": args.fp16, "batch_size": args.batch_size,
-              "detector": args.detector, "rule": args.rule, "retry_failed": args.retry_failed}
+              "detector": args.detector, "rule": args.rule, "retry_failed": args.retry_failed,
+              "aligned_crops": args.aligned_crops}
     job_id = jobs.enqueue(factory, "model_run", study_id, params, queued_by="cli")
     print(f"queued job {job_id}; a worker runs it (`python -m core worker`), "
           f"`python -m core jobs --study {args.study}` shows its progress")

@@ -1,4 +1,5 @@
-"""Face detectors of the face stage: MTCNN (default, 5 landmarks), a Haar cascade, pre-cropped.
+"""Face detectors of the face stage: MTCNN (default, 5 landmarks), a Haar cascade, pre-cropped,
+and the optional ``fan68`` (face-alignment's S3FD + 68 FAN landmarks, core.faces.fan68).
 
 MTCNN is our own implementation of the three-stage cascade of Zhang et al. (2016, "Joint Face
 Detection and Alignment using Multi-task Cascaded Convolutional Networks"). It runs the weights
@@ -35,12 +36,14 @@ Progress = Callable[[int, int], None]
 
 MTCNN_VERSION = "mtcnn-v1"
 HAAR_VERSION = "haar-v1"
+FAN68_VERSION = "fan68-v1"  # core.faces.fan68 (kept here so listing detectors imports nothing)
 PRECROPPED = "precropped"
 # Detector name -> the version string stored with its results; bump a version on any change.
 DETECTOR_VERSIONS: dict[str, str] = {
     "mtcnn": MTCNN_VERSION,
     "haar": HAAR_VERSION,
     "precropped": PRECROPPED,
+    "fan68": FAN68_VERSION,
 }
 DETECTORS = tuple(DETECTOR_VERSIONS)
 
@@ -269,6 +272,18 @@ class PrecroppedDetector:
         return [Face.whole_image(image_rgb)]
 
 
+def unavailable_reason(name: str) -> str | None:
+    """Why detector ``name`` cannot run on this machine, or None; checked without loading it."""
+    if name == "fan68":
+        from core.faces.fan68 import unavailable_reason as fan68_reason
+
+        return fan68_reason()
+    if name == "mtcnn":
+        status = mtcnn_status()
+        return None if status.state == "ready" else status.message
+    return None
+
+
 @functools.lru_cache(maxsize=8)
 def get_detector(name: str, device: str = "cpu") -> Detector:
     """A ready detector by name (loaded once per process); raises DetectorUnavailable."""
@@ -280,4 +295,8 @@ def get_detector(name: str, device: str = "cpu") -> Detector:
         return HaarDetector()
     if name == PRECROPPED:
         return PrecroppedDetector()
+    if name == "fan68":
+        from core.faces.fan68 import load_fan68  # optional face-alignment package, torch
+
+        return load_fan68(device)
     raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")

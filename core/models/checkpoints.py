@@ -77,11 +77,14 @@ def hash_file(path: Path) -> FileHashes:
 
 
 def matches(expected: CheckpointFile, hashes: FileHashes) -> bool | None:
-    """True/False when ``expected`` publishes a hash, None when it publishes none."""
+    """True/False when ``expected`` publishes a hash, None when it publishes none (or only a
+    sha256 prefix that the file matches: the full hash is then pinned as for an unhashed file)."""
     if expected.sha256:
         return hashes.sha256 == expected.sha256.lower()
     if expected.git_blob:
         return hashes.git_blob == expected.git_blob.lower()
+    if expected.sha256_prefix and not hashes.sha256.startswith(expected.sha256_prefix.lower()):
+        return False
     return None
 
 
@@ -251,7 +254,7 @@ def _install(spec: ModelSpec, slot: CheckpointFile, tmp: Path, source: str, pin_
         unhashed = [v for v in variants if matches(v, hashes) is None]
         if not unhashed:
             tmp.unlink(missing_ok=True)
-            expected = ", ".join(f"{v.name}: {v.sha256 or 'git blob ' + str(v.git_blob)}" for v in variants)
+            expected = ", ".join(f"{v.name}: {_expected_hash(v)}" for v in variants)
             raise CheckpointError(
                 f"model {spec.id!r}: the file from {source} is not the official checkpoint "
                 f"(sha256 {hashes.sha256}, git blob {hashes.git_blob}; expected {expected}). Nothing was stored."
@@ -264,6 +267,14 @@ def _install(spec: ModelSpec, slot: CheckpointFile, tmp: Path, source: str, pin_
     os.replace(tmp, target)
     _record(folder, chosen.name, hashes, target, verified_by, source)
     return target
+
+
+def _expected_hash(variant: CheckpointFile) -> str:
+    if variant.sha256:
+        return variant.sha256
+    if variant.git_blob:
+        return f"git blob {variant.git_blob}"
+    return f"sha256 starting {variant.sha256_prefix}"
 
 
 def _published_by(variant: CheckpointFile) -> str:

@@ -10,6 +10,10 @@ one detection yet each crops the way its authors' code does.
   truncated by ``astype(int)`` and sliced ``frame[y1:y2, x1:x2]``.
 - ``esr9``: ESR-9's demo (controller/cvision.py:81 and :112 at commit 5980cbf): integer box
   (``astype(int)``), sliced with no margin; its detectors (dlib, Haar) have no score threshold.
+- ``emonet``: EmoNet's evaluation crops around the box of 68 FAN landmarks
+  (emonet/data/affecnet.py:116-126 at 49eef30), so the profile prefers the optional ``fan68``
+  detector; where it cannot run, the run's own detector box is used and every prediction says
+  which crop it got (:func:`crop_note`).
 
 Residual difference, documented rather than hidden: facenet-pytorch with ``min_face_size=40``
 starts its pyramid at scale 12/40 instead of 12/20, so its proposals (and hence the NMS winners
@@ -39,6 +43,9 @@ class FaceProfile:
     score_above: float | None = None  # keep faces scoring strictly above (official "> 0.9")
     rounding: BoxRounding = "floor_ceil"
     source: str = ""
+    # A detector whose boxes this pipeline's official code used; taken instead of the run's
+    # detector whenever it can run here (its detections are shared like any other).
+    prefer_detector: str | None = None
 
     def keeps(self, face: Face) -> bool:
         x1, y1, x2, y2 = face.box
@@ -57,6 +64,10 @@ PROFILES: dict[str, FaceProfile] = {
         "esr9", rounding="truncate",
         source="ESR-9 controller/cvision.py:81,112 (5980cbf)",
     ),
+    "emonet": FaceProfile(
+        "emonet", prefer_detector="fan68",
+        source="EmoNet emonet/data/affecnet.py:116-126 (49eef30): box of 68 FAN landmarks",
+    ),
 }
 
 
@@ -64,6 +75,27 @@ def get_profile(name: str) -> FaceProfile:
     if name not in PROFILES:
         raise ValueError(f"unknown face profile {name!r}; choose one of {', '.join(PROFILES)}")
     return PROFILES[name]
+
+
+def detector_for(profile: FaceProfile, run_detector: str, unavailable: str | None) -> str:
+    """The detector whose faces ``profile`` crops: its preferred one unless ``unavailable`` says
+    why that cannot run here, else the run's detector."""
+    if profile.prefer_detector and unavailable is None:
+        return profile.prefer_detector
+    return run_detector
+
+
+def crop_note(profile: FaceProfile, detector_version: str, unavailable: str | None) -> str | None:
+    """What a prediction's face crop was cut from, for profiles that prefer another detector
+    (stored with every such prediction); None for the other profiles."""
+    if profile.prefer_detector is None:
+        return None
+    if detector_version == "precropped":
+        return "pre-cropped stimulus: the whole image is the face"
+    if detector_version.startswith(profile.prefer_detector):
+        return f"{profile.name} crop from the {detector_version} box, as the official evaluation"
+    return (f"fallback: {profile.name} crop geometry around the {detector_version} box, not the "
+            f"{profile.prefer_detector} box the official evaluation used ({unavailable})")
 
 
 def truncated_bounds(box: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int]:

@@ -33,6 +33,10 @@ class CheckpointFile:
     sha256: str | None = None
     git_blob: str | None = None
     size: int | None = None
+    # Leading hex digits of the sha256 when only those are published (torch.hub's file-name
+    # convention, ``name-<prefix>.ext``): a file must start with them and its full sha256 is then
+    # pinned on first download or registration.
+    sha256_prefix: str | None = None
     # Other official files accepted in this slot (e.g. EmotiEffLib's .pt pickle next to its ONNX
     # export); each is verified by its own hash. The first file above is the one downloaded.
     alternatives: tuple[CheckpointFile, ...] = ()

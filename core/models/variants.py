@@ -55,3 +55,24 @@ def variant_role(spec: ModelSpec, all_ids: set[str] | frozenset[str]) -> str:
     if any(other.startswith(spec.id + SEPARATOR) for other in all_ids):
         return "default"
     return ""
+
+
+ALIGNED_CROPS_SUFFIX = "+aligned-crops"
+
+
+def declare_aligned_crops(spec: ModelSpec) -> ModelSpec:
+    """``spec`` taking pre-cropped stimuli as faces already aligned the way its authors align
+    them (the run option ``aligned_crops``), under its own preprocessing version.
+
+    Only models whose crop is a landmark alignment (the Multitask-CNN family) change; the
+    official ``run_pretrained_model.py`` reads such crops directly. Other specs come back as
+    they are, so the option can be given to a run of several models.
+    """
+    if spec.preprocessing.crop != "aligned_5pt" or spec.options.get("aligned_crops"):
+        return spec
+    prep = spec.preprocessing
+    return replace(
+        spec,
+        preprocessing=replace(prep, version=prep.version + ALIGNED_CROPS_SUFFIX),
+        options={**spec.options, "aligned_crops": True},
+    )

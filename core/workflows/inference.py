@@ -39,8 +39,10 @@ from core.models.devices import (
     precision_tag,
     resolve_device,
 )
-from core.models.face_profiles import get_profile
+from core.faces.detection import unavailable_reason
+from core.models.face_profiles import crop_note, detector_for, get_profile
 from core.models.spec import ModelSpec
+from core.models.variants import declare_aligned_crops
 from core.workflows import catalog
 from core.workflows import face_stage
 from db.predictions import (
@@ -102,6 +104,7 @@ class Job:
     detector: str
     face: Face | None
     face_error: str | None = None
+    crop_note: str | None = None  # stored in the prediction's extras["crop"] (face_profiles.crop_note)
 
 
 @dataclass
@@ -133,13 +136,16 @@ def run_model(
     face_progress: Progress | None = None,
     retry_failed: bool = False,
     adapter_source: AdapterSource | None = None,
+    aligned_crops: bool = False,
 ) -> RunReport:
     """Run ``model_id`` over the study's images; stored predictions are reused, not recomputed.
 
     ``progress(done, total)`` counts images computed in this run (cached ones excluded);
     ``should_stop()`` is polled between batches. ``adapter_source`` lets the caller supply a
     cached loaded model (then it is not released here); by default the registry loads one and
-    it is released at the end. Raises CheckpointError when the weights are not available.
+    it is released at the end. ``aligned_crops`` declares the pre-cropped stimuli to be aligned
+    faces for the models that align faces (variants.declare_aligned_crops; others ignore it).
+    Raises CheckpointError when the weights are not available.
     """
     with factory() as session:
         spec = catalog.get_spec(model_id, session)
@@ -147,7 +153,7 @@ def run_model(
         factory, study_id, spec, checkpoints.weights_fingerprint(spec),
         device=device, half=half, batch_size=batch_size, detector=detector, rule=rule,
         progress=progress, should_stop=should_stop, face_progress=face_progress,
-        retry_failed=retry_failed, adapter_source=adapter_source,
+        retry_failed=retry_failed, adapter_source=adapter_source, aligned_crops=aligned_crops,
     )
 
 
@@ -167,10 +173,13 @@ def run_spec(
     face_progress: Progress | None = None,
     retry_failed: bool = False,
     adapter_source: AdapterSource | None = None,
+    aligned_crops: bool = False,
 ) -> RunReport:
     """:func:`run_model` for an already resolved spec and weights fingerprint."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if aligned_crops:
+        spec = declare_aligned_crops(spec)
     started = time.perf_counter()
     device = resolve_device(device)
     check_half(device, half)
@@ -285,17 +294,20 @@ def check_half_precision(
 
 def _face_jobs(
     factory: sessionmaker[Session], images: list[StudyImage], detector: str, rule: str,
-    device: str, progress: Progress | None, profile: str = "shared",
+    device: str, progress: Progress | None, profile_name: str = "shared",
 ) -> list[Job]:
+    profile = get_profile(profile_name)
+    unavailable = unavailable_reason(profile.prefer_detector) if profile.prefer_detector else None
     results = face_stage.ensure_faces(
-        factory, [image.sha256 for image in images], detector=detector, rule=rule,
+        factory, [image.sha256 for image in images],
+        detector=detector_for(profile, detector, unavailable), rule=rule,
         precropped=frozenset(image.sha256 for image in images if image.precropped),
         progress=progress, device=device,
     )
-    keeps = get_profile(profile).keeps
-    results = {sha: face_stage.restrict(result, keeps) for sha, result in results.items()}
+    results = {sha: face_stage.restrict(result, profile.keeps) for sha, result in results.items()}
     return [
-        Job(image.sha256, result.detector, result.face, None if result.face else _no_face_message(result))
+        Job(image.sha256, result.detector, result.face, None if result.face else _no_face_message(result),
+            crop_note(profile, result.version, unavailable))
         for image, result in ((image, results[image.sha256]) for image in images)
     ]
 
@@ -391,14 +403,16 @@ def _run_batch(adapter: Adapter, batch: list[Prepared]) -> list[PredictionRow]:
 
 
 def _row(job: Job, output: ModelOutput | None, error: str | None) -> PredictionRow:
+    noted = {"crop": job.crop_note} if job.crop_note else {}
     if output is None:
-        return PredictionRow(job.sha256, job.detector, status="error", error=error or "not computed")
+        return PredictionRow(job.sha256, job.detector, status="error", error=error or "not computed",
+                             extras=noted or None)
     if not _finite(output):
-        return PredictionRow(job.sha256, job.detector, status="error",
+        return PredictionRow(job.sha256, job.detector, status="error", extras=noted or None,
                              error="the model returned a non-finite value (NaN or infinity)")
     return PredictionRow(
         job.sha256, job.detector, label=output.label, probs=output.probs,
-        valence=output.valence, arousal=output.arousal, extras=output.extras or None,
+        valence=output.valence, arousal=output.arousal, extras={**(output.extras or {}), **noted} or None,
     )
 
 

@@ -94,7 +94,8 @@ def _model_run(factory, study_id: int, params: dict[str, Any], context: JobConte
     reports = inference.run_models(
         factory, study_id, models, device=device, half=params["half"],
         batch_size=int(params["batch_size"]), detector=params["detector"], rule=params["rule"],
-        retry_failed=params["retry_failed"], on_model=on_model,
+        retry_failed=params["retry_failed"], aligned_crops=params.get("aligned_crops", False),
+        on_model=on_model,
         progress_for=lambda _model: context.progress_for(step["name"]),
         face_progress=context.progress_for("faces"), should_stop=context.should_stop,
     )

@@ -1,13 +1,15 @@
 """Pipeline B: EmoNet (Toisoul et al. 2021), 8 AffectNet expressions plus valence and arousal.
 
-Crop policy (preprocessing version ``emonet-evalcrop-1``). The official code holds two crops:
+Crop policy (preprocessing version ``emonet-evalcrop-2``). The official code holds two crops:
 ``demo.py`` resizes a detector box with no margin, while the evaluation behind the published
 AffectNet numbers (``test.py`` through ``DataAugmentor``) warps a square of side
 ``(w + h) / 1.1`` around the centre of the face box (about 1.8 times the box, zero padding
 outside the image) to 256 x 256 with bilinear interpolation. Training used the same
 ``DataAugmentor`` geometry, so we use the evaluation crop: it is what the network learned on and
-what the anchors we compare against were measured with. The evaluation box came from 68 FAN
-landmarks; ours is the face stage's detector box, which covers nearly the same region.
+what the anchors we compare against were measured with. The evaluation box is the bounding box
+of 68 FAN landmarks (emonet/data/affecnet.py:116-126); the ``emonet`` face profile takes that box
+from the optional ``fan68`` detector (core.faces.fan68) when it can run, else the run's detector
+box (MTCNN), and every prediction's extras["crop"] says which (version 2 adds that note).
 
 A face whose box is the whole image (a pre-cropped stimulus) is already a face crop: it goes
 through ``demo.py``'s path instead (the whole image resized to 256 x 256), which also reproduces
@@ -48,7 +50,7 @@ EMONET_PARAMS = 13_963_410
 HOMEPAGE = "https://github.com/face-analysis/emonet"
 
 PREPROCESSING = Preprocessing(
-    version="emonet-evalcrop-1",
+    version="emonet-evalcrop-2",
     input_size=(INPUT_SIDE, INPUT_SIDE),
     colour="RGB",
     crop="box_margin",
@@ -56,11 +58,12 @@ PREPROCESSING = Preprocessing(
     crop_margin=round((2 * CROP_SIDE_PER_BOX_SUM - 1) / 2, 4),
     resize="cv2_linear",
     scale=1.0 / 255.0,
+    face_profile="emonet",
 )
 
-CROP_NOTE = ("Crop used: the evaluation geometry around the face stage's detector box (MTCNN), "
-             "not the box of 68 FAN landmarks the official evaluation used "
-             "(emonet/data/affecnet.py:116-126).")
+CROP_NOTE = ("Crop: the evaluation geometry around the box of 68 FAN landmarks "
+             "(emonet/data/affecnet.py:116-126) when the optional fan68 detector can run, else "
+             "around the MTCNN box; each prediction's note says which.")
 
 EMONET_8 = ModelSpec(
     id="emonet_8",
@@ -99,7 +102,7 @@ EMONET_8 = ModelSpec(
 
 EMONET_8_EVAL_FLIP = make_variant(
     EMONET_8, "eval-flip",
-    preprocessing=replace(PREPROCESSING, version="emonet-evalcrop-flip-1"),
+    preprocessing=replace(PREPROCESSING, version="emonet-evalcrop-flip-2"),
     options={"flip_average": True},
     note="Follows emonet/evaluation.py:96-177 (evaluate_flip, called at test.py:66): V/A = mean of "
          "the crop's and its mirror's raw outputs (evaluation.py:170-172), then clipped (:175-177); "

@@ -19,6 +19,14 @@ to 100 x 100 (MTCNN_alignment_with_video.py:20 and :207, PIL ``resize`` with Pil
 filter, bicubic since Pillow 7.0) as a JPEG (:208, Pillow's default quality 75), and
 run_pretrained_model.py reads those files back (:46) before ``Resize(134)``. The variant repeats
 that round trip; the base warps once at native resolution.
+
+Pre-aligned crops (run option ``aligned_crops``, core.models.variants.declare_aligned_crops,
+preprocessing version ``<version>+aligned-crops``): ``run_pretrained_model.py`` takes "a directory
+containing a sequence of cropped and aligned face images" (:491-492), opens each as RGB (:62) and
+applies ``Resize(int(112 * 1.2))``, ``CenterCrop(112)``, x255, minus the mean (:133-141). With the
+option, a pre-cropped stimulus (no landmarks, box = whole image) gets exactly those steps and no
+warp or JPEG round trip (the user's file is the stored crop); a stimulus with landmarks is still
+aligned from them.
 """
 
 from __future__ import annotations
@@ -169,6 +177,13 @@ def aligned_face(image_rgb: np.ndarray, landmarks: tuple[tuple[float, float], ..
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
+def covers_image(face: Face, image: np.ndarray) -> bool:
+    """True when the face box is the whole image (a pre-cropped stimulus)."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = face.box
+    return x1 <= 0.5 and y1 <= 0.5 and x2 >= width - 0.5 and y2 >= height - 0.5
+
+
 def jpeg_round_trip(face_rgb: np.ndarray, side: int) -> np.ndarray:
     """The alignment script's stored face: resized to ``side`` (bicubic), JPEG-encoded, decoded."""
     buffer = io.BytesIO()
@@ -239,14 +254,18 @@ class MultitaskCNNAdapter:
         self.students = students
 
     def prepare(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
+        if image_rgb.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 image, got {image_rgb.dtype}")
         if face.landmarks is None:
+            if self.spec.options.get("aligned_crops") and covers_image(face, image_rgb):
+                return normalise(resize_center_crop(ensure_rgb(image_rgb), self.spec.preprocessing),
+                                 self.spec.preprocessing)
             raise ValueError(
                 f"{self.spec.id} needs the five facial landmarks for its aligned crop, and this "
                 "face has none (pre-cropped stimulus or a detector without landmarks); run the "
-                "face stage with the MTCNN detector"
+                "face stage with the MTCNN detector, or, if the pre-cropped stimuli are already "
+                "aligned faces, run with the aligned-crops option"
             )
-        if image_rgb.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 image, got {image_rgb.dtype}")
         face_square = aligned_face(ensure_rgb(image_rgb), face.landmarks)
         if "jpeg_round_trip" in self.spec.options:
             face_square = jpeg_round_trip(face_square, self.spec.options["jpeg_round_trip"])
