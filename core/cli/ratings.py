@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.access import Role
 from core.cli import summary
 from core.io.tabular import TableError, read_table
 from core.ratings.layouts import (
@@ -137,6 +138,7 @@ def run_import_ratings(args: argparse.Namespace) -> int:
             result = import_batch(
                 session, study.id, prepared, file_name=args.file.name, data=data,
                 uploaded_by=args.by, partial=args.partial, allow_duplicate=args.allow_duplicate,
+                actor=Role.OPERATOR,
             )
         except (ImportRejected, DuplicateFileError) as error:
             return _fail(_refusal(error), code=1)
@@ -254,7 +256,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     factory = make_sessionmaker(make_engine(args.db))
     with factory.begin() as session:
-        study_id = load_demo(session)
+        study_id = load_demo(session, actor=Role.OPERATOR)
     print(f"demo study {DEMO_NAME!r} ready (id {study_id}); all of its data is synthetic")
     return 0
 
