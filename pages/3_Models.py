@@ -5,7 +5,8 @@ import time
 import pandas as pd
 import streamlit as st
 
-from ui.chrome import page_setup
+from core.access import Action
+from ui.chrome import can, page_setup, role
 from ui.db_errors import friendly_writes
 from ui.text import code, plain
 
@@ -108,7 +109,8 @@ def status_section(models: pd.DataFrame) -> None:
             if row.state != "ready":
                 st.warning(plain(row.message))
                 st.text(f"Where to get it:\n{row.where_to_get}")
-                checkpoint_actions(row.model_id)
+                if can(Action.REGISTER_MODEL):
+                    checkpoint_actions(row.model_id)
 
 
 def checkpoint_actions(model_id: str) -> None:
@@ -188,7 +190,7 @@ def face_stage_section(detector: str, rule: str, device: str) -> None:
             with friendly_writes():
                 ensure_faces(factory, [image.sha256 for image in images], detector=detector, rule=rule,
                              precropped={image.sha256 for image in images if image.precropped},
-                             progress=progress_bar(bar, "faces"), device=resolve_device(device))
+                             progress=progress_bar(bar, "faces"), device=resolve_device(device), actor=role())
         except (DetectorUnavailable, DeviceError) as error:
             st.error(plain(error))
         else:
@@ -248,6 +250,7 @@ def run_section(models: pd.DataFrame, detector: str, rule: str, device: str) -> 
                     progress_for=lambda m: progress_bar(bar, names[m]),
                     should_stop=lambda: st.session_state.get(CANCEL_KEY, False),
                     adapter_source=cached_adapter,
+                    actor=role(),
                 )
         except (DetectorUnavailable, DeviceError) as error:
             st.error(plain(error))
@@ -268,7 +271,7 @@ def fp16_check(chosen: list[str], device: str, detector: str, rule: str) -> None
         try:
             with friendly_writes():
                 check = inference.check_half_precision(factory, study_id, model_id, device=device,
-                                                       detector=detector, rule=rule)
+                                                       detector=detector, rule=rule, actor=role())
         except (DeviceError, inference.RunError, checkpoints.CheckpointError) as error:
             st.error(plain(error))
         else:
@@ -384,6 +387,7 @@ def import_form(file_name: str, data: bytes, mapping, checked: pi.ImportPreview,
                 result = pi.import_predictions(
                     factory, study_id, model_id.strip(), file_name, data, mapping=mapping, name=name or None,
                     pipeline=pipeline, tool=tool, notes=notes, store_failures=store_failures, replace=replace,
+                    actor=role(),
                 )
         except pi.ImportRejected as rejected:
             st.error(plain(rejected))
@@ -407,7 +411,7 @@ def card_section() -> None:
         try:
             with friendly_writes(), factory.begin() as session:
                 spec = catalog.register_card(session, card_file.getvalue(),
-                                             model_file.getvalue(), replace=replace)
+                                             model_file.getvalue(), replace=replace, actor=role())
         except (ValueError, checkpoints.CheckpointError) as error:
             st.error(plain(error))
         else:  # rerun so the Models and Run tabs, built earlier in this run, list the new model
@@ -418,6 +422,10 @@ def card_section() -> None:
 
 
 models = overview()
+if not can(Action.RUN_MODELS):  # reviewers: the tables only, no run, import or register widgets
+    comparison_section()
+    status_section(models)
+    st.stop()
 zoo, run, imported, cards = st.tabs(["Models", "Run", "Import predictions", "Add a model"])
 with zoo:
     comparison_section()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.access import Role
 from core.ratings.layouts import detect_mapping, prepare_ratings  # noqa: E402
 from core.ratings.scales import PRESETS  # noqa: E402
 from core.workflows.stimuli import import_files  # noqa: E402
@@ -36,7 +37,7 @@ def import_ratings(url: str, study_id: int, csv: Path, ready: Path, go: Path) ->
         time.sleep(0.002)
     try:
         with factory.begin() as session:
-            result = import_batch(session, study_id, prepared, file_name=csv.name, data=data)
+            result = import_batch(session, study_id, prepared, file_name=csv.name, data=data, actor=Role.OPERATOR)
     except DuplicateFileError as error:
         print(f"duplicate {error}")
     else:
@@ -46,7 +47,7 @@ def import_ratings(url: str, study_id: int, csv: Path, ready: Path, go: Path) ->
 def import_zip(url: str, study_id: int, archive: Path) -> None:
     factory = make_sessionmaker(make_engine(url))
     with factory.begin() as session:
-        report = import_files(session, study_id, [(archive.name, archive)])
+        report = import_files(session, study_id, [(archive.name, archive)], actor=Role.OPERATOR)
     print(f"added {len(report.added)}")
 
 
