@@ -256,10 +256,9 @@ def detail_section(stimulus_id: int) -> None:
         st.rerun()
 
 
-gallery, *write_tabs = st.tabs(
-    ["Gallery", *(["Upload images", "Metadata"] if can(Action.UPLOAD_STIMULI) else []),
-     *(["Study settings"] if can(Action.CHANGE_STUDY_SETTINGS) else [])]
-)
+tab_names = ["Gallery", *(["Upload images", "Metadata"] if can(Action.UPLOAD_STIMULI) else []),
+             *(["Study settings"] if can(Action.CHANGE_STUDY_SETTINGS) else [])]
+gallery, *write_tabs = st.tabs([plain(name) for name in tab_names])
 if can(Action.UPLOAD_STIMULI):
     upload, metadata, *write_tabs = write_tabs
     with upload:

@@ -131,7 +131,7 @@ def _logged_in(config: LoginConfig) -> bool:
     throttle = st.session_state.get(THROTTLE_KEY)
     wait = throttle.wait_s(time.monotonic()) if throttle else 0.0
     if wait:
-        st.error(f"Too many wrong passwords; try again in {math.ceil(wait)} s.")
+        st.error(f"Too many wrong passwords; try again in {math.ceil(wait):d} s.")
     elif st.session_state.pop("password_wrong", False):
         st.error("Wrong password. Ask the study owner for your password.")
     return False
@@ -151,7 +151,7 @@ def _sidebar_login(config: LoginConfig) -> None:
         st.sidebar.caption("Open access: no login is configured, so whoever reaches this address "
                            "acts as owner. Set passwords in .streamlit/secrets.toml to share it.")
         return
-    st.sidebar.caption(f"Signed in as **{role().value}**.")
+    st.sidebar.caption(f"Signed in as **{plain(role().value)}**.")
     st.sidebar.button("Log out", on_click=_log_out, key="log_out")
 
 

@@ -54,20 +54,24 @@ ACTIONS: dict[Action, frozenset[Role]] = {
 class PermissionDenied(PermissionError):
     """A role tried a write it may not do; the message names both."""
 
-    def __init__(self, role: Role, action: Action) -> None:
-        super().__init__(f"The {role.value} role may not {action.value}.")
+    def __init__(self, role: Role | str, action: Action) -> None:
+        super().__init__(f"The {getattr(role, 'value', role)} role may not {action.value}.")
         self.role = role
         self.action = action
 
 
 def allowed(role: Role, action: Action) -> bool:
-    return Role(role) in ACTIONS[action]
+    """Whether ``role`` may do ``action``; an unknown role may do nothing."""
+    try:
+        return Role(role) in ACTIONS[action]
+    except ValueError:
+        return False
 
 
 def require(role: Role, action: Action) -> None:
     """Raise :class:`PermissionDenied` unless ``role`` may do ``action``."""
     if not allowed(role, action):
-        raise PermissionDenied(Role(role), action)
+        raise PermissionDenied(role, action)
 
 
 def may_see_faces(role: Role, study_allows: bool) -> bool:
