@@ -79,10 +79,10 @@ def bundle_section() -> None:
             with factory.begin() as session:
                 summary = import_bundle(session, upload, actor=role())
         except BundleError as error:
-            st.error(f"{error}. Nothing was imported.")
+            st.error(f"{plain(error)}. Nothing was imported.")
             return
         renamed = f" (a study named {summary.renamed_from!r} exists already)" if summary.renamed_from else ""
-        st.success(f"Imported as {summary.study!r}{renamed}.")
+        st.success(f"Imported as {plain(repr(summary.study))}{plain(renamed)}.")
         st.session_state[STUDY_KEY] = summary.study_id
     if study_id is not None:
         def bundle_bytes() -> bytes:
