@@ -6,10 +6,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.access import Action
 from core.ratings.stimulus_keys import KEY_MODES
 from db import stimuli as stimulus_db
 from db.queries import study_counts
-from ui.chrome import STUDY_KEY, page_setup
+from ui.chrome import STUDY_KEY, can, page_setup, role
 from ui.db_errors import friendly_writes
 from ui.text import plain
 
@@ -39,6 +40,7 @@ def create_study_form() -> None:
                     study = stimulus_db.create_study(
                         session, name, description, stimulus_key_mode=mode,
                         case_insensitive=folded,
+                        actor=role(),
                     )
             except ValueError as error:
                 st.error(plain(error))
@@ -61,7 +63,7 @@ def load_demo_button() -> None:
         return
     with st.status("Loading the synthetic demo study…", expanded=True) as status:
         with friendly_writes(), factory.begin() as session:
-            demo_id = load_demo(session)
+            demo_id = load_demo(session, actor=role())
         status.update(label="Demo study loaded.", state="complete")
     st.session_state[STUDY_KEY] = demo_id
     st.rerun()
@@ -75,7 +77,7 @@ def bundle_section() -> None:
     if upload is not None and st.button("Import bundle"):
         try:
             with factory.begin() as session:
-                summary = import_bundle(session, upload)
+                summary = import_bundle(session, upload, actor=role())
         except BundleError as error:
             st.error(f"{plain(error)}. Nothing was imported.")
             return
@@ -113,12 +115,15 @@ def step_markdown(label: str, done: bool) -> str:
     return f"{'✅' if done else '⬜'} {plain(label)}"
 
 
-with st.expander("Create a study", expanded=study_id is None):
-    create_study_form()
-with st.expander("Demo", expanded=study_id is None):
-    load_demo_button()
-with st.expander("Study bundle: move a study between deployments"):
-    bundle_section()
+if can(Action.CREATE_STUDY):
+    with st.expander("Create a study", expanded=study_id is None):
+        create_study_form()
+if can(Action.LOAD_DEMO):
+    with st.expander("Demo", expanded=study_id is None):
+        load_demo_button()
+if can(Action.IMPORT_BUNDLE):  # a bundle holds the original face images and rating files
+    with st.expander("Study bundle: move a study between deployments"):
+        bundle_section()
 
 if study_id is None:
     st.info("Create a study or load the demo study to begin.")

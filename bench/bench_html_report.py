@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.access import Role
 from core.agreement.report import TABLES, build_report  # noqa: E402
 from core.agreement.synthetic import synthetic_study  # noqa: E402
 from core.reporting.html_report import render_html, report_figures  # noqa: E402
@@ -31,7 +32,7 @@ def demo_frames():
     folder = Path(tempfile.mkdtemp())
     factory = make_sessionmaker(make_engine(f"sqlite:///{folder / 'demo.sqlite'}"))
     with factory.begin() as session:
-        study_id = load_demo(session)
+        study_id = load_demo(session, actor=Role.OPERATOR)
     with factory() as session:
         return (load_ratings(session, study_id), load_predictions(session, study_id),
                 load_stimuli(session, study_id), describe_models(session))

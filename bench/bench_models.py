@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.access import Role
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -141,6 +143,7 @@ def _store_face(session, result) -> None:
         faces=[{"box": list(f.box), "score": f.score, "landmarks": [list(p) for p in f.landmarks],
                 "image_size": list(result.image_size)} for f in result.faces],
         chosen=result.chosen, choice_rule=result.rule, status=result.status,
+        actor=Role.OPERATOR,
     )
 
 
@@ -155,7 +158,7 @@ def _bench_model(factory, study_id: int, spec, device: str, half: bool, batch_si
     try:
         with factory() as session:
             images = study_images(session, study_id)
-        face = ensure_faces(factory, [images[0].sha256])[images[0].sha256].face
+        face = ensure_faces(factory, [images[0].sha256], actor=Role.OPERATOR)[images[0].sha256].face
         one = adapter.prepare(load_rgb(images[0].sha256), face)
         batch = np.stack([one] * batch_size)
         adapter.decode(adapter.forward(batch))  # warm-up (first-call allocations, kernel choice)
@@ -200,7 +203,7 @@ def _stage(factory, study_id, spec, weights, adapter, device, half, batch_size) 
     with factory.begin() as session:
         session.execute(delete(Prediction))
     report = run_spec(factory, study_id, spec, weights, device=device, half=half,
-                      batch_size=batch_size, adapter_source=lambda *_: adapter)
+                      batch_size=batch_size, adapter_source=lambda *_: adapter, actor=Role.OPERATOR)
     if report.computed != report.images:
         raise RuntimeError(f"{spec.id}: {report.summary()}")
 
@@ -230,12 +233,12 @@ def _bench_cached(factory, device: str, n: int) -> dict:
         study_id = study.id
     spec = _surrogate(registry.builtin_specs()[CACHED_MODEL])
     start = time.perf_counter()
-    first = inference.run_spec(factory, study_id, spec, checkpoints.weights_fingerprint(spec), device=device)
+    first = inference.run_spec(factory, study_id, spec, checkpoints.weights_fingerprint(spec), device=device, actor=Role.OPERATOR)
     first_seconds = time.perf_counter() - start
     timings = []
     for _ in range(3):
         start = time.perf_counter()
-        again = inference.run_spec(factory, study_id, spec, checkpoints.weights_fingerprint(spec), device=device)
+        again = inference.run_spec(factory, study_id, spec, checkpoints.weights_fingerprint(spec), device=device, actor=Role.OPERATOR)
         timings.append(time.perf_counter() - start)
         if again.computed or again.cached != n:
             raise RuntimeError(f"cached re-run computed something: {again.summary()}")

@@ -27,6 +27,7 @@ from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.access import Role
 from core.io.tabular import read_table  # noqa: E402
 from core.ratings.labels import CANONICAL  # noqa: E402
 from core.ratings.layouts import detect_mapping, prepare_ratings  # noqa: E402
@@ -75,7 +76,7 @@ def run(n_stimuli: int, n_raters: int) -> dict[str, float]:
         engine = make_engine(f"sqlite:///{folder}/bench.sqlite")
         factory = make_sessionmaker(engine)
         with factory.begin() as session:
-            study_id = get_or_create_study(session, "bench").id
+            study_id = get_or_create_study(session, "bench", actor=Role.OPERATOR).id
         add_stimuli(factory, study_id, n_stimuli)
 
         start = time.perf_counter()
@@ -93,7 +94,7 @@ def run(n_stimuli: int, n_raters: int) -> dict[str, float]:
         assert prepared.ok, prepared.errors.head()
         timer = WriteLockTimer(engine)
         mark = time.perf_counter()
-        import_batch_in_chunks(factory, study_id, prepared, file_name="ratings.csv", data=data)
+        import_batch_in_chunks(factory, study_id, prepared, file_name="ratings.csv", data=data, actor=Role.OPERATOR)
         timings["store"] = time.perf_counter() - mark
         timings["write_lock"] = timer.longest
         timings["total"] = time.perf_counter() - start

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from core.access import Role
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,14 +71,14 @@ def child(zip_path: Path, use_tracemalloc: bool) -> dict:
     engine = make_engine()
     factory = make_sessionmaker(engine)
     with factory.begin() as session:
-        study_id = create_study(session, "bench").id
+        study_id = create_study(session, "bench", actor=Role.OPERATOR).id
     before = rss_mb()
     if use_tracemalloc:
         tracemalloc.start()
     timer = WriteLockTimer(engine)
     started = time.perf_counter()
     with factory.begin() as session:
-        report = import_files(session, study_id, [(zip_path.name, zip_path)])
+        report = import_files(session, study_id, [(zip_path.name, zip_path)], actor=Role.OPERATOR)
     seconds = time.perf_counter() - started
     heap = tracemalloc.get_traced_memory()[1] / 2**20 if use_tracemalloc else None
     return {

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.access import Action, Role, require
 from db.models import FaceDetection
 
 _IN_CHUNK = 500  # stay far below SQLite's limit on bound parameters
@@ -57,8 +58,10 @@ def save_detection(
     choice_rule: str,
     status: str,
     error: str | None = None,
+    actor: Role,
 ) -> FaceDetection:
     """Insert or replace the row of (``sha256``, ``detector``)."""
+    require(actor, Action.RUN_MODELS)
     row = session.scalar(
         select(FaceDetection).where(
             FaceDetection.stimulus_sha256 == sha256, FaceDetection.detector == detector
@@ -75,8 +78,9 @@ def save_detection(
     return row
 
 
-def set_choice(session: Session, row_id: int, chosen: int | None, choice_rule: str) -> None:
+def set_choice(session: Session, row_id: int, chosen: int | None, choice_rule: str, *, actor: Role) -> None:
     """Record which stored face a run used, without touching the detection itself."""
+    require(actor, Action.RUN_MODELS)
     row = session.get(FaceDetection, row_id)
     if row is not None:
         row.chosen = chosen

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -62,6 +63,11 @@ class Study(Base):
     # How rating files name stimuli: "name" (file name), "stem" (no extension) or "path".
     stimulus_key: Mapped[str] = mapped_column(String(10), default="name")
     key_case_insensitive: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Reviewers see blurred thumbnails unless the owner allows the originals (stimuli may show
+    # study participants).
+    reviewers_see_faces: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     stimuli: Mapped[list[Stimulus]] = relationship(

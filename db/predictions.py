@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import delete, insert, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from core.access import Action, Role, require
 from db.models import Prediction, RegisteredModel, Stimulus
 
 # Well below every backend's bound-parameter limit (SQLite allows 32,766 since 3.32).
@@ -86,11 +87,13 @@ def cached_statuses(session: Session, key: CacheKey, wanted: dict[str, str]) -> 
 
 
 def save_predictions(
-    session: Session, key: CacheKey, rows: Sequence[PredictionRow], study_id: int | None = None
+    session: Session, key: CacheKey, rows: Sequence[PredictionRow], study_id: int | None = None,
+    *, actor: Role,
 ) -> None:
     """Store ``rows`` under ``key``, replacing rows with the same full key (a retried failure,
     a re-imported file, or a concurrent run that got there first). ``study_id`` scopes rows
     to one study (imported predictions); computed predictions leave it None and are shared."""
+    require(actor, Action.RUN_MODELS if study_id is None else Action.UPLOAD_PREDICTIONS)
     if not rows:
         return
     pairs = [(row.sha256, row.detector) for row in rows]
@@ -117,8 +120,9 @@ def save_predictions(
     )
 
 
-def delete_failed(session: Session, key: CacheKey, sha256s: Iterable[str]) -> int:
+def delete_failed(session: Session, key: CacheKey, sha256s: Iterable[str], *, actor: Role) -> int:
     """Forget stored failures among ``sha256s`` so that a retry computes them again."""
+    require(actor, Action.RUN_MODELS)
     removed = 0
     for chunk in _chunks(list(sha256s), CHUNK):
         result = session.execute(
@@ -189,8 +193,10 @@ def registered_model(session: Session, model_id: str) -> RegisteredModel | None:
 def upsert_registered_model(
     session: Session, model_id: str, *, source: str, card: dict[str, Any],
     checkpoint_sha256: str | None = None, checkpoint_path: str | None = None,
+    actor: Role,
 ) -> RegisteredModel:
     """Create or update the RegisteredModel row of a card model or an imported tool."""
+    require(actor, Action.REGISTER_MODEL)
     row = session.get(RegisteredModel, model_id)
     if row is None:
         row = RegisteredModel(id=model_id, source=source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.access import Action, Role, require
 from db.models import Rating, RatingBatch, Stimulus, Study, analysed_batches
 
 
@@ -13,8 +14,9 @@ def list_studies(session: Session) -> list[Study]:
     return list(session.scalars(select(Study).order_by(Study.id)))
 
 
-def get_or_create_study(session: Session, name: str, **fields: object) -> Study:
+def get_or_create_study(session: Session, name: str, *, actor: Role, **fields: object) -> Study:
     """The study called ``name``, created with ``fields`` if it does not exist yet."""
+    require(actor, Action.CREATE_STUDY)
     study = session.scalar(select(Study).where(Study.name == name))
     if study is None:
         study = Study(name=name, **fields)

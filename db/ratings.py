@@ -25,6 +25,7 @@ from sqlalchemy import Update, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Action, Role, require
 from core.io.storage import read_blob, sha256_bytes, store_bytes
 from core.ratings.layouts import PreparedRatings, StimulusIndex, assign_vote_raters
 from core.ratings.scales import Scale
@@ -152,6 +153,7 @@ def import_batch(
     uploaded_by: str = "",
     partial: bool = False,
     allow_duplicate: bool = False,
+    actor: Role,
 ) -> ImportResult:
     """Store a validated rating file as one batch, in the caller's transaction.
 
@@ -161,6 +163,7 @@ def import_batch(
     it repeats ratings of earlier batches. With ``partial`` only the valid rows are stored; the
     rejected row numbers are returned and noted on the batch.
     """
+    require(actor, Action.UPLOAD_RATINGS)
     sha = sha256_bytes(data)
     duplicate = None if allow_duplicate else find_duplicate_file(session, study_id, sha)
     if duplicate is not None:
@@ -427,23 +430,26 @@ def batches_frame(batches: list[BatchSummary]) -> pd.DataFrame:
     ])
 
 
-def set_excluded(session: Session, batch_id: int, excluded: bool) -> None:
+def set_excluded(session: Session, batch_id: int, excluded: bool, *, actor: Role) -> None:
     """Exclude a batch from every analysis (or include it again); nothing is deleted."""
+    require(actor, Action.EXCLUDE_BATCH)
     _batch(session, batch_id).excluded = excluded
 
 
-def delete_batch(session: Session, batch_id: int, now: datetime | None = None) -> datetime:
+def delete_batch(session: Session, batch_id: int, now: datetime | None = None, *, actor: Role) -> datetime:
     """Soft-delete: the batch disappears from analyses and can be restored until the deadline
     returned (deleted at + :data:`UNDO_WINDOW`)."""
+    require(actor, Action.DELETE_BATCH)
     batch = _batch(session, batch_id)
     if batch.deleted_at is None:
         batch.deleted_at = now or utcnow()
     return _aware(batch.deleted_at) + UNDO_WINDOW
 
 
-def undo_delete(session: Session, batch_id: int, now: datetime | None = None) -> None:
+def undo_delete(session: Session, batch_id: int, now: datetime | None = None, *, actor: Role) -> None:
     """Restore a soft-deleted batch; raises :class:`UndoExpired` after the undo window and
     :class:`DuplicateFileError` when its file was imported again since (delete that one first)."""
+    require(actor, Action.DELETE_BATCH)
     batch = _batch(session, batch_id)
     if batch.deleted_at is None:
         raise UndoExpired(f"batch #{batch_id} is not deleted")
@@ -463,12 +469,14 @@ def undo_delete(session: Session, batch_id: int, now: datetime | None = None) ->
 
 
 def purge_deleted(
-    session: Session, older_than: timedelta = UNDO_WINDOW, now: datetime | None = None
+    session: Session, older_than: timedelta = UNDO_WINDOW, now: datetime | None = None,
+    *, actor: Role,
 ) -> int:
     """Remove batches soft-deleted more than ``older_than`` ago, with their ratings.
 
     Returns the number of batches removed. The uploaded files stay in blob storage.
     """
+    require(actor, Action.PURGE_BATCHES)
     cutoff = (now or utcnow()) - older_than
     deleted = session.execute(
         select(RatingBatch.id, RatingBatch.deleted_at).where(RatingBatch.deleted_at.is_not(None))

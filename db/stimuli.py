@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from core.access import Action, Role, require
 from core.ratings.labels import CANONICAL
 from core.ratings.stimulus_keys import KEY_MODES, stimulus_key
 from db.models import (
@@ -42,8 +43,10 @@ def get_study(session: Session, study_id: int) -> Study:
 def create_study(
     session: Session, name: str, description: str = "", *, stimulus_key_mode: str = "name",
     case_insensitive: bool = True,
+    actor: Role,
 ) -> Study:
     """A new study; raises ValueError for an empty or already used name or an unknown mode."""
+    require(actor, Action.CREATE_STUDY)
     name = name.strip()
     if not name:
         raise ValueError("Give the study a name.")
@@ -93,8 +96,9 @@ def key_index(session: Session, study_id: int) -> dict[str, int]:
     return index
 
 
-def set_key_mode(session: Session, study_id: int, mode: str, case_insensitive: bool) -> None:
+def set_key_mode(session: Session, study_id: int, mode: str, case_insensitive: bool, *, actor: Role) -> None:
     """Change how rating files name stimuli; refuses a mode that makes ids ambiguous."""
+    require(actor, Action.CHANGE_STUDY_SETTINGS)
     if mode not in KEY_MODES:
         raise ValueError(f"unknown stimulus key mode {mode!r}; use one of {sorted(KEY_MODES)}")
     conflicts = key_conflicts(session, study_id, mode, case_insensitive)
@@ -102,6 +106,12 @@ def set_key_mode(session: Session, study_id: int, mode: str, case_insensitive: b
         raise AmbiguousKeyError(conflicts, mode)
     study = get_study(session, study_id)
     study.stimulus_key, study.key_case_insensitive = mode, case_insensitive
+
+
+def set_reviewers_see_faces(session: Session, study_id: int, allowed: bool, *, actor: Role) -> None:
+    """Let reviewers see the original face images of a study (off: blurred thumbnails only)."""
+    require(actor, Action.CHANGE_STUDY_SETTINGS)
+    get_study(session, study_id).reviewers_see_faces = allowed
 
 
 def search_stimuli(
@@ -161,8 +171,9 @@ def get_stimulus(session: Session, stimulus_id: int) -> Stimulus | None:
     )
 
 
-def upsert_attributes(session: Session, values: Mapping[int, Mapping[str, str]]) -> int:
+def upsert_attributes(session: Session, values: Mapping[int, Mapping[str, str]], *, actor: Role) -> int:
     """Set attributes (stimulus id -> {key: value}), inserting or overwriting; returns changes."""
+    require(actor, Action.UPLOAD_STIMULI)
     wanted = [stimulus_id for stimulus_id, items in values.items() if items]
     existing: dict[tuple[int, str], StimulusAttribute] = {}
     for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
@@ -186,8 +197,9 @@ def upsert_attributes(session: Session, values: Mapping[int, Mapping[str, str]])
     return changed
 
 
-def set_intended(session: Session, stimulus_id: int, label: str | None) -> None:
+def set_intended(session: Session, stimulus_id: int, label: str | None, *, actor: Role) -> None:
     """Set (or clear with None) the canonical intended emotion of one stimulus."""
+    require(actor, Action.UPLOAD_STIMULI)
     if label is not None and label not in CANONICAL:
         raise ValueError(f"{label!r} is not one of the canonical emotions {CANONICAL}")
     stimulus = session.get(Stimulus, stimulus_id)

@@ -5,7 +5,8 @@ import math
 import pandas as pd
 import streamlit as st
 
-from core.io.images import ImageError, load_rgb
+from core.access import Action, may_see_faces
+from core.io.images import ImageError, blurred_thumbnail, load_rgb
 from core.io.tabular import TableError, read_table
 from core.ratings.labels import CANONICAL
 from core.ratings.stimulus_keys import KEY_MODES
@@ -17,7 +18,7 @@ from core.workflows.stimuli import (
     parse_code_map,
 )
 from db import stimuli as stimulus_db
-from ui.chrome import page_setup
+from ui.chrome import can, page_setup, role
 from ui.db_errors import friendly_writes
 from ui.face_panel import show_detection
 from ui.text import plain
@@ -52,6 +53,7 @@ def upload_section() -> None:
                 report = import_files(
                     session, study_id, [(f.name, f) for f in files],
                     progress=progress, precropped=precropped,
+                    actor=role(),
                 )
             status.update(label=f"Import finished: {plain(report.summary())}", state="complete")
         st.session_state[REPORT_KEY] = report
@@ -110,6 +112,7 @@ def metadata_section() -> None:
                     id_column=None if id_column == DETECT else id_column,
                     intended_column=None if intended == DETECT else intended,
                     code_map=parse_code_map(codes) or None,
+                    actor=role(),
                 )
         except ValueError as error:
             st.error(plain(error))
@@ -156,11 +159,28 @@ def key_section() -> None:
     if st.button("Save stimulus id setting"):
         try:
             with friendly_writes(), factory.begin() as session:
-                stimulus_db.set_key_mode(session, study_id, mode, folded)
+                stimulus_db.set_key_mode(session, study_id, mode, folded, actor=role())
         except ValueError as error:
             st.error(plain(error))
         else:
             st.success("Saved.")
+
+
+def faces_setting_section() -> None:
+    with factory() as session:
+        shown = stimulus_db.get_study(session, study_id).reviewers_see_faces
+    allow = st.toggle("Reviewers may see face images", value=shown, key="reviewers_see_faces",
+                      help="Off: reviewers see small blurred thumbnails only, never the original images.")
+    if allow != shown:
+        with friendly_writes(), factory.begin() as session:
+            stimulus_db.set_reviewers_see_faces(session, study_id, allow, actor=role())
+        st.success("Saved.")
+
+
+def faces_shown() -> bool:
+    """Whether this session may see the study's original face images (else blurred thumbnails)."""
+    with factory() as session:
+        return may_see_faces(role(), stimulus_db.get_study(session, study_id).reviewers_see_faces)
 
 
 def gallery_section() -> None:
@@ -178,9 +198,13 @@ def gallery_section() -> None:
             session, study_id, text, wanted, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
         )
     st.caption(f"{total:,} stimuli match.")
+    faces_visible = faces_shown()
+    if not faces_visible:
+        st.caption("Face images are hidden from reviewers in this study: blurred thumbnails only.")
     for start in range(0, len(items), GRID_COLUMNS):
         for column, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS]):
-            column.image(item.thumbnail, caption=plain(item.path), width="stretch")
+            picture = item.thumbnail if faces_visible else blurred_thumbnail(item.thumbnail)
+            column.image(picture, caption=plain(item.path), width="stretch")
             column.button(
                 "Details", key=f"detail_{item.id}", on_click=st.session_state.__setitem__,
                 args=(DETAIL_KEY, item.id),
@@ -197,7 +221,10 @@ def detail_section(stimulus_id: int) -> None:
     picture, facts = st.columns([3, 2])
     try:
         with picture:
-            show_detection(factory, stimulus.sha256, load_rgb(stimulus.sha256))
+            if faces_shown():
+                show_detection(factory, stimulus.sha256, load_rgb(stimulus.sha256))
+            else:
+                st.image(blurred_thumbnail(stimulus.thumbnail), width="stretch")
     except ImageError as error:
         picture.error(plain(error))
     facts.dataframe(
@@ -214,29 +241,35 @@ def detail_section(stimulus_id: int) -> None:
         ),
         hide_index=True,
     )
-    options = [None, *CANONICAL]
-    label = facts.selectbox(
-        "Intended emotion", options, index=options.index(stimulus.intended_emotion),
-        format_func=lambda value: value or "none (not posed)", key=f"intended_{stimulus.id}",
-    )
-    if facts.button("Save intended emotion", key=f"save_intended_{stimulus.id}"):
-        with friendly_writes(), factory.begin() as session:
-            stimulus_db.set_intended(session, stimulus.id, label)
-        st.rerun()
+    if can(Action.UPLOAD_STIMULI):
+        options = [None, *CANONICAL]
+        label = facts.selectbox(
+            "Intended emotion", options, index=options.index(stimulus.intended_emotion),
+            format_func=lambda value: value or "none (not posed)", key=f"intended_{stimulus.id}",
+        )
+        if facts.button("Save intended emotion", key=f"save_intended_{stimulus.id}"):
+            with friendly_writes(), factory.begin() as session:
+                stimulus_db.set_intended(session, stimulus.id, label, actor=role())
+            st.rerun()
     if facts.button("Close", key="close_detail"):
         st.session_state.pop(DETAIL_KEY, None)
         st.rerun()
 
 
-gallery, upload, metadata, settings = st.tabs(
-    ["Gallery", "Upload images", "Metadata", "Stimulus id"]
-)
-with upload:
-    upload_section()
-with metadata:
-    metadata_section()
-with settings:
-    key_section()
+tab_names = ["Gallery", *(["Upload images", "Metadata"] if can(Action.UPLOAD_STIMULI) else []),
+             *(["Study settings"] if can(Action.CHANGE_STUDY_SETTINGS) else [])]
+gallery, *write_tabs = st.tabs([plain(name) for name in tab_names])
+if can(Action.UPLOAD_STIMULI):
+    upload, metadata, *write_tabs = write_tabs
+    with upload:
+        upload_section()
+    with metadata:
+        metadata_section()
+if can(Action.CHANGE_STUDY_SETTINGS):
+    with write_tabs[0]:
+        key_section()
+        st.divider()
+        faces_setting_section()
 with gallery:
     if st.session_state.get(DETAIL_KEY) is not None:
         detail_section(st.session_state[DETAIL_KEY])

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from core.access import Action
 from core.io.storage import sha256_bytes
 from core.io.tabular import TableError, read_table
 from core.ratings.labels import CANONICAL
@@ -29,7 +30,7 @@ from core.ratings.scales import PRESETS, Scale, scale_change, suggest_scale
 from db import ratings as rating_db
 from db.repeats import repeats_for_import
 from db.stimuli import AmbiguousKeyError
-from ui.chrome import page_setup
+from ui.chrome import can, page_setup, role
 from ui.db_errors import friendly_writes
 from ui.text import code, plain
 
@@ -318,6 +319,7 @@ def store(file_name, data, frame, prepared, uploaded_by, partial, allow_duplicat
             result = rating_db.import_batch_in_chunks(
                 factory, study_id, prepared, file_name=file_name, data=data,
                 uploaded_by=uploaded_by, partial=partial, allow_duplicate=allow_duplicate,
+                actor=role(),
             )
     except (rating_db.ImportRejected, rating_db.DuplicateFileError, RepeatsRefused) as error:
         st.error(plain(error))
@@ -343,8 +345,9 @@ def show_last_import() -> None:
 
 
 def batch_list() -> None:
-    with friendly_writes(stop=False), factory.begin() as session:
-        rating_db.purge_deleted(session)
+    if can(Action.PURGE_BATCHES):
+        with friendly_writes(stop=False), factory.begin() as session:
+            rating_db.purge_deleted(session, actor=role())
     with factory() as session:
         batches = rating_db.list_batches(session, study_id)
     live = [b for b in batches if b.deleted_at is None]
@@ -359,8 +362,9 @@ def batch_list() -> None:
         left, right = st.columns([4, 1])
         left.write(f"#{batch.id:d} {plain(batch.file_name)}: {batch.n_ratings:,} ratings; can be restored "
                    f"until {batch.undo_until:%Y-%m-%d %H:%M} UTC")
-        right.button("Undo delete", key=f"undo_{batch.id}", on_click=act,
-                     args=(rating_db.undo_delete, batch.id))
+        if can(Action.DELETE_BATCH):
+            right.button("Undo delete", key=f"undo_{batch.id}", on_click=act,
+                         args=(rating_db.undo_delete, batch.id))
 
 
 def batch_row(batch: rating_db.BatchSummary) -> None:
@@ -375,12 +379,16 @@ def batch_row(batch: rating_db.BatchSummary) -> None:
             f"uploaded {batch.uploaded_at:%Y-%m-%d %H:%M} UTC"
             + (f" by {plain(batch.uploaded_by)}" if batch.uploaded_by else "")
         )
-        exclude.toggle(
-            "Excluded", value=batch.excluded, key=f"exclude_{batch.id}", on_change=toggle,
-            args=(batch.id,), help="Excluded batches are left out of every analysis.",
-        )
-        delete.button("Delete", key=f"delete_{batch.id}", on_click=act,
-                      args=(rating_db.delete_batch, batch.id))
+        if can(Action.EXCLUDE_BATCH):
+            exclude.toggle(
+                "Excluded", value=batch.excluded, key=f"exclude_{batch.id}", on_change=toggle,
+                args=(batch.id,), help="Excluded batches are left out of every analysis.",
+            )
+        elif batch.excluded:
+            exclude.caption("excluded")
+        if can(Action.DELETE_BATCH):
+            delete.button("Delete", key=f"delete_{batch.id}", on_click=act,
+                          args=(rating_db.delete_batch, batch.id))
         with st.expander("Provenance"):
             facts = rating_db.batches_frame([batch]).T.astype(str).set_axis(["value"], axis=1)
             st.dataframe(facts, height="content")
@@ -396,14 +404,14 @@ def batch_row(batch: rating_db.BatchSummary) -> None:
 def act(action, batch_id: int) -> None:
     try:
         with friendly_writes(stop=False), factory.begin() as session:
-            action(session, batch_id)
+            action(session, batch_id, actor=role())
     except (rating_db.UndoExpired, rating_db.DuplicateFileError, LookupError) as error:
         st.session_state["ratings_batch_error"] = str(error)
 
 
 def toggle(batch_id: int) -> None:
     with friendly_writes(stop=False), factory.begin() as session:
-        rating_db.set_excluded(session, batch_id, st.session_state[f"exclude_{batch_id}"])
+        rating_db.set_excluded(session, batch_id, st.session_state[f"exclude_{batch_id}"], actor=role())
 
 
 def original(batch_id: int) -> bytes:
@@ -411,9 +419,12 @@ def original(batch_id: int) -> bytes:
         return rating_db.batch_file(session, batch_id)
 
 
-upload_tab, batches_tab = st.tabs(["Upload ratings", "Batches"])
-with upload_tab:
-    wizard()
+if can(Action.UPLOAD_RATINGS):
+    upload_tab, batches_tab = st.tabs(["Upload ratings", "Batches"])
+    with upload_tab:
+        wizard()
+else:
+    batches_tab = st.container()
 with batches_tab:
     if "ratings_batch_error" in st.session_state:
         st.error(plain(st.session_state.pop("ratings_batch_error")))

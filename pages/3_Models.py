@@ -7,7 +7,8 @@ worker, so they outlive this browser tab and every coauthor sees their progress.
 import pandas as pd
 import streamlit as st
 
-from ui.chrome import page_setup
+from core.access import Action
+from ui.chrome import can, page_setup, role
 from ui.db_errors import friendly_writes
 from ui.jobs_panel import ensure_in_process_worker, jobs_panel
 from ui.text import code, plain
@@ -99,7 +100,8 @@ def status_section(models: pd.DataFrame) -> None:
             if row.state != "ready":
                 st.warning(plain(row.message))
                 st.text(f"Where to get it:\n{row.where_to_get}")
-                checkpoint_actions(row.model_id)
+                if can(Action.REGISTER_MODEL):
+                    checkpoint_actions(row.model_id)
 
 
 def checkpoint_actions(model_id: str) -> None:
@@ -316,6 +318,7 @@ def import_form(file_name: str, data: bytes, mapping, checked: pi.ImportPreview,
                 result = pi.import_predictions(
                     factory, study_id, model_id.strip(), file_name, data, mapping=mapping, name=name or None,
                     pipeline=pipeline, tool=tool, notes=notes, store_failures=store_failures, replace=replace,
+                    actor=role(),
                 )
         except pi.ImportRejected as rejected:
             st.error(plain(rejected))
@@ -339,7 +342,7 @@ def card_section() -> None:
         try:
             with friendly_writes(), factory.begin() as session:
                 spec = catalog.register_card(session, card_file.getvalue(),
-                                             model_file.getvalue(), replace=replace)
+                                             model_file.getvalue(), replace=replace, actor=role())
         except (ValueError, checkpoints.CheckpointError) as error:
             st.error(plain(error))
         else:  # rerun so the Models and Run tabs, built earlier in this run, list the new model
@@ -350,6 +353,10 @@ def card_section() -> None:
 
 
 models = overview()
+if not can(Action.RUN_MODELS):  # reviewers: the tables only, no run, import or register widgets
+    comparison_section()
+    status_section(models)
+    st.stop()
 zoo, run, imported, cards = st.tabs(["Models", "Run", "Import predictions", "Add a model"])
 with zoo:
     comparison_section()

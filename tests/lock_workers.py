@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.access import Role
 from core.ratings.layouts import detect_mapping, prepare_ratings  # noqa: E402
 from core.ratings.scales import PRESETS  # noqa: E402
 from core.workflows.stimuli import import_files  # noqa: E402
@@ -41,7 +42,7 @@ def import_ratings(
     while not go.exists():
         time.sleep(0.002)
     try:
-        result = import_batch_in_chunks(factory, study_id, prepared, file_name=csv.name, data=data)
+        result = import_batch_in_chunks(factory, study_id, prepared, file_name=csv.name, data=data, actor=Role.OPERATOR)
     except DuplicateFileError as error:
         print(f"duplicate {error}")
     else:
@@ -51,7 +52,7 @@ def import_ratings(
 def import_zip(url: str, study_id: int, archive: Path) -> None:
     factory = make_sessionmaker(make_engine(url))
     with factory.begin() as session:
-        report = import_files(session, study_id, [(archive.name, archive)])
+        report = import_files(session, study_id, [(archive.name, archive)], actor=Role.OPERATOR)
     print(f"added {len(report.added)}")
 
 

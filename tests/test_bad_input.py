@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from core.access import Role
 from core.io.images import ImageError, open_image
 from core.io.tabular import TableError, read_table
 from core.models import card as card_module
@@ -77,7 +78,7 @@ def index() -> StimulusIndex:
 @pytest.fixture
 def study(sessions) -> int:
     with sessions.begin() as session:
-        study_id = stimulus_db.create_study(session, "pilot").id
+        study_id = stimulus_db.create_study(session, "pilot", actor=Role.OPERATOR).id
         for number, name in enumerate(NAMES, start=1):
             session.add(Stimulus(
                 study_id=study_id, path=f"set/{name}", sha256=f"{number:064x}",
@@ -149,7 +150,7 @@ def test_the_ignored_sheets_reach_the_prediction_hints_and_metadata_notes(sessio
     with sessions() as session:
         hints = pi.preview(session, study, "p.xlsx", data).hints
     with sessions.begin() as session:
-        notes = import_metadata(session, study, "p.xlsx", data).notes
+        notes = import_metadata(session, study, "p.xlsx", data, actor=Role.OPERATOR).notes
     assert hints == notes == [
         "p.xlsx: read the first sheet 'Scores'; other sheets ('About') were ignored. "
         "Move a table to the first sheet (or save it as CSV) to import it."
@@ -252,7 +253,7 @@ def test_label_case_width_and_emoji(index) -> None:
 
 def test_stimuli_of_another_study_are_unknown(sessions, study) -> None:
     with sessions.begin() as session:
-        other = stimulus_db.create_study(session, "other").id
+        other = stimulus_db.create_study(session, "other", actor=Role.OPERATOR).id
         session.add(Stimulus(study_id=other, path="elsewhere.png", sha256="f" * 64,
                              media_type="image/png", width=1, height=1, thumbnail=b""))
     with sessions() as session:
@@ -383,7 +384,7 @@ def test_animated_images_are_refused(fmt: str, message: str) -> None:
 
 def run_import(sessions, study_id: int, files, **options):
     with sessions.begin() as session:
-        return import_files(session, study_id, files, **options)
+        return import_files(session, study_id, files, **options, actor=Role.OPERATOR)
 
 
 def test_wrong_extension_is_decoded_by_content_and_stored_with_its_real_type(sessions, study) -> None:
@@ -529,7 +530,7 @@ def store_ratings(sessions, study_id: int, text: str, name: str) -> int:
     with sessions.begin() as session:
         index = rating_db.stimulus_index(session, study_id)
         prepared = prepare_ratings(frame, detect_mapping(frame, index), index=index, scales=SAM)
-        return rating_db.import_batch(session, study_id, prepared, file_name=name, data=data).batch_id
+        return rating_db.import_batch(session, study_id, prepared, file_name=name, data=data, actor=Role.OPERATOR).batch_id
 
 
 def test_failing_rating_insert_keeps_earlier_batches_and_stores_nothing(sessions, study, monkeypatch) -> None:
@@ -550,7 +551,7 @@ FACEREADER = "Filename,Happy,Sad\nimg01.png,0.9,0.1\nimg02.png,0.2,0.8\n"
 
 
 def test_failing_prediction_replace_keeps_the_earlier_import(sessions, study, monkeypatch) -> None:
-    first = pi.import_predictions(sessions, study, "tool", "a.csv", FACEREADER.encode())
+    first = pi.import_predictions(sessions, study, "tool", "a.csv", FACEREADER.encode(), actor=Role.OPERATOR)
     assert first.stored == 2
 
     def broken(*args, **kwargs):
@@ -559,7 +560,7 @@ def test_failing_prediction_replace_keeps_the_earlier_import(sessions, study, mo
     monkeypatch.setattr(pi, "upsert_registered_model", broken)
     with pytest.raises(RuntimeError, match="connection lost"):
         pi.import_predictions(sessions, study, "tool", "b.csv", FACEREADER.replace("0.9", "0.5").encode(),
-                              replace=True)
+                              replace=True, actor=Role.OPERATOR)
     with sessions() as session:
         assert session.get(RegisteredModel, "tool").card["source_file"] == "a.csv"
         shas = set(session.scalars(select(Prediction.checkpoint_sha256)))
@@ -569,7 +570,7 @@ def test_failing_prediction_replace_keeps_the_earlier_import(sessions, study, mo
 def test_failing_card_registration_keeps_the_registered_card(sessions, data_dir, monkeypatch) -> None:
     model = onnx_bytes(TinyNet())
     with sessions.begin() as session:
-        catalog.register_card(session, card_text("tiny"), model)
+        catalog.register_card(session, card_text("tiny"), model, actor=Role.OPERATOR)
     with sessions() as session:
         before = dict(session.get(RegisteredModel, "tiny").card)
 
@@ -580,7 +581,7 @@ def test_failing_card_registration_keeps_the_registered_card(sessions, data_dir,
     changed = card_text("tiny").replace("Tiny test model", "Tiny v2")
     with pytest.raises(RuntimeError, match="disk full"):
         with sessions.begin() as session:
-            catalog.register_card(session, changed, model, replace=True)
+            catalog.register_card(session, changed, model, replace=True, actor=Role.OPERATOR)
     with sessions() as session:
         assert session.get(RegisteredModel, "tiny").card == before
 
@@ -605,7 +606,7 @@ def test_failing_stimulus_import_stores_nothing_of_that_upload(sessions, study, 
 
 def test_failing_metadata_import_keeps_stored_values(sessions, study, monkeypatch) -> None:
     with sessions.begin() as session:
-        import_metadata(session, study, "m.csv", b"file,age\nimg01.png,30\n")
+        import_metadata(session, study, "m.csv", b"file,age\nimg01.png,30\n", actor=Role.OPERATOR)
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -613,7 +614,7 @@ def test_failing_metadata_import_keeps_stored_values(sessions, study, monkeypatc
     monkeypatch.setattr(stimuli_module, "_apply_intended", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         with sessions.begin() as session:
-            import_metadata(session, study, "m2.csv", b"file,age,emotion\nimg01.png,99,happy\n")
+            import_metadata(session, study, "m2.csv", b"file,age,emotion\nimg01.png,99,happy\n", actor=Role.OPERATOR)
     with sessions() as session:
         assert session.execute(select(StimulusAttribute.key, StimulusAttribute.value)).all() == [("age", "30")]
         assert session.scalar(select(Stimulus.intended_emotion).where(Stimulus.path == "set/img01.png")) is None

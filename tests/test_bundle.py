@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from core.access import Role
 from core.__main__ import main
 from core.agreement.report import build_report
 from core.io.storage import blob_path
@@ -34,7 +35,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]
         url = f"sqlite:///{folder / 'a.sqlite'}"
         factory = make_sessionmaker(make_engine(url))
         with factory.begin() as session:
-            study_id = load_demo(session)
+            study_id = load_demo(session, actor=Role.OPERATOR)
         with factory() as session:
             export_bundle(session, study_id, folder / "demo.faceagree.zip")
     return folder, url, folder / "demo.faceagree.zip"
@@ -57,7 +58,7 @@ def without_ids(table: pd.DataFrame) -> pd.DataFrame:
 def test_round_trip_into_a_fresh_database_gives_identical_tables(exported, sessions, data_dir, db_url):
     source_folder, source_url, bundle = exported
     with sessions.begin() as session:
-        summary = import_bundle(session, bundle)
+        summary = import_bundle(session, bundle, actor=Role.OPERATOR)
     assert (summary.study, summary.renamed_from, summary.n_batches, summary.n_restored_batches) == (
         DEMO_NAME, None, 2, 0)
     with sessions() as session:
@@ -79,11 +80,11 @@ def test_round_trip_into_a_fresh_database_gives_identical_tables(exported, sessi
 def test_a_name_clash_imports_under_a_dated_name_and_leaves_the_original(exported, sessions):
     bundle = exported[2]
     with sessions.begin() as session:
-        first = import_bundle(session, bundle, today=date(2026, 12, 4))
+        first = import_bundle(session, bundle, today=date(2026, 12, 4), actor=Role.OPERATOR)
     with sessions.begin() as session:
-        second = import_bundle(session, bundle, today=date(2026, 12, 4))
+        second = import_bundle(session, bundle, today=date(2026, 12, 4), actor=Role.OPERATOR)
     with sessions.begin() as session:
-        third = import_bundle(session, bundle, today=date(2026, 12, 4))
+        third = import_bundle(session, bundle, today=date(2026, 12, 4), actor=Role.OPERATOR)
     assert first.study == DEMO_NAME
     assert second.study == f"{DEMO_NAME} (imported 2026-12-04)" and second.renamed_from == DEMO_NAME
     assert third.study == f"{DEMO_NAME} (imported 2026-12-04, 2)"
@@ -114,7 +115,7 @@ def manifest_changed(**fields):
 def refused(sessions, bundle: Path) -> str:
     """Import must fail with BundleError and leave the database without any study."""
     with pytest.raises(BundleError) as error, sessions.begin() as session:
-        import_bundle(session, bundle)
+        import_bundle(session, bundle, actor=Role.OPERATOR)
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Study)) == 0
         assert session.scalar(select(func.count()).select_from(RegisteredModel)) == 0
@@ -160,7 +161,7 @@ def test_a_model_registered_differently_here_refuses_the_whole_bundle(exported, 
         session.add(RegisteredModel(id="demo-model-a", source="imported", card={"name": "other tool"}))
     with pytest.raises(BundleError, match="different imported model named 'demo-model-a'"):
         with sessions.begin() as session:
-            import_bundle(session, exported[2])
+            import_bundle(session, exported[2], actor=Role.OPERATOR)
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Study)) == 0
 

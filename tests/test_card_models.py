@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from core.access import Role
 from core.models import card, checkpoints, registry
 from core.models.card import CardError
 from core.workflows import catalog
@@ -85,7 +86,7 @@ std = [0.5, 0.5, 0.5]
 def test_onnx_card_runs_through_the_registry(sessions, data_dir: Path) -> None:
     data = onnx_bytes(TinyNet())
     with sessions.begin() as session:
-        spec = catalog.register_card(session, card_text(), data)
+        spec = catalog.register_card(session, card_text(), data, actor=Role.OPERATOR)
     assert spec.source == "card" and spec.params == sum(p.numel() for p in TinyNet().parameters())
     with sessions.begin() as session:
         spec = catalog.get_spec("tiny", session)
@@ -110,7 +111,7 @@ def test_onnx_card_runs_through_the_registry(sessions, data_dir: Path) -> None:
 def test_torchscript_card_with_tuple_outputs_and_clipping(sessions, data_dir: Path) -> None:
     text = card_text("ts", "torchscript", scores="0[0:7]", valence="1[0]", arousal="1[1]", va_decode="clip")
     with sessions.begin() as session:
-        spec = catalog.register_card(session, text, torchscript_bytes(TupleNet()))
+        spec = catalog.register_card(session, text, torchscript_bytes(TupleNet()), actor=Role.OPERATOR)
     adapter = registry.load_adapter(spec)
     batch = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32) * 50
     raw = adapter.forward(batch)
@@ -128,7 +129,7 @@ def test_bin_expectation_decoding(sessions, data_dir: Path) -> None:
     assert decoded == pytest.approx([1.0, -1.0, 0.0])  # uniform -> mean of linspace(-1, 1, 20)
     text = card_text("binned", valence="output[7:27]", arousal="output[27:47]", va_decode="bins")
     with sessions.begin() as session:
-        spec = catalog.register_card(session, text, onnx_bytes(TinyNet(extra=40)))
+        spec = catalog.register_card(session, text, onnx_bytes(TinyNet(extra=40)), actor=Role.OPERATOR)
     adapter = registry.load_adapter(spec)
     result = adapter.decode(adapter.forward(np.zeros((1, 3, 32, 32), np.float32)))[0]
     assert -1.0 <= result.valence <= 1.0
@@ -146,7 +147,7 @@ def test_card_mistakes_get_precise_messages(sessions, data_dir: Path, change: di
     key, replacement = next(iter(change.items()))
     original = next(line for line in text.splitlines() if line.startswith(f"{key} ="))
     with sessions.begin() as session, pytest.raises(CardError, match=message):
-        catalog.register_card(session, text.replace(original, replacement), onnx_bytes(TinyNet()))
+        catalog.register_card(session, text.replace(original, replacement), onnx_bytes(TinyNet()), actor=Role.OPERATOR)
 
 
 def test_all_problems_reported_at_once() -> None:
@@ -165,36 +166,36 @@ def test_invalid_toml_names_the_line() -> None:
 def test_file_problems_found_by_the_dry_run(sessions, data_dir: Path) -> None:
     with sessions.begin() as session:
         with pytest.raises(CardError, match="has no output 'logits'"):
-            catalog.register_card(session, card_text(scores="logits[0:7]"), onnx_bytes(TinyNet()))
+            catalog.register_card(session, card_text(scores="logits[0:7]"), onnx_bytes(TinyNet()), actor=Role.OPERATOR)
         with pytest.raises(CardError, match=r"output\[7:8\] lies beyond output 'output' of width 7"):
-            catalog.register_card(session, card_text(), onnx_bytes(TinyNet(extra=0)))
+            catalog.register_card(session, card_text(), onnx_bytes(TinyNet(extra=0)), actor=Role.OPERATOR)
         with pytest.raises(CardError, match="could not be run"):
-            catalog.register_card(session, card_text(), b"not an onnx file")
+            catalog.register_card(session, card_text(), b"not an onnx file", actor=Role.OPERATOR)
     assert checkpoints.checkpoint_status(card.card_spec(card.validate_card(card.parse_card_text(card_text())), "0" * 64)).state == "missing"
 
 
 def test_sha256_in_card_must_match(sessions, data_dir: Path) -> None:
     text = card_text().replace('format = "onnx"', 'format = "onnx"\nsha256 = "' + "ab" * 32 + '"')
     with sessions.begin() as session, pytest.raises(CardError, match="the card expects abab"):
-        catalog.register_card(session, text, onnx_bytes(TinyNet()))
+        catalog.register_card(session, text, onnx_bytes(TinyNet()), actor=Role.OPERATOR)
 
 
 def test_ids_cannot_collide(sessions, data_dir: Path) -> None:
     data = onnx_bytes(TinyNet())
     with sessions.begin() as session:
         with pytest.raises(CardError, match="is a built-in model"):
-            catalog.register_card(session, card_text("esr9"), data)
-        catalog.register_card(session, card_text("mine"), data)
+            catalog.register_card(session, card_text("esr9"), data, actor=Role.OPERATOR)
+        catalog.register_card(session, card_text("mine"), data, actor=Role.OPERATOR)
     with sessions.begin() as session:
         with pytest.raises(CardError, match="exists already; choose another id or replace it"):
-            catalog.register_card(session, card_text("mine"), data)
-        replaced = catalog.register_card(session, card_text("mine", valence="output[8]", arousal="output[7]"), data, replace=True)
+            catalog.register_card(session, card_text("mine"), data, actor=Role.OPERATOR)
+        replaced = catalog.register_card(session, card_text("mine", valence="output[8]", arousal="output[7]"), data, replace=True, actor=Role.OPERATOR)
     assert replaced.options["layout"]["valence"].start == 8
 
 
 def test_card_model_is_listed_with_its_source(sessions, data_dir: Path) -> None:
     with sessions.begin() as session:
-        catalog.register_card(session, card_text("listed"), onnx_bytes(TinyNet()))
+        catalog.register_card(session, card_text("listed"), onnx_bytes(TinyNet()), actor=Role.OPERATOR)
         session.add(RegisteredModel(id="facereader", source="imported", card={"name": "FaceReader 9", "labels": ["happiness"], "va": True}))
     with sessions.begin() as session:
         table = catalog.describe_models(session)

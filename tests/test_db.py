@@ -7,6 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
+from core.access import Role
 from db.engine import make_engine
 from db.models import Base, Study
 from db.queries import get_or_create_study, study_counts
@@ -31,7 +32,7 @@ def test_sqlite_pragmas_are_set(db_url: str) -> None:
 @pytest.mark.backends
 def test_upgrade_twice_keeps_data(db_url: str, sessions) -> None:
     with sessions.begin() as session:
-        get_or_create_study(session, "pilot")
+        get_or_create_study(session, "pilot", actor=Role.OPERATOR)
     make_engine(db_url)  # a second start runs the migrations again
     with sessions() as session:
         assert session.query(Study).count() == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from core.access import Role
 from core.ratings.labels import CANONICAL
 from core.workflows.demo import DEMO_MODELS, DEMO_NAME, N_CARTOONS, load_demo
 from db.analysis import load_predictions, load_ratings, load_stimuli
@@ -23,7 +24,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory):
         engine = make_engine(f"sqlite:///{folder / 'demo.sqlite'}")
         factory = make_sessionmaker(engine)
         with factory.begin() as session:
-            study_id = load_demo(session)
+            study_id = load_demo(session, actor=Role.OPERATOR)
         yield factory, study_id
         engine.dispose()
 
@@ -76,7 +77,7 @@ def test_demo_predictions_for_clearly_named_fake_models(demo) -> None:
 def test_loading_twice_returns_the_existing_study(demo) -> None:
     factory, study_id = demo
     with factory.begin() as session:
-        assert load_demo(session) == study_id
+        assert load_demo(session, actor=Role.OPERATOR) == study_id
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Study)) == 1
         assert len(list_batches(session, study_id)) == 2

@@ -14,6 +14,7 @@ from skimage import data as skimage_data
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from core.access import Role
 from core.faces.crops import Face
 from core.faces.detection import HaarDetector
 from core.faces.overlay import CHOSEN_COLOUR, LANDMARK_COLOURS, OTHER_COLOUR, draw_faces
@@ -73,10 +74,10 @@ def use(monkeypatch: pytest.MonkeyPatch, detector) -> None:
 def test_haar_detection_is_stored_once(sessions, astronaut_sha: str, monkeypatch) -> None:
     counting = CountingDetector(HaarDetector())
     use(monkeypatch, counting)
-    first = ensure_faces(sessions, [astronaut_sha], detector="haar")[astronaut_sha]
+    first = ensure_faces(sessions, [astronaut_sha], detector="haar", actor=Role.OPERATOR)[astronaut_sha]
     assert (first.status, first.chosen, first.detector) == ("one", 0, "haar-v1")
     assert first.face.box[0] == pytest.approx(88, abs=6)  # astronaut face at x=181 in full size
-    again = ensure_faces(sessions, [astronaut_sha, astronaut_sha], detector="haar")
+    again = ensure_faces(sessions, [astronaut_sha, astronaut_sha], detector="haar", actor=Role.OPERATOR)
     assert counting.calls == 1
     assert again[astronaut_sha] == first
     with sessions() as session:
@@ -89,7 +90,7 @@ def test_rule_change_rechooses_without_detecting(sessions, data_dir: Path, monke
     use(monkeypatch, stub)
     chosen = {}
     for rule in CHOICE_RULES:
-        result = ensure_faces(sessions, [sha], rule=rule)[sha]
+        result = ensure_faces(sessions, [sha], rule=rule, actor=Role.OPERATOR)[sha]
         chosen[rule] = (result.chosen, result.detector)
         assert result.status == "several"
     assert stub.calls == 1
@@ -108,11 +109,11 @@ def test_corrupt_image_is_an_error_not_a_crash(sessions, astronaut_sha: str, mon
     broken = store_bytes(b"\x89PNG\r\n\x1a\n not really")
     counting = CountingDetector(HaarDetector())
     use(monkeypatch, counting)
-    results = ensure_faces(sessions, [broken, astronaut_sha], detector="haar")
+    results = ensure_faces(sessions, [broken, astronaut_sha], detector="haar", actor=Role.OPERATOR)
     assert results[broken].status == "error" and results[broken].face is None
     assert "not an image that can be read" in results[broken].error
     assert results[astronaut_sha].status == "one"
-    ensure_faces(sessions, [broken, astronaut_sha], detector="haar")
+    ensure_faces(sessions, [broken, astronaut_sha], detector="haar", actor=Role.OPERATOR)
     assert counting.calls == 1  # the error row is retried (decoding fails again), the face is not
 
 
@@ -124,7 +125,7 @@ def test_detector_failure_on_one_image_is_recorded(sessions, astronaut_sha, monk
             raise RuntimeError("boom")
 
     use(monkeypatch, Exploding())
-    result = ensure_faces(sessions, [astronaut_sha], detector="haar")[astronaut_sha]
+    result = ensure_faces(sessions, [astronaut_sha], detector="haar", actor=Role.OPERATOR)[astronaut_sha]
     assert result.status == "error" and "boom" in result.error
     with sessions() as session:
         assert session.scalars(select(FaceDetection.status)).one() == "error"
@@ -145,14 +146,14 @@ def test_a_concurrent_run_storing_first_is_not_an_error(sessions, astronaut_sha,
 
     monkeypatch.setattr(face_stage.face_db, "save_detection", save_racing)
     use(monkeypatch, ThreeFaces())
-    assert ensure_faces(sessions, [astronaut_sha])[astronaut_sha].status == "several"
+    assert ensure_faces(sessions, [astronaut_sha], actor=Role.OPERATOR)[astronaut_sha].status == "several"
     assert raced
     with sessions() as session:
         assert session.scalars(select(FaceDetection.status)).one() == "several"
 
 
 def test_precropped_stimuli_use_the_whole_image(sessions, astronaut_sha: str) -> None:
-    result = ensure_faces(sessions, [astronaut_sha], precropped={astronaut_sha})[astronaut_sha]
+    result = ensure_faces(sessions, [astronaut_sha], precropped={astronaut_sha}, actor=Role.OPERATOR)[astronaut_sha]
     assert result.status == "precropped" and result.detector == "precropped"
     assert result.face.box == (0.0, 0.0, 256.0, 256.0)
 
@@ -160,23 +161,23 @@ def test_precropped_stimuli_use_the_whole_image(sessions, astronaut_sha: str) ->
 def test_progress_reports_every_stimulus(sessions, data_dir: Path, monkeypatch) -> None:
     use(monkeypatch, ThreeFaces())
     shas = [store_bytes(png(np.full((8, 8, 3), i, np.uint8))) for i in range(20)]
-    ensure_faces(sessions, shas[:5])
+    ensure_faces(sessions, shas[:5], actor=Role.OPERATOR)
     calls = []
-    ensure_faces(sessions, shas, progress=lambda done, total: calls.append((done, total)))
+    ensure_faces(sessions, shas, progress=lambda done, total: calls.append((done, total)), actor=Role.OPERATOR)
     assert calls[0] == (5, 20) and calls[-1] == (20, 20)
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
 
 
 def test_unknown_rule_and_detector_are_named(sessions) -> None:
     with pytest.raises(ValueError, match="choice rule 'biggest'.*largest, most_confident"):
-        ensure_faces(sessions, [], rule="biggest")
+        ensure_faces(sessions, [], rule="biggest", actor=Role.OPERATOR)
     with pytest.raises(ValueError, match="face detector 'yolo'"):
-        ensure_faces(sessions, [], detector="yolo")
+        ensure_faces(sessions, [], detector="yolo", actor=Role.OPERATOR)
 
 
 @pytest.mark.weights
 def test_mtcnn_through_the_stage(sessions, mtcnn_weights: Path, astronaut_sha: str) -> None:
-    result = ensure_faces(sessions, [astronaut_sha])[astronaut_sha]
+    result = ensure_faces(sessions, [astronaut_sha], actor=Role.OPERATOR)[astronaut_sha]
     assert (result.status, result.detector) == ("one", "mtcnn-v1")
     # MODELS.md reference box [181.1, 62.2, 267.7, 172.1] on the full-size image; ours is halved.
     np.testing.assert_allclose(result.face.box, (90.5, 31.1, 133.9, 86.0), atol=3)
@@ -215,7 +216,7 @@ def test_none_if_several_keeps_a_single_face() -> None:
 def test_describe_names_detector_faces_choice_and_scores(sessions, data_dir, monkeypatch) -> None:
     sha = store_bytes(png(np.zeros((256, 256, 3), np.uint8)))
     use(monkeypatch, ThreeFaces())
-    text = describe(ensure_faces(sessions, [sha], rule="central")[sha])
+    text = describe(ensure_faces(sessions, [sha], rule="central", actor=Role.OPERATOR)[sha])
     assert text == "mtcnn-v1: 3 faces, using face 3 (rule central); scores 0.99, 0.8, 0.9"
 
 
@@ -250,7 +251,7 @@ def test_face_panel_shows_status(sessions, db_url: str, data_dir: Path, astronau
     args = (db_url, astronaut_sha, str(data_dir))
     app = AppTest.from_function(panel_app, args=args, default_timeout=30).run()
     assert "has not run" in app.caption[0].value
-    ensure_faces(sessions, [astronaut_sha], detector="haar")
+    ensure_faces(sessions, [astronaut_sha], detector="haar", actor=Role.OPERATOR)
     app = AppTest.from_function(panel_app, args=args, default_timeout=30).run()
     assert not app.exception
     assert shown(app.caption[0].value).startswith("haar-v1: 1 face, using face 1 (rule largest)")

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import func, select
 
+from core.access import Role
 from core.io.images import ImageError, open_image
 from core.io.storage import blob_path
 from core.io.tabular import TableError, read_table
@@ -155,7 +156,7 @@ def test_rating_files_end_in_a_report_or_a_mapping_error(index, upload, layout, 
 @pytest.fixture
 def study(sessions) -> int:
     with sessions.begin() as session:
-        study_id = stimulus_db.create_study(session, "fuzz").id
+        study_id = stimulus_db.create_study(session, "fuzz", actor=Role.OPERATOR).id
         for number, name in enumerate(STIMULI):
             session.add(Stimulus(
                 study_id=study_id, path=f"set/{name}", sha256=f"{number:064x}",
@@ -182,7 +183,7 @@ def test_prediction_files_end_in_a_report_or_a_clear_error(sessions, study, uplo
     before = snapshot(sessions)
     try:
         result = pi.import_predictions(sessions, study, "fuzz-tool", name, data,
-                                       store_failures=store_failures, replace=True)
+                                       store_failures=store_failures, replace=True, actor=Role.OPERATOR)
     except pi.ImportRejected as rejected:
         assert set(rejected.preview.bad_rows) and rejected.preview.issues["row"].min() >= 2
         assert snapshot(sessions) == before
@@ -204,7 +205,7 @@ def test_metadata_files_end_in_a_report_or_a_clear_error(sessions, study, upload
     before = snapshot(sessions)
     try:
         with sessions.begin() as session:
-            report = import_metadata(session, study, name, data)
+            report = import_metadata(session, study, name, data, actor=Role.OPERATOR)
     except (TableError, MetadataError) as error:
         assert_names_file(error, name)
         assert snapshot(sessions) == before
@@ -326,7 +327,7 @@ def archives(draw: st.DrawFn) -> bytes:
 def check_import(sessions, study_id: int, uploads: list[tuple[str, bytes]]) -> None:
     before = snapshot(sessions)
     with sessions.begin() as session:
-        report = import_files(session, study_id, uploads)
+        report = import_files(session, study_id, uploads, actor=Role.OPERATOR)
     for name, _ in uploads:
         assert any(e.file == name or e.file.startswith(f"{name}: ") for e in report.entries), name
     assert all(entry.message for entry in report.entries)

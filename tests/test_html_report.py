@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.access import Role
 from core.__main__ import main
 from core.agreement.report import TABLES, build_report
 from core.reporting import charts
@@ -33,7 +34,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
         patch.setenv(DATA_DIR_ENV, str(folder))
         factory = make_sessionmaker(make_engine(url))
         with factory.begin() as session:
-            study_id = load_demo(session)
+            study_id = load_demo(session, actor=Role.OPERATOR)
         with factory() as session:
             predictions = load_predictions(session, study_id)
             tables = build_report(load_ratings(session, study_id), predictions,

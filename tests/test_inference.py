@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import event, select
 
+from core.access import Role
 from core.faces.crops import Face, crop_box
 from core.io.storage import store_bytes
 from core.models.adapters.base import ModelOutput
@@ -140,7 +141,7 @@ def make_study(sessions, n: int, *, bad: set[int] = frozenset(), detect: set[int
 
 def run(sessions, study_id, source, spec=FAKE_SPEC, weights="w" * 64, **options):
     return inference.run_spec(sessions, study_id, spec, weights, device="cpu",
-                              adapter_source=source, **options)
+                              adapter_source=source, **options, actor=Role.OPERATOR)
 
 
 def stored(sessions) -> list[Prediction]:
@@ -256,7 +257,7 @@ def test_the_runner_releases_a_model_it_loaded_itself(data_dir, sessions, monkey
     study_id = make_study(sessions, 2)
     source = Source()
     monkeypatch.setattr(inference.registry, "load_adapter", source)
-    report = inference.run_spec(sessions, study_id, FAKE_SPEC, "w" * 64, device="cpu")
+    report = inference.run_spec(sessions, study_id, FAKE_SPEC, "w" * 64, device="cpu", actor=Role.OPERATOR)
     assert report.computed == 2 and source.adapters[0].released
 
 
@@ -269,7 +270,7 @@ def test_a_cached_rerun_costs_a_constant_number_of_prediction_queries(data_dir, 
             images = inference.study_images(session, study_id)
         with sessions.begin() as session:
             save_predictions(session, CacheKey("fake_counter", "w" * 64, "fake-v1"),
-                             [PredictionRow(image.sha256, "precropped", label="neutral") for image in images])
+                             [PredictionRow(image.sha256, "precropped", label="neutral") for image in images], actor=Role.OPERATOR)
         statements = []
         engine = sessions.kw["bind"]
         listener = lambda *args: statements.append(args[2])  # noqa: E731
@@ -415,7 +416,7 @@ def test_card_model_registered_from_the_cli_runs_through_run_model(db_url, sessi
     study_id = make_study(sessions, 5)
     progress = []
     report = inference.run_model(sessions, study_id, "tiny", device="cpu", batch_size=2,
-                                 progress=lambda done, total: progress.append(done))
+                                 progress=lambda done, total: progress.append(done), actor=Role.OPERATOR)
     assert (report.computed, report.failed) == (5, 0) and progress == [0, 2, 4, 5]
     assert {row.model_id for row in stored(sessions)} == {"tiny"}
-    assert inference.run_model(sessions, study_id, "tiny", device="cpu").cached == 5
+    assert inference.run_model(sessions, study_id, "tiny", device="cpu", actor=Role.OPERATOR).cached == 5

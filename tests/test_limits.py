@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from core.access import Role
 from core.io import tabular
 from core.__main__ import main as cli
 from core.io.tabular import MAX_CELLS, TableError, read_table
@@ -70,7 +71,7 @@ def study_with_stimulus(sessions) -> int:
     from db.models import Stimulus
 
     with sessions.begin() as session:
-        study_id = get_or_create_study(session, "pilot").id
+        study_id = get_or_create_study(session, "pilot", actor=Role.OPERATOR).id
         session.add(Stimulus(
             study_id=study_id, path="img01.png", sha256="1" * 64, media_type="image/png",
             width=1, height=1, thumbnail=b"",

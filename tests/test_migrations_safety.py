@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 
+from core.access import Role
 from core.workflows.demo import load_demo
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import MigrationAborted, alembic_config, downgrade, upgrade
@@ -62,7 +63,7 @@ def demo_file(db_url: str) -> Path:
     """A database at head holding the demo study: ratings, attributes, batches, predictions."""
     engine = make_engine(db_url)
     with make_sessionmaker(engine).begin() as session:
-        load_demo(session)
+        load_demo(session, actor=Role.OPERATOR)
     engine.dispose()
     return Path(db_url.split("///", 1)[1])
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from core.access import Role
 from db.analysis import load_ratings
 from db.models import Rating, RatingBatch, Stimulus
 from db.queries import get_or_create_study
@@ -26,7 +27,7 @@ WITH_BAD_ROWS = GOOD + "P3;img77.png;sad;3\nP4;img02.png;sad;12\n"
 @pytest.fixture
 def study(sessions) -> int:
     with sessions.begin() as session:
-        study_id = get_or_create_study(session, "Pilot").id
+        study_id = get_or_create_study(session, "Pilot", actor=Role.OPERATOR).id
         for number in (1, 2):
             session.add(Stimulus(
                 study_id=study_id, path=f"img0{number}.png", sha256=f"{number:064x}",

@@ -15,6 +15,7 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
+from core.access import Role
 from db.ratings import list_batches, set_excluded
 from tests.analysis_seed import seed_study
 from tests.markdown_text import shown
@@ -127,7 +128,7 @@ def test_rerender_uses_the_cache_and_new_data_invalidates_it(sessions, with_mode
     at.run()
     assert not computed(at)  # cache hit
     with sessions.begin() as session:
-        set_excluded(session, min(b.id for b in list_batches(session, with_models)), True)
+        set_excluded(session, min(b.id for b in list_batches(session, with_models)), True, actor=Role.OPERATOR)
     at.run()
     assert computed(at)
     assert "3 raters" in at.caption[0].value
@@ -194,7 +195,7 @@ def test_analysis_version_tracks_every_input(sessions, with_models: int) -> None
     seen = [version()]
     assert version() == seen[0]
     with sessions.begin() as session:
-        set_excluded(session, min(b.id for b in list_batches(session, with_models)), True)
+        set_excluded(session, min(b.id for b in list_batches(session, with_models)), True, actor=Role.OPERATOR)
     seen.append(version())
     with sessions.begin() as session:
         attribute = session.query(StimulusAttribute).first()

@@ -16,6 +16,7 @@ from PIL import Image
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from core.access import Role
 from db import stimuli as stimulus_db
 from db.models import Rating, RatingBatch, Stimulus, Study
 from tests.markdown_text import shown
@@ -51,7 +52,7 @@ def texts(elements) -> list[str]:
 @pytest.fixture
 def study_id(sessions) -> int:
     with sessions.begin() as session:
-        return stimulus_db.create_study(session, "Pilot").id
+        return stimulus_db.create_study(session, "Pilot", actor=Role.OPERATOR).id
 
 
 def test_home_without_study_then_create_one(sessions) -> None:

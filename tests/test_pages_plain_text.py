@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.access import Role
 from db.models import RatingBatch, Stimulus
 from db.queries import get_or_create_study
 from ui.text import plain
@@ -32,7 +33,7 @@ LABELLED_ELEMENTS = ("expander", "metric", "button", "download_button", "toggle"
 @pytest.fixture
 def study(sessions) -> int:
     with sessions.begin() as session:
-        study_id = get_or_create_study(session, STUDY).id
+        study_id = get_or_create_study(session, STUDY, actor=Role.OPERATOR).id
         session.add(Stimulus(study_id=study_id, path="img01.png", sha256="1" * 64,
                              media_type="image/png", width=1, height=1, thumbnail=b""))
     return study_id

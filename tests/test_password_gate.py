@@ -1,4 +1,4 @@
-"""AppTest for the shared-password gate in ui/chrome.py (run on the Home page, app.py).
+"""AppTest for the password gate in ui/chrome.py with the legacy single ``password`` secret.
 
 The password comes from ``at.secrets`` as it would from ``.streamlit/secrets.toml``.
 """
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ui.chrome import FREE_TRIES, PASSWORD_KEY, THROTTLE_KEY
+from core.access import Role
+from ui.chrome import FREE_TRIES, PASSWORD_KEY, ROLE_KEY, THROTTLE_KEY
 
 HOME = str(Path(__file__).resolve().parents[1] / "app.py")
 KOREAN_PASSWORD = "얼굴감정-2026"
@@ -27,7 +28,8 @@ def enter(at: AppTest, password: str) -> AppTest:
 
 
 def logged_in(at: AppTest) -> bool:
-    return bool(at.session_state["authenticated"]) if "authenticated" in at.session_state else False
+    """The legacy single password logs in as a coauthor."""
+    return ROLE_KEY in at.session_state and at.session_state[ROLE_KEY] is Role.COAUTHOR
 
 
 def test_the_gate_stops_the_page_before_the_password(data_dir: Path) -> None:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
+from core.access import Role
 from core.ratings.scales import Scale
 from core.workflows import predictions_import as pi
 from db.analysis import load_predictions
@@ -61,7 +62,7 @@ def test_facereader_export_is_detected_normalised_and_analysable(data_dir, sessi
         "surprise": "Surprised", "fear": "Scared", "disgust": "Disgusted", "contempt": "Contempt",
     }
     result = pi.import_predictions(sessions, study, "facereader-9", "fr.csv", FACEREADER.encode(),
-                                   mapping=mapping, name="FaceReader 9", tool="FaceReader 9.0.8")
+                                   mapping=mapping, name="FaceReader 9", tool="FaceReader 9.0.8", actor=Role.OPERATOR)
     assert (result.stored, result.failed, result.not_stored_rows) == (3, 0, [])
 
     with sessions() as session:
@@ -86,7 +87,7 @@ def test_facereader_export_is_detected_normalised_and_analysable(data_dir, sessi
 
 
 def test_pyfeat_export_gives_seven_probabilities_and_no_contempt(data_dir, sessions, study):
-    result = pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode())
+    result = pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode(), actor=Role.OPERATOR)
     assert result.stored == 2
     with sessions() as session:
         frame = load_predictions(session, study, ["pyfeat"]).set_index("stimulus")
@@ -127,7 +128,7 @@ face05.jpg,,,
 
 def test_each_problem_is_reported_with_its_row_and_nothing_is_stored(data_dir, sessions, study):
     with pytest.raises(pi.ImportRejected) as caught:
-        pi.import_predictions(sessions, study, "tool", "errors.csv", ERRORS.encode())
+        pi.import_predictions(sessions, study, "tool", "errors.csv", ERRORS.encode(), actor=Role.OPERATOR)
     issues = caught.value.preview.issues
     assert issues[["row", "kind"]].values.tolist() == [
         [3, "unknown_stimulus"], [4, "unknown_label"], [5, "out_of_range"],
@@ -143,7 +144,7 @@ def test_each_problem_is_reported_with_its_row_and_nothing_is_stored(data_dir, s
 
 def test_stored_failures_keep_their_reason_and_unknown_rows_are_listed(data_dir, sessions, study):
     result = pi.import_predictions(sessions, study, "tool", "errors.csv", ERRORS.encode(),
-                                   store_failures=True)
+                                   store_failures=True, actor=Role.OPERATOR)
     assert result.stored == 1 and result.failed == 4 and result.not_stored_rows == [3, 7]
     with sessions() as session:
         failures = {row.stimulus_sha256: row.error for row in session.scalars(
@@ -181,13 +182,13 @@ def test_arousal_range_hint_when_all_values_are_non_negative(data_dir, sessions,
 
 def test_model_id_rules_and_replacing_an_import(data_dir, sessions, study):
     with pytest.raises(ValueError, match="model id"):
-        pi.import_predictions(sessions, study, "bad id!", "feat.csv", PYFEAT.encode())
-    pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode())
-    pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode())  # same file: idempotent
+        pi.import_predictions(sessions, study, "bad id!", "feat.csv", PYFEAT.encode(), actor=Role.OPERATOR)
+    pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode(), actor=Role.OPERATOR)
+    pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode(), actor=Role.OPERATOR)  # same file: idempotent
     changed = PYFEAT.replace("0.70,0.10", "0.10,0.70")
     with pytest.raises(ValueError, match="already holds predictions"):
-        pi.import_predictions(sessions, study, "pyfeat", "feat2.csv", changed.encode())
-    pi.import_predictions(sessions, study, "pyfeat", "feat2.csv", changed.encode(), replace=True)
+        pi.import_predictions(sessions, study, "pyfeat", "feat2.csv", changed.encode(), actor=Role.OPERATOR)
+    pi.import_predictions(sessions, study, "pyfeat", "feat2.csv", changed.encode(), replace=True, actor=Role.OPERATOR)
     with sessions() as session:
         rows = session.scalars(select(Prediction)).all()
         card = session.get(RegisteredModel, "pyfeat").card
@@ -240,18 +241,18 @@ def test_cli_import_with_declared_range_and_override(db_url, sessions, study, tm
 def test_same_file_with_another_mapping_needs_replace(data_dir, sessions, study):
     """Re-importing the same bytes with other column roles or ranges must not silently rewrite
     the stored predictions (seen in the UI review: a changed range went through unasked)."""
-    pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode())
+    pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode(), actor=Role.OPERATOR)
     with sessions() as session:
         mapping = pi.preview(session, study, "feat.csv", PYFEAT.encode()).mapping
     swapped = dict(mapping.scores, anger=mapping.scores["disgust"], disgust=mapping.scores["anger"])
     other = pi.PredictionMapping(**{**mapping.__dict__, "scores": swapped})
     with pytest.raises(ValueError, match="another column mapping"):
-        pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode(), mapping=other)
+        pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode(), mapping=other, actor=Role.OPERATOR)
     with sessions() as session:
         frame = load_predictions(session, study, ["pyfeat"]).set_index("stimulus")
     assert frame.loc["set/face02.jpg", "label"] == "anger"
     pi.import_predictions(sessions, study, "pyfeat", "feat.csv", PYFEAT.encode(), mapping=other,
-                          replace=True)
+                          replace=True, actor=Role.OPERATOR)
     with sessions() as session:
         frame = load_predictions(session, study, ["pyfeat"]).set_index("stimulus")
     assert frame.loc["set/face02.jpg", "label"] == "disgust"

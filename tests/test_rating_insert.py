@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Role
 from core.ratings.layouts import detect_mapping, prepare_ratings
 from core.ratings.scales import PRESETS
 from core.io.tabular import read_table
@@ -27,7 +28,7 @@ def import_file(factory: sessionmaker[Session], text: str) -> list[tuple]:
     data = text.encode()
     frame = read_table("r.csv", data)
     with factory.begin() as session:
-        study_id = get_or_create_study(session, "pilot").id
+        study_id = get_or_create_study(session, "pilot", actor=Role.OPERATOR).id
         for number in (1, 2):
             if not session.scalar(select(Stimulus).where(Stimulus.path == f"img0{number}.png")):
                 session.add(Stimulus(
@@ -42,7 +43,7 @@ def import_file(factory: sessionmaker[Session], text: str) -> list[tuple]:
         )
         assert prepared.ok, prepared.errors
         batch_id = rating_db.import_batch(
-            session, study_id, prepared, file_name="r.csv", data=data
+            session, study_id, prepared, file_name="r.csv", data=data, actor=Role.OPERATOR
         ).batch_id
         columns = [getattr(Rating, name) for name in STORED]
         return [

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Role
 from core.cli import ratings as ratings_cli
 from core.io.storage import sha256_bytes
 from core.io.tabular import read_table
@@ -46,7 +47,7 @@ WITH_BAD_ROW = GOOD + "P3,img99.png,sad,3,3\n"
 def study(sessions: sessionmaker[Session]) -> int:
     """A study with three stimuli inserted directly (the image pipeline is tested elsewhere)."""
     with sessions.begin() as session:
-        study_id = get_or_create_study(session, "pilot").id
+        study_id = get_or_create_study(session, "pilot", actor=Role.OPERATOR).id
         for number in (1, 2, 3):
             session.add(Stimulus(
                 study_id=study_id, path=f"set/img0{number}.png", sha256=f"{number:064x}",
@@ -71,7 +72,7 @@ def prepared_from(sessions, study_id: int, text: str, name: str = "r.csv", **opt
 def store(sessions, study_id: int, text: str, name: str = "r.csv", **options) -> int:
     prepared, data = prepared_from(sessions, study_id, text, name)
     with sessions.begin() as session:
-        return import_batch(session, study_id, prepared, file_name=name, data=data, **options).batch_id
+        return import_batch(session, study_id, prepared, file_name=name, data=data, **options, actor=Role.OPERATOR).batch_id
 
 
 def count(sessions, model) -> int:
@@ -100,14 +101,14 @@ def test_bad_rows_without_partial_store_nothing_and_keep_existing_batches(sessio
     prepared, data = prepared_from(sessions, study, WITH_BAD_ROW, "second.csv")
     with pytest.raises(ImportRejected, match="1 of 3 rows"):
         with sessions.begin() as session:
-            import_batch(session, study, prepared, file_name="second.csv", data=data)
+            import_batch(session, study, prepared, file_name="second.csv", data=data, actor=Role.OPERATOR)
     assert count(sessions, RatingBatch) == 1 and count(sessions, Rating) == 2
 
 
 def test_partial_import_stores_valid_rows_and_returns_the_rejected(sessions, study) -> None:
     prepared, data = prepared_from(sessions, study, WITH_BAD_ROW)
     with sessions.begin() as session:
-        result = import_batch(session, study, prepared, file_name="r.csv", data=data, partial=True)
+        result = import_batch(session, study, prepared, file_name="r.csv", data=data, partial=True, actor=Role.OPERATOR)
     assert result.n_ratings == 2 and result.rejected_rows == [4]
     with sessions() as session:
         batch = session.get(RatingBatch, result.batch_id)
@@ -122,7 +123,7 @@ def test_a_failing_insert_rolls_back_the_whole_batch(sessions, study) -> None:
     prepared.ratings.loc[1, "stimulus_id"] = 999_999
     with pytest.raises(IntegrityError):
         with sessions.begin() as session:
-            import_batch(session, study, prepared, file_name="next.csv", data=data)
+            import_batch(session, study, prepared, file_name="next.csv", data=data, actor=Role.OPERATOR)
     assert count(sessions, RatingBatch) == 1 and count(sessions, Rating) == 2
 
 
@@ -130,7 +131,7 @@ def test_no_valid_rows_is_rejected_even_when_partial(sessions, study) -> None:
     prepared, data = prepared_from(sessions, study, "rater,stimulus,emotion\nP1,nope.png,sad\n")
     with pytest.raises(ImportRejected, match="no valid rows"):
         with sessions.begin() as session:
-            import_batch(session, study, prepared, file_name="r.csv", data=data, partial=True)
+            import_batch(session, study, prepared, file_name="r.csv", data=data, partial=True, actor=Role.OPERATOR)
     assert count(sessions, RatingBatch) == 0
 
 
@@ -145,7 +146,7 @@ def test_the_same_file_twice_is_detected(sessions, study) -> None:
 def test_a_deleted_batch_does_not_block_its_file(sessions, study) -> None:
     first = store(sessions, study, GOOD)
     with sessions.begin() as session:
-        delete_batch(session, first)
+        delete_batch(session, first, actor=Role.OPERATOR)
     assert store(sessions, study, GOOD) != first
 
 
@@ -161,12 +162,12 @@ def test_votes_get_batch_scoped_anonymous_raters(sessions, study) -> None:
 def test_exclude_and_include_change_what_analyses_see(sessions, study) -> None:
     batch_id = store(sessions, study, GOOD)
     with sessions.begin() as session:
-        set_excluded(session, batch_id, True)
+        set_excluded(session, batch_id, True, actor=Role.OPERATOR)
     with sessions() as session:
         assert load_ratings(session, study).empty
         assert list_batches(session, study)[0].excluded
     with sessions.begin() as session:
-        set_excluded(session, batch_id, False)
+        set_excluded(session, batch_id, False, actor=Role.OPERATOR)
     with sessions() as session:
         assert len(load_ratings(session, study)) == 2
 
@@ -175,8 +176,8 @@ def test_soft_delete_undo_and_purge(sessions, study) -> None:
     old, recent = store(sessions, study, GOOD), store(sessions, study, GOOD, allow_duplicate=True)
     now = utcnow()
     with sessions.begin() as session:
-        delete_batch(session, old, now=now - UNDO_WINDOW - timedelta(minutes=1))
-        deadline = delete_batch(session, recent, now=now)
+        delete_batch(session, old, now=now - UNDO_WINDOW - timedelta(minutes=1), actor=Role.OPERATOR)
+        deadline = delete_batch(session, recent, now=now, actor=Role.OPERATOR)
     assert deadline == now + UNDO_WINDOW
     with sessions() as session:
         assert load_ratings(session, study).empty  # deleted batches leave every analysis
@@ -184,10 +185,10 @@ def test_soft_delete_undo_and_purge(sessions, study) -> None:
     assert summaries[recent].undo_until is not None and summaries[old].undo_until is None
     with pytest.raises(UndoExpired, match="more than"):
         with sessions.begin() as session:
-            undo_delete(session, old)
+            undo_delete(session, old, actor=Role.OPERATOR)
     with sessions.begin() as session:
-        undo_delete(session, recent)
-        assert purge_deleted(session) == 1
+        undo_delete(session, recent, actor=Role.OPERATOR)
+        assert purge_deleted(session, actor=Role.OPERATOR) == 1
     with sessions() as session:
         assert [b.id for b in list_batches(session, study)] == [recent]
         assert len(load_ratings(session, study)) == 2
@@ -198,7 +199,7 @@ def test_undo_of_a_live_batch_is_refused(sessions, study) -> None:
     batch_id = store(sessions, study, GOOD)
     with pytest.raises(UndoExpired, match="not deleted"):
         with sessions.begin() as session:
-            undo_delete(session, batch_id)
+            undo_delete(session, batch_id, actor=Role.OPERATOR)
 
 
 def test_batch_list_counts_and_table(sessions, study) -> None:
@@ -272,13 +273,13 @@ def test_undo_is_refused_while_the_file_is_imported_again(sessions, study) -> No
     would double the ratings, so undo names the live batch instead."""
     first = store(sessions, study, GOOD)
     with sessions.begin() as session:
-        delete_batch(session, first)
+        delete_batch(session, first, actor=Role.OPERATOR)
     again = store(sessions, study, GOOD)
     with pytest.raises(DuplicateFileError, match=f"batch #{again}"):
         with sessions.begin() as session:
-            undo_delete(session, first)
+            undo_delete(session, first, actor=Role.OPERATOR)
     with sessions.begin() as session:
-        delete_batch(session, again)
-        undo_delete(session, first)
+        delete_batch(session, again, actor=Role.OPERATOR)
+        undo_delete(session, first, actor=Role.OPERATOR)
     with sessions() as session:
         assert [b.id for b in list_batches(session, study, include_deleted=False)] == [first]

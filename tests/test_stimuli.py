@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import select
 
+from core.access import Role
 from core.cli import stimuli as cli
 from core.io.storage import read_blob
 from core.io.tabular import TableError, parse_number, read_table
@@ -52,12 +53,12 @@ def zip_of(entries: dict[str, bytes], *, compression: int = zipfile.ZIP_STORED) 
 @pytest.fixture
 def study(sessions) -> int:
     with sessions.begin() as session:
-        return stimulus_db.create_study(session, "pilot").id
+        return stimulus_db.create_study(session, "pilot", actor=Role.OPERATOR).id
 
 
 def run_import(sessions, study_id: int, files, **options):
     with sessions.begin() as session:
-        return import_files(session, study_id, files, **options)
+        return import_files(session, study_id, files, **options, actor=Role.OPERATOR)
 
 
 def paths_of(sessions, study_id: int) -> dict[str, str]:
@@ -128,7 +129,7 @@ def test_same_id_different_content_in_two_folders(sessions, study) -> None:
 
 def test_relative_path_key_allows_same_names_in_two_folders(sessions) -> None:
     with sessions.begin() as session:
-        study_id = stimulus_db.create_study(session, "paths", stimulus_key_mode="path").id
+        study_id = stimulus_db.create_study(session, "paths", stimulus_key_mode="path", actor=Role.OPERATOR).id
     archive = zip_of({"set1/a.png": png(1), "set2/a.png": png(2)})
     assert len(run_import(sessions, study_id, [("faces.zip", archive)]).added) == 2
     with sessions() as session:
@@ -278,11 +279,11 @@ def test_lookup_key_matches_ids_as_rating_files_write_them() -> None:
 
 def test_key_index_reports_ambiguity(sessions) -> None:
     with sessions.begin() as session:
-        study_id = stimulus_db.create_study(session, "s", stimulus_key_mode="path").id
+        study_id = stimulus_db.create_study(session, "s", stimulus_key_mode="path", actor=Role.OPERATOR).id
     run_import(sessions, study_id, [("z.zip", zip_of({"a/x.png": png(1), "b/x.png": png(2)}))])
     with sessions.begin() as session:
         with pytest.raises(stimulus_db.AmbiguousKeyError, match="'x.png': a/x.png, b/x.png"):
-            stimulus_db.set_key_mode(session, study_id, "name", True)
+            stimulus_db.set_key_mode(session, study_id, "name", True, actor=Role.OPERATOR)
         session.get(Study, study_id).stimulus_key = "name"  # e.g. set before these imports
         with pytest.raises(stimulus_db.AmbiguousKeyError, match="relative path"):
             stimulus_db.key_index(session, study_id)
@@ -290,7 +291,7 @@ def test_key_index_reports_ambiguity(sessions) -> None:
 
 def test_create_study_refuses_duplicates(sessions, study) -> None:
     with sessions.begin() as session, pytest.raises(ValueError, match="already exists"):
-        stimulus_db.create_study(session, "pilot")
+        stimulus_db.create_study(session, "pilot", actor=Role.OPERATOR)
 
 
 # ---------------------------------------------------------------- gallery queries
@@ -300,7 +301,7 @@ def test_search_by_path_attribute_and_intended(sessions, study) -> None:
     run_import(sessions, study, [(f"img_{i}.png", png(i)) for i in range(5)])
     meta = "file,intended,set\nimg_0.png,happy,KDEF\nimg_1.png,anger,RaFD\n".encode()
     with sessions.begin() as session:
-        import_metadata(session, study, "m.csv", meta)
+        import_metadata(session, study, "m.csv", meta, actor=Role.OPERATOR)
     with sessions() as session:
         assert stimulus_db.search_stimuli(session, study, "rafd")[1] == 1
         assert stimulus_db.search_stimuli(session, study, "img_")[1] == 5
@@ -341,7 +342,7 @@ def intended(sessions) -> dict[str, str | None]:
 def test_metadata_csv_semicolon_korean(sessions, described_study, encoding) -> None:
     text = "이미지;의도된 감정;성별;나이\n사진.png;행복;여;4,5\nA.PNG;분노;남;30\n"
     with sessions.begin() as session:
-        report = import_metadata(session, described_study, "meta.csv", text.encode(encoding))
+        report = import_metadata(session, described_study, "meta.csv", text.encode(encoding), actor=Role.OPERATOR)
     assert report.ok and report.matched == 2 and report.id_column == "이미지"
     assert report.intended_column == "의도된 감정"
     assert intended(sessions) == {"a.png": "anger", "b.png": None, "사진.png": "happiness"}
@@ -359,6 +360,7 @@ def test_metadata_xlsx_with_code_map(sessions, described_study) -> None:
         report = import_metadata(
             session, described_study, "meta.xlsx", buffer.getvalue(),
             code_map=parse_code_map("1=anger; 2=disgust"),
+            actor=Role.OPERATOR,
         )
     assert report.ok and report.intended_set == 2
     assert intended(sessions)["b.png"] == "disgust"
@@ -368,7 +370,7 @@ def test_metadata_xlsx_with_code_map(sessions, described_study) -> None:
 def test_metadata_reports_unknown_ids_labels_and_duplicates(sessions, described_study) -> None:
     text = "name,emotion,set\na.png,happy,X\nzzz.png,sad,X\nb.png,elated,Y\na.png,sad,Z\n,sad,W\n"
     with sessions.begin() as session:
-        report = import_metadata(session, described_study, "m.csv", text.encode())
+        report = import_metadata(session, described_study, "m.csv", text.encode(), actor=Role.OPERATOR)
     rows = {issue.row: issue.reason for issue in report.issues}
     assert set(rows) == {3, 4, 5, 6}
     assert "unknown stimulus" in rows[3] and "unknown emotion label 'elated'" in rows[4]
@@ -379,8 +381,8 @@ def test_metadata_reports_unknown_ids_labels_and_duplicates(sessions, described_
 
 def test_metadata_empty_cells_keep_stored_values(sessions, described_study) -> None:
     with sessions.begin() as session:
-        import_metadata(session, described_study, "1.csv", b"file,gender\na.png,f\n")
-        report = import_metadata(session, described_study, "2.csv", b"file,gender,age\na.png,,31\n")
+        import_metadata(session, described_study, "1.csv", b"file,gender\na.png,f\n", actor=Role.OPERATOR)
+        report = import_metadata(session, described_study, "2.csv", b"file,gender,age\na.png,,31\n", actor=Role.OPERATOR)
     assert report.values_changed == 1
     assert attributes(sessions, described_study)[("a.png", "gender")] == "f"
 
@@ -389,6 +391,7 @@ def test_metadata_reserved_names_do_not_shadow_fields(sessions, described_study)
     with sessions.begin() as session:
         report = import_metadata(
             session, described_study, "m.csv", b"file,sha256,intended\na.png,abc,fear\n",
+            actor=Role.OPERATOR,
         )
     assert report.attribute_columns == {"sha256": "sha256 (metadata)"}
 
@@ -396,11 +399,11 @@ def test_metadata_reserved_names_do_not_shadow_fields(sessions, described_study)
 def test_metadata_file_level_errors(sessions, described_study) -> None:
     with sessions.begin() as session:
         with pytest.raises(MetadataError, match="no column named 'nope'"):
-            import_metadata(session, described_study, "m.csv", b"file,x\na.png,1\n", id_column="nope")
+            import_metadata(session, described_study, "m.csv", b"file,x\na.png,1\n", id_column="nope", actor=Role.OPERATOR)
         with pytest.raises(MetadataError, match="no column contains ids"):
-            import_metadata(session, described_study, "m.csv", b"file,x\nqq.png,1\n")
+            import_metadata(session, described_study, "m.csv", b"file,x\nqq.png,1\n", actor=Role.OPERATOR)
         with pytest.raises(TableError, match="empty"):
-            import_metadata(session, described_study, "m.csv", b"")
+            import_metadata(session, described_study, "m.csv", b"", actor=Role.OPERATOR)
 
 
 # ---------------------------------------------------------------- table reader

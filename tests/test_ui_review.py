@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from core.access import Role
 from core.io.storage import store_bytes
 from core.reporting import charts
 from core.reporting.exports import chart_to_svg
@@ -78,7 +79,7 @@ def test_face_stage_reports_what_it_found(sessions, photo_study: int) -> None:
 
 def test_rating_problems_show_one_full_message_per_kind(sessions) -> None:
     with sessions.begin() as session:
-        study_id = get_or_create_study(session, "Pilot").id
+        study_id = get_or_create_study(session, "Pilot", actor=Role.OPERATOR).id
         session.add(Stimulus(study_id=study_id, path="img01.png", sha256="1" * 64, media_type="image/png",
                              width=1, height=1, thumbnail=b""))
     at = AppTest.from_file(RATINGS, default_timeout=TIMEOUT).run()
@@ -97,7 +98,7 @@ def test_rating_problems_show_one_full_message_per_kind(sessions) -> None:
 
 def test_custom_scale_says_to_widen_the_observed_range(sessions) -> None:
     with sessions.begin() as session:
-        get_or_create_study(session, "Pilot")
+        get_or_create_study(session, "Pilot", actor=Role.OPERATOR)
     at = AppTest.from_file(RATINGS, default_timeout=TIMEOUT).run()
     at.file_uploader[0].set_value(("r.csv", b"rater,image,valence\nP1,a.png,2\nP2,a.png,6\n", "text/csv"))
     at.run()
@@ -133,8 +134,8 @@ def test_heatmap_cells_without_a_value_read_n_a() -> None:
 
 def test_study_comes_from_the_address_and_is_written_back(sessions) -> None:
     with sessions.begin() as session:
-        first = get_or_create_study(session, "First").id
-        second = get_or_create_study(session, "Second").id
+        first = get_or_create_study(session, "First", actor=Role.OPERATOR).id
+        second = get_or_create_study(session, "Second", actor=Role.OPERATOR).id
     at = AppTest.from_file(RATINGS, default_timeout=TIMEOUT)
     at.query_params["study"] = str(second)
     at.run()
@@ -149,7 +150,7 @@ def test_study_comes_from_the_address_and_is_written_back(sessions) -> None:
 
 def test_uploader_name_is_offered_again_for_the_next_file_and_provenance_is_labelled(sessions) -> None:
     with sessions.begin() as session:
-        study_id = get_or_create_study(session, "Pilot").id
+        study_id = get_or_create_study(session, "Pilot", actor=Role.OPERATOR).id
         session.add(Stimulus(study_id=study_id, path="img01.png", sha256="1" * 64, media_type="image/png",
                              width=1, height=1, thumbnail=b""))
     at = AppTest.from_file(RATINGS, default_timeout=TIMEOUT).run()

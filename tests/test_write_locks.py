@@ -20,6 +20,7 @@ from PIL import Image
 from sqlalchemy import func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from core.access import Role
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import Rating, RatingBatch, Stimulus
@@ -39,7 +40,7 @@ def worker(*args: object) -> subprocess.Popen:
 
 def add_stimuli(sessions, n: int) -> int:
     with sessions.begin() as session:
-        study_id = get_or_create_study(session, "pilot").id
+        study_id = get_or_create_study(session, "pilot", actor=Role.OPERATOR).id
         session.execute(insert(Stimulus), [
             {"study_id": study_id, "path": f"img{i:04d}.png", "sha256": f"{i:064x}",
              "media_type": "image/png", "width": 1, "height": 1, "thumbnail": b""}
@@ -94,7 +95,7 @@ def test_a_writer_waits_little_while_a_big_zip_imports(sessions, db_url, tmp_pat
     archive = tmp_path / "stimuli.zip"
     jpeg_zip(archive, 400)
     with sessions.begin() as session:
-        study_id = get_or_create_study(session, "main").id
+        study_id = get_or_create_study(session, "main", actor=Role.OPERATOR).id
         batch = RatingBatch(study_id=study_id, file_name="r.csv", sha256="f", layout="long")
         session.add(batch)
     importer = worker("stimuli", db_url, study_id, archive)
@@ -102,7 +103,7 @@ def test_a_writer_waits_little_while_a_big_zip_imports(sessions, db_url, tmp_pat
     while importer.poll() is None:
         started = time.perf_counter()
         with sessions.begin() as session:
-            set_excluded(session, batch.id, len(waits) % 2 == 0)
+            set_excluded(session, batch.id, len(waits) % 2 == 0, actor=Role.OPERATOR)
         waits.append(time.perf_counter() - started)
         time.sleep(0.02)
     out, err = importer.communicate()

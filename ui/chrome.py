@@ -1,8 +1,11 @@
-"""Page chrome every page calls first: page config, optional password gate, study picker."""
+"""Page chrome every page calls first: page config, login and role, study picker.
+
+The role lives in the session state (:func:`role`); pages pass it to every write function,
+which refuses what the role may not do, and ask :func:`can` before showing a write widget.
+"""
 
 from __future__ import annotations
 
-import hmac
 import math
 import os
 import time
@@ -11,13 +14,18 @@ from dataclasses import dataclass
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Action, Role, allowed
+from core.access.logins import LoginConfig, read_config
 from db.engine import DB_URL_ENV, default_url, make_engine, make_sessionmaker
+from db.models import Study
 from db.queries import list_studies
 from ui.text import plain
 
 STUDY_KEY = "study_id"
 STUDY_PARAM = "study"  # the study in the address, so a reload or a shared link keeps it
 PASSWORD_KEY = "password_input"
+ROLE_KEY = "role"
+LOGIN_KEY = "login_via"
 THROTTLE_KEY = "password_throttle"
 FREE_TRIES = 5  # wrong passwords before the first wait
 FIRST_WAIT_S = 2.0  # doubles with every further wrong password
@@ -58,6 +66,24 @@ class PasswordThrottle:
             self.locked_until = now + min(MAX_WAIT_S, FIRST_WAIT_S * 2**extra)
 
 
+def login_config() -> LoginConfig:
+    """The login sections of secrets.toml (nothing configured: an open app)."""
+    try:
+        return read_config(st.secrets.to_dict())
+    except FileNotFoundError:
+        return LoginConfig()
+
+
+def role() -> Role:
+    """The acting role of this session; every page passes it to the write functions."""
+    return st.session_state.get(ROLE_KEY, Role.REVIEWER)
+
+
+def can(action: Action) -> bool:
+    """Whether this session's role may do ``action`` (pages show write widgets only then)."""
+    return allowed(role(), action)
+
+
 def _check_password() -> None:
     """on_change of the password field: compare once per entry, unless the session must wait."""
     entered = st.session_state.get(PASSWORD_KEY, "")
@@ -66,25 +92,83 @@ def _check_password() -> None:
     now = time.monotonic()
     if not entered or throttle.wait_s(now):
         return
-    # Bytes, not str: compare_digest refuses non-ASCII strings (a Korean password).
-    if hmac.compare_digest(entered.encode(), (_secret("password") or "").encode()):
-        st.session_state["authenticated"] = True
+    granted = login_config().role_for_password(entered)
+    if granted is not None:
+        st.session_state[ROLE_KEY] = granted
+        st.session_state[LOGIN_KEY] = "password"
     else:
         throttle.record_failure(now)
         st.session_state["password_wrong"] = True
 
 
-def _password_ok() -> bool:
-    if not _secret("password") or st.session_state.get("authenticated"):
+def _oidc_role(config: LoginConfig) -> Role | None:
+    """The role of a Streamlit OIDC login, or None (then the page offers the login button)."""
+    if not config.oidc or not st.user.is_logged_in:
+        return None
+    granted = config.role_for_email(st.user.get("email"))
+    if granted is None:
+        st.error("Your e-mail address is not on this deployment's lists of owners, coauthors or "
+                 "reviewers. Ask the study owner to add it.")
+        st.button("Log out", on_click=st.logout)
+        st.stop()
+    return granted
+
+
+def _logged_in(config: LoginConfig) -> bool:
+    if config.is_open:
+        st.session_state[ROLE_KEY] = Role.OWNER
         return True
-    st.text_input("Password", type="password", key=PASSWORD_KEY, on_change=_check_password)
+    if ROLE_KEY in st.session_state:
+        return True
+    granted = _oidc_role(config)
+    if granted is not None:
+        st.session_state[ROLE_KEY], st.session_state[LOGIN_KEY] = granted, "oidc"
+        return True
+    if config.oidc:
+        st.button("Log in", type="primary", on_click=st.login)
+    if config.passwords or config.legacy_password:
+        st.text_input("Password", type="password", key=PASSWORD_KEY, on_change=_check_password)
     throttle = st.session_state.get(THROTTLE_KEY)
     wait = throttle.wait_s(time.monotonic()) if throttle else 0.0
     if wait:
         st.error(f"Too many wrong passwords; try again in {math.ceil(wait):,} s.")
     elif st.session_state.pop("password_wrong", False):
-        st.error("Wrong password. Ask the study owner for the shared password.")
+        st.error("Wrong password. Ask the study owner for your password.")
     return False
+
+
+def _log_out() -> None:
+    for key in (ROLE_KEY, LOGIN_KEY, STUDY_KEY):
+        st.session_state.pop(key, None)
+    if st.user.is_logged_in:
+        st.logout()
+
+
+def _sidebar_login(config: LoginConfig) -> None:
+    for problem in config.problems:
+        st.sidebar.error(f"secrets.toml: {plain(problem)}")
+    if config.is_open:
+        st.sidebar.caption("Open access: no login is configured, so whoever reaches this address "
+                           "acts as owner. Set passwords in .streamlit/secrets.toml to share it.")
+        return
+    st.sidebar.caption(f"Signed in as **{plain(role().value)}**.")
+    st.sidebar.button("Log out", on_click=_log_out, key="log_out")
+
+
+def _scoped(studies: list[Study], config: LoginConfig) -> list[Study]:
+    """The studies this login may open; stops the page when the address asks for another."""
+    scope = config.scope_of(role())
+    if scope is None:
+        return studies
+    allowed_studies = [s for s in studies if s.name == scope]
+    if not allowed_studies:
+        st.error(f"This login opens the study {plain(scope)!r}, which does not exist here.")
+        st.stop()
+    asked = st.query_params.get(STUDY_PARAM)
+    if asked not in (None, str(allowed_studies[0].id)):
+        st.error(f"This login opens the study {plain(scope)!r} only.")
+        st.stop()
+    return allowed_studies
 
 
 def _remembered_study(ids: list[int]) -> int | None:
@@ -105,11 +189,13 @@ def page_setup(title: str, *, needs_study: bool = True) -> tuple[sessionmaker[Se
     Pages that need a study stop with a hint when none exists yet.
     """
     st.set_page_config(page_title=f"{title} · FaceAgree", page_icon="🙂", layout="wide")
-    if not _password_ok():
+    config = login_config()
+    if not _logged_in(config):
         st.stop()
+    _sidebar_login(config)
     factory = sessions()
     with factory() as session:
-        all_studies = list_studies(session)
+        all_studies = _scoped(list_studies(session), config)
     studies = {s.id: s.name for s in all_studies}
     demo_ids = {s.id for s in all_studies if s.is_demo}
     study_id = None

@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-bundle": (
         "core.cli.bundle", "add a study from a bundle ZIP (a name clash gets a dated new name)"
     ),
+    "hash-password": ("core.cli.access", "print the scrypt hash of a login password for secrets.toml"),
+    "study-settings": ("core.cli.access", "set whether reviewers may see a study's original face images"),
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.access import Role
 from core.cli import summary
 from core.workflows.bundle import BundleError, export_bundle, import_bundle
 from db.engine import make_engine, make_sessionmaker
@@ -59,7 +60,7 @@ def run_import(args: argparse.Namespace) -> int:
     factory = make_sessionmaker(make_engine(args.db))
     try:
         with factory.begin() as session, args.bundle.open("rb") as stream:
-            summary = import_bundle(session, stream)
+            summary = import_bundle(session, stream, actor=Role.OPERATOR)
     except BundleError as error:
         return _fail(f"{args.bundle.name}: {error}. Nothing was imported.")
     renamed = f" (a study named {summary.renamed_from!r} exists already)" if summary.renamed_from else ""

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Role
 from core.cli import summary
 from core.faces.detection import (
     DETECTORS,
@@ -254,7 +255,7 @@ def run_register_card(args: argparse.Namespace) -> int:
     try:
         with factory.begin() as session:
             spec = catalog.register_card(session, args.card.read_bytes(), args.file,
-                                         replace=args.replace)
+                                         replace=args.replace, actor=Role.OPERATOR)
     except (ValueError, checkpoints.CheckpointError) as error:
         return _error(error)
     print(f"registered card model {spec.id} ({spec.name})")
@@ -272,6 +273,7 @@ def run_detect_faces(args: argparse.Namespace) -> int:
             factory, [image.sha256 for image in images], detector=args.detector, rule=args.rule,
             precropped={image.sha256 for image in images if image.precropped},
             progress=progress_printer(f"faces ({args.detector})"), device=resolve_device(args.device),
+            actor=Role.OPERATOR,
         )
     except (DetectorUnavailable, DeviceError) as error:
         return _error(error)
@@ -302,6 +304,7 @@ def run_models(args: argparse.Namespace) -> int:
                 f"[{index + 1}/{count}] {model_id}", file=sys.stderr),
             progress_for=lambda model_id: progress_printer(model_id),
             face_progress=progress_printer("faces"),
+            actor=Role.OPERATOR,
         )
     except (DeviceError, DetectorUnavailable, ValueError) as error:
         return _error(error, 2)
@@ -355,6 +358,7 @@ def run_import_predictions(args: argparse.Namespace) -> int:
             factory, study_id, args.model_id, args.file.name, data, mapping=mapping,
             name=args.name, pipeline=args.pipeline, tool=args.tool, notes=args.notes,
             store_failures=args.store_failures, replace=args.replace,
+            actor=Role.OPERATOR,
         )
     except pi.ImportRejected as rejected:
         return _error(rejected)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.access import Role
 from core.cli import summary
 from core.io.tabular import TableError, read_table
 from core.ratings.layouts import (
@@ -146,6 +147,7 @@ def run_import_ratings(args: argparse.Namespace) -> int:
             result = import_batch_in_chunks(
                 factory, study.id, prepared, file_name=args.file.name, data=data,
                 uploaded_by=args.by, partial=args.partial, allow_duplicate=args.allow_duplicate,
+                actor=Role.OPERATOR,
             )
         except RepeatsRefused as error:
             return _fail(f"{error}\npass --repeats average|first|newest to import them", code=1)
@@ -274,7 +276,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     factory = make_sessionmaker(make_engine(args.db))
     with factory.begin() as session:
-        study_id = load_demo(session)
+        study_id = load_demo(session, actor=Role.OPERATOR)
     print(f"demo study {DEMO_NAME!r} ready (id {study_id}); all of its data is synthetic")
     return 0
 

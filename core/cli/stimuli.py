@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.access import Role
 from core.cli import summary
 from core.workflows.stimuli import KEY_MODES, import_files, import_metadata, iter_folder, parse_code_map
 from db.engine import make_engine, make_sessionmaker
@@ -61,7 +62,8 @@ def run_import_stimuli(args: argparse.Namespace) -> int:
     # images are read.
     with factory.begin() as session:
         report = import_files(
-            session, study.id, _sources(args.paths), progress=_progress, precropped=args.precropped
+            session, study.id, _sources(args.paths), progress=_progress, precropped=args.precropped,
+            actor=Role.OPERATOR,
         )
     print(file=sys.stderr)
     for entry in report.entries:
@@ -88,6 +90,7 @@ def run_import_metadata(args: argparse.Namespace) -> int:
                 session, study.id, args.file.name, args.file.read_bytes(),
                 id_column=args.id_column, intended_column=args.intended_column,
                 code_map=code_map or None,
+                actor=Role.OPERATOR,
             )
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
@@ -108,6 +111,7 @@ def _study(session, args: argparse.Namespace) -> Study | None:
         study = get_or_create_study(
             session, args.study, stimulus_key=args.key,
             key_case_insensitive=not args.case_sensitive,
+            actor=Role.OPERATOR,
         )
     if study is None:
         print(f"error: no study named {args.study!r} (add --create to make it)", file=sys.stderr)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from core.io.storage import blob_path
 
@@ -102,6 +102,25 @@ def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
     thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
+    return buffer.getvalue()
+
+
+BLURRED_SIDE = 96
+BLURRED_DETAIL = 8  # pixels across the face before the blur: no one is recognisable at this size
+
+
+def blurred_thumbnail(thumbnail: bytes, side: int = BLURRED_SIDE) -> bytes:
+    """A small blurred JPEG of a stored thumbnail, for viewers who may not see the faces.
+
+    The image is first shrunk to :data:`BLURRED_DETAIL` pixels, so no detail survives to be
+    sharpened back; the blur only smooths the blocks.
+    """
+    with Image.open(io.BytesIO(thumbnail)) as source:
+        image = to_rgb(source)
+        tiny = image.resize((BLURRED_DETAIL, BLURRED_DETAIL), Image.Resampling.BOX)
+    shown = tiny.resize((side, side), Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(side / 16))
+    buffer = io.BytesIO()
+    shown.save(buffer, format="JPEG", quality=70)
     return buffer.getvalue()
 
 

@@ -35,6 +35,7 @@ from PIL import Image
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from core.access import Action, Role, require
 from core.io.images import ImageError, inspect_image, thumbnail_jpeg
 from core.io.storage import blob_path, read_blob, store_bytes, store_stream
 from core.io.tabular import read_table
@@ -264,6 +265,7 @@ def known_revisions() -> set[str]:
 def import_bundle(
     session: Session, source: Path | bytes | BinaryIO, *, limits: ZipLimits = ZipLimits(),
     today: date | None = None,
+    actor: Role,
 ) -> ImportSummary:
     """Check the bundle completely, then add it as a new study in the caller's transaction.
 
@@ -271,6 +273,7 @@ def import_bundle(
     member's hash differs from the manifest, the bundle comes from a newer app, an image does
     not decode, or a model id is registered here with a different card.
     """
+    require(actor, Action.IMPORT_BUNDLE)
     with _open_archive(source) as archive:
         _check_archive(archive, limits)
         manifest = _read_manifest(archive)
@@ -285,7 +288,7 @@ def import_bundle(
                 store_stream(stream, limit=limits.max_entry_bytes)
         for batch in documents["batches.json"]:
             store_bytes(archive.read(f"files/{batch['sha256']}"))
-    return _write_study(session, documents, manifest, today or date.today())
+    return _write_study(session, documents, manifest, today or date.today(), actor=actor)
 
 
 def _open_archive(source: Path | bytes | BinaryIO) -> zipfile.ZipFile:
@@ -388,7 +391,7 @@ def _check_models(session: Session, models: list[dict[str, Any]]) -> None:
             )
 
 
-def _write_study(session: Session, documents: dict[str, Any], manifest: dict[str, Any], today: date) -> ImportSummary:
+def _write_study(session: Session, documents: dict[str, Any], manifest: dict[str, Any], today: date, *, actor: Role) -> ImportSummary:
     record = documents["study.json"]
     name = _free_name(session, record["name"], today)
     study = Study(
@@ -399,7 +402,7 @@ def _write_study(session: Session, documents: dict[str, Any], manifest: dict[str
     session.add(study)
     session.flush()
     paths = _insert_stimuli(session, study.id, documents["stimuli.json"])
-    restored = sum(_import_batch(session, study.id, batch, paths) for batch in documents["batches.json"])
+    restored = sum(_import_batch(session, study.id, batch, paths, actor=actor) for batch in documents["batches.json"])
     _insert_models(session, documents["models.json"])
     n_predictions = _insert_predictions(session, study.id, documents["predictions.json"])
     return ImportSummary(
@@ -448,7 +451,7 @@ def _placeholder_thumbnail() -> bytes:
     return thumbnail_jpeg(Image.new("RGB", (PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), (200, 200, 200)))
 
 
-def _import_batch(session: Session, study_id: int, batch: dict[str, Any], paths: dict[str, int]) -> bool:
+def _import_batch(session: Session, study_id: int, batch: dict[str, Any], paths: dict[str, int], *, actor: Role) -> bool:
     """Re-import one batch from its original file; True when it had to be restored from rows."""
     prepared = _reprepare(session, study_id, batch)
     stored = _stored_rows(batch, paths)
@@ -456,6 +459,7 @@ def _import_batch(session: Session, study_id: int, batch: dict[str, Any], paths:
         batch_id = import_batch(
             session, study_id, prepared, file_name=batch["file_name"], data=read_blob(batch["sha256"]),
             uploaded_by=batch["uploaded_by"], partial=batch["n_rejected"] > 0, allow_duplicate=True,
+            actor=actor,
         ).batch_id
         restored = False
     else:

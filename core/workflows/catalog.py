@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.access import Action, Role, require
 from core.models import card as card_module
 from core.models import registry
 from core.models.registry import UnknownModelError
@@ -70,8 +71,9 @@ def get_spec(model_id: str, session: Session | None = None) -> ModelSpec:
 # --- card registration -------------------------------------------------------------------------
 
 
-def register_card(session: Session, card_text: str | bytes, model_file: bytes | Path, replace: bool = False) -> ModelSpec:
+def register_card(session: Session, card_text: str | bytes, model_file: bytes | Path, replace: bool = False, *, actor: Role) -> ModelSpec:
     """Validate a card and its model file, store the file, record the model; returns its spec."""
+    require(actor, Action.REGISTER_MODEL)
     card = card_module.validate_card(card_module.parse_card_text(card_text))
     _check_id_free(session, card.id, replace)
     card_data, stored, sha256 = card_module.store_model_file(card, model_file)

@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.access import Action, Role, require
 from core.faces.synthetic import PHOTO_NAME, demo_images
 from core.io.tabular import read_table
 from core.ratings.labels import CANONICAL
@@ -68,8 +69,9 @@ DEMO_MODELS = (
 )
 
 
-def load_demo(session: Session) -> int:
+def load_demo(session: Session, *, actor: Role) -> int:
     """Create the synthetic demo study (or return the existing one); returns its id."""
+    require(actor, Action.LOAD_DEMO)
     existing = session.scalar(select(Study).where(Study.name == DEMO_NAME))
     if existing is not None:
         return existing.id
@@ -79,13 +81,13 @@ def load_demo(session: Session) -> int:
     images = demo_images(N_CARTOONS, seed=0)
     cartoons = [(name, data) for name, data in images if name != PHOTO_NAME]
     photos = [(name, data) for name, data in images if name == PHOTO_NAME]
-    import_files(session, study.id, cartoons, precropped=True)
-    import_files(session, study.id, photos)
+    import_files(session, study.id, cartoons, precropped=True, actor=actor)
+    import_files(session, study.id, photos, actor=actor)
     stimuli = _stimuli(session, study.id)
-    _import_metadata(session, study.id, stimuli)
+    _import_metadata(session, study.id, stimuli, actor=actor)
     rng = np.random.default_rng(SEED)
     truth = {path: _emotion_of(path) for path in stimuli}
-    _import_ratings(session, study.id, truth, rng)
+    _import_ratings(session, study.id, truth, rng, actor=actor)
     _add_predictions(session, study.id, stimuli, truth, rng)
     return study.id
 
@@ -108,7 +110,7 @@ def _file_name(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-def _import_metadata(session: Session, study_id: int, stimuli: dict[str, str]) -> None:
+def _import_metadata(session: Session, study_id: int, stimuli: dict[str, str], *, actor: Role) -> None:
     rows = []
     for number, path in enumerate(stimuli):
         posed = path != PHOTO_NAME
@@ -120,7 +122,7 @@ def _import_metadata(session: Session, study_id: int, stimuli: dict[str, str]) -
             "stimulus_set": "demo cartoons (synthetic)" if posed else "astronaut photo",
         })
     data = pd.DataFrame(rows).to_csv(index=False).encode("utf-8")
-    import_metadata(session, study_id, "demo_metadata.csv", data)
+    import_metadata(session, study_id, "demo_metadata.csv", data, actor=actor)
 
 
 def _simulate(
@@ -172,7 +174,7 @@ def _wide_file(truth: dict[str, str], rng: np.random.Generator) -> bytes:
 
 
 def _import_ratings(
-    session: Session, study_id: int, truth: dict[str, str], rng: np.random.Generator
+    session: Session, study_id: int, truth: dict[str, str], rng: np.random.Generator, *, actor: Role
 ) -> None:
     index = stimulus_index(session, study_id)
     batches = (
@@ -188,7 +190,7 @@ def _import_ratings(
             scales={"valence": scale, "arousal": scale},
         )
         import_batch(session, study_id, prepared, file_name=file_name, data=data,
-                     uploaded_by=DEMO_BY)
+                     uploaded_by=DEMO_BY, actor=actor)
 
 
 def _add_predictions(

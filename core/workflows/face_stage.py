@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Action, Role, require
 from core.faces.crops import Face
 from core.faces.detection import DETECTOR_VERSIONS, DETECTORS, PRECROPPED, Detector, get_detector
 from core.io.images import ImageError, load_rgb
@@ -172,7 +173,7 @@ def result_from_row(row: FaceDetection, rule: str | None = None) -> FaceResult:
     )
 
 
-def _save(session: Session, result: FaceResult) -> None:
+def _save(session: Session, result: FaceResult, *, actor: Role) -> None:
     face_db.save_detection(
         session,
         sha256=result.sha256,
@@ -182,16 +183,17 @@ def _save(session: Session, result: FaceResult) -> None:
         choice_rule=result.rule,
         status=result.status,
         error=result.error,
+        actor=actor,
     )
 
 
-def _save_all(factory: sessionmaker[Session], results: list[FaceResult]) -> None:
+def _save_all(factory: sessionmaker[Session], results: list[FaceResult], *, actor: Role) -> None:
     """Store a chunk; a concurrent run that inserted the same rows first makes this an update."""
     for attempt in (1, 2):
         try:
             with factory.begin() as session:
                 for result in results:
-                    _save(session, result)
+                    _save(session, result, actor=actor)
             return
         except IntegrityError:
             if attempt == 2:
@@ -220,7 +222,7 @@ def detect_image(sha256: str, detector: Detector, rule: str) -> FaceResult:
 
 
 def _read_stored(
-    factory: sessionmaker[Session], plan: dict[str, str], rule: str
+    factory: sessionmaker[Session], plan: dict[str, str], rule: str, *, actor: Role
 ) -> dict[str, FaceResult]:
     """Stored successful detections, re-chosen by ``rule`` (the new choice is recorded)."""
     results: dict[str, FaceResult] = {}
@@ -233,7 +235,7 @@ def _read_stored(
                     continue  # retried: the blob may have been restored since
                 result = result_from_row(row, rule)
                 if (row.chosen, row.choice_rule) != (result.chosen, rule):
-                    face_db.set_choice(session, row.id, result.chosen, rule)
+                    face_db.set_choice(session, row.id, result.chosen, rule, actor=actor)
                 results[sha] = result
     return results
 
@@ -252,6 +254,7 @@ def ensure_faces(
     progress: Progress | None = None,
     *,
     device: str = "cpu",
+    actor: Role,
 ) -> dict[str, FaceResult]:
     """The face of every stimulus, detecting only what is not stored yet.
 
@@ -259,12 +262,13 @@ def ensure_faces(
     every COMMIT_EVERY stimuli. Raises DetectorUnavailable (actionable message) when a needed
     detector cannot load, e.g. MTCNN weights not downloaded; per-image problems are "error" results.
     """
+    require(actor, Action.RUN_MODELS)
     _check_detector(detector)
     _check_rule(rule)
     precropped = set(precropped)
     wanted = list(dict.fromkeys(sha256s))
     plan = {sha: PRECROPPED if sha in precropped else detector for sha in wanted}
-    results = _read_stored(factory, plan, rule)
+    results = _read_stored(factory, plan, rule, actor=actor)
     todo = [sha for sha in wanted if sha not in results]
     detectors = {name: get_detector(name, device) for name in {plan[sha] for sha in todo}}
     done = len(results)
@@ -277,7 +281,7 @@ def ensure_faces(
             done += 1
             if progress:
                 progress(done, len(wanted))
-        _save_all(factory, computed)
+        _save_all(factory, computed, actor=actor)
         results.update({result.sha256: result for result in computed})
     return {sha: results[sha] for sha in wanted}
 

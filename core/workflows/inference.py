@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Action, Role, require
 from core.faces.crops import Face
 from core.io.images import load_rgb
 from core.models import checkpoints, registry
@@ -137,6 +138,7 @@ def run_model(
     retry_failed: bool = False,
     adapter_source: AdapterSource | None = None,
     aligned_crops: bool = False,
+    actor: Role,
 ) -> RunReport:
     """Run ``model_id`` over the study's images; stored predictions are reused, not recomputed.
 
@@ -147,6 +149,7 @@ def run_model(
     faces for the models that align faces (variants.declare_aligned_crops; others ignore it).
     Raises CheckpointError when the weights are not available.
     """
+    require(actor, Action.RUN_MODELS)
     with factory() as session:
         spec = catalog.get_spec(model_id, session)
     return run_spec(
@@ -154,6 +157,7 @@ def run_model(
         device=device, half=half, batch_size=batch_size, detector=detector, rule=rule,
         progress=progress, should_stop=should_stop, face_progress=face_progress,
         retry_failed=retry_failed, adapter_source=adapter_source, aligned_crops=aligned_crops,
+        actor=actor,
     )
 
 
@@ -174,8 +178,10 @@ def run_spec(
     retry_failed: bool = False,
     adapter_source: AdapterSource | None = None,
     aligned_crops: bool = False,
+    actor: Role,
 ) -> RunReport:
     """:func:`run_model` for an already resolved spec and weights fingerprint."""
+    require(actor, Action.RUN_MODELS)
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if aligned_crops:
@@ -187,14 +193,14 @@ def run_spec(
     report = RunReport(spec.id, device=device, half=half)
     with factory() as session:
         images = study_images(session, study_id)
-    jobs = _face_jobs(factory, images, detector, rule, device, face_progress, spec.preprocessing.face_profile)
-    todo = _uncached(factory, key, jobs, retry_failed)
+    jobs = _face_jobs(factory, images, detector, rule, device, face_progress, spec.preprocessing.face_profile, actor=actor)
+    todo = _uncached(factory, key, jobs, retry_failed, actor=actor)
     report.cached = len(jobs) - len(todo)
     if todo:
         owned = adapter_source is None
         adapter = (adapter_source or registry.load_adapter)(spec, device, half)
         try:
-            _compute(factory, key, adapter, todo, batch_size, progress, should_stop, report)
+            _compute(factory, key, adapter, todo, batch_size, progress, should_stop, report, actor=actor)
         finally:
             if owned:
                 release_adapter(adapter)
@@ -210,6 +216,7 @@ def run_models(
     on_model: Callable[[str, int, int], None] | None = None,
     progress_for: Callable[[str], Progress] | None = None,
     should_stop: StopFlag | None = None,
+    actor: Role,
     **options,
 ) -> list[RunReport]:
     """Run several models in turn. A model that cannot run (missing weights, failing network)
@@ -218,6 +225,7 @@ def run_models(
     ``on_model(model_id, index, count)`` is called before each model and ``progress_for(model_id)``
     gives that model's progress callback; ``options`` are those of :func:`run_model`.
     """
+    require(actor, Action.RUN_MODELS)
     reports = []
     for index, model_id in enumerate(model_ids):
         if should_stop and should_stop():
@@ -227,7 +235,7 @@ def run_models(
         progress = progress_for(model_id) if progress_for else None
         try:
             report = run_model(factory, study_id, model_id, should_stop=should_stop,
-                               progress=progress, **options)
+                               progress=progress, **options, actor=actor)
         except (checkpoints.CheckpointError, RunError, LookupError) as error:
             report = RunReport(model_id, error=str(error))
         reports.append(report)
@@ -261,19 +269,20 @@ def check_half_precision(
     device: str | None = None,
     n: int = 16,
     detector: str = "mtcnn",
-    rule: str = "largest",
+    rule: str = "largest", actor: Role,
 ) -> PrecisionCheck:
     """Compare fp16 with fp32 outputs of ``model_id`` on up to ``n`` of the study's images.
 
     Needs CUDA (raises DeviceError elsewhere) and at least one image with a face.
     """
+    require(actor, Action.RUN_MODELS)
     device = resolve_device(device)
     check_half(device, True)
     with factory() as session:
         spec = catalog.get_spec(model_id, session)
         images = study_images(session, study_id)
     profile = spec.preprocessing.face_profile
-    jobs = [job for job in _face_jobs(factory, images, detector, rule, device, None, profile) if job.face][:n]
+    jobs = [job for job in _face_jobs(factory, images, detector, rule, device, None, profile, actor=actor) if job.face][:n]
     reference = registry.load_adapter(spec, device, False)
     try:
         arrays = [item.array for item in (_prepare(reference, job) for job in jobs)
@@ -294,7 +303,7 @@ def check_half_precision(
 
 def _face_jobs(
     factory: sessionmaker[Session], images: list[StudyImage], detector: str, rule: str,
-    device: str, progress: Progress | None, profile_name: str = "shared",
+    device: str, progress: Progress | None, profile_name: str = "shared", *, actor: Role,
 ) -> list[Job]:
     profile = get_profile(profile_name)
     unavailable = unavailable_reason(profile.prefer_detector) if profile.prefer_detector else None
@@ -303,6 +312,7 @@ def _face_jobs(
         detector=detector_for(profile, detector, unavailable), rule=rule,
         precropped=frozenset(image.sha256 for image in images if image.precropped),
         progress=progress, device=device,
+        actor=actor,
     )
     results = {sha: face_stage.restrict(result, profile.keeps) for sha, result in results.items()}
     return [
@@ -322,20 +332,20 @@ def _no_face_message(result: face_stage.FaceResult) -> str:
             "or try another detector")
 
 
-def _uncached(factory: sessionmaker[Session], key: CacheKey, jobs: list[Job], retry_failed: bool) -> list[Job]:
+def _uncached(factory: sessionmaker[Session], key: CacheKey, jobs: list[Job], retry_failed: bool, *, actor: Role) -> list[Job]:
     wanted = {job.sha256: job.detector for job in jobs}
     with factory.begin() as session:
         statuses = cached_statuses(session, key, wanted)
         if retry_failed:
             failed = [sha for sha, status in statuses.items() if status == "error"]
-            delete_failed(session, key, failed)
+            delete_failed(session, key, failed, actor=actor)
             statuses = {sha: s for sha, s in statuses.items() if s != "error"}
     return [job for job in jobs if job.sha256 not in statuses]
 
 
 def _compute(
     factory: sessionmaker[Session], key: CacheKey, adapter: Adapter, jobs: list[Job],
-    batch_size: int, progress: Progress | None, should_stop: StopFlag | None, report: RunReport,
+    batch_size: int, progress: Progress | None, should_stop: StopFlag | None, report: RunReport, *, actor: Role,
 ) -> None:
     done, total = 0, len(jobs)
     if progress:
@@ -345,7 +355,7 @@ def _compute(
         for batch in batches:
             rows = _run_batch(adapter, batch)
             with factory.begin() as session:
-                save_predictions(session, key, rows)
+                save_predictions(session, key, rows, actor=actor)
             report.computed += sum(row.status == "ok" for row in rows)
             report.failed += sum(row.status == "error" for row in rows)
             done += len(batch)

@@ -23,6 +23,7 @@ import pandas as pd
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Action, Role, require
 from core.io.storage import sha256_bytes, store_bytes
 from core.io.tabular import parse_number, read_table
 from core.models import registry
@@ -419,6 +420,7 @@ def import_predictions(
     notes: str = "",
     store_failures: bool = False,
     replace: bool = False,
+    actor: Role,
 ) -> ImportResult:
     """Validate and store a prediction file as the imported model ``model_id``.
 
@@ -428,6 +430,7 @@ def import_predictions(
     Importing a different file under an existing id needs ``replace`` (its earlier predictions
     are removed; the earlier file stays in blob storage and in the card's history).
     """
+    require(actor, Action.UPLOAD_PREDICTIONS)
     with factory.begin() as session:
         check_model_id(session, model_id)
         result = preview(session, study_id, file_name, data, mapping)
@@ -440,11 +443,11 @@ def import_predictions(
                 Prediction.model_id == model_id, Prediction.study_id == study_id
             ))
         rows = [_prediction_row(row) for row in result.rows if not (UNSTORABLE & _kinds(row))]
-        save_predictions(session, CacheKey(model_id, result.sha256, IMPORTED), rows, study_id)
+        save_predictions(session, CacheKey(model_id, result.sha256, IMPORTED), rows, study_id, actor=actor)
         store_bytes(data)
         card = _card(result, model_id, name, pipeline, tool, notes, rows, history)
         upsert_registered_model(session, model_id, source=IMPORTED, card=card,
-                                checkpoint_sha256=result.sha256)
+                                checkpoint_sha256=result.sha256, actor=actor)
     return ImportResult(
         model_id,
         stored=sum(row.status == "ok" for row in rows),

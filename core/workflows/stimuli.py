@@ -26,6 +26,7 @@ import pandas as pd
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from core.access import Action, Role, require
 from core.io.images import MAX_PIXELS, ImageError, ImageInfo, inspect_image
 from core.io.spreadsheet import csv_rows_bytes
 from core.io.storage import store_stream
@@ -139,6 +140,7 @@ def import_files(
     precropped: bool = False,
     limits: ZipLimits = ZipLimits(),
     max_pixels: int = MAX_PIXELS,
+    actor: Role,
 ) -> StimulusImportReport:
     """Import images and ZIP archives into a study; returns the per-file report.
 
@@ -148,6 +150,7 @@ def import_files(
     the caller's session, which commits (or rolls back) them as a whole. So the import holds
     the database's write lock only for the final inserts, not while images are decoded.
     """
+    require(actor, Action.UPLOAD_STIMULI)
     report = StimulusImportReport()
     study = get_study(session, study_id)
     with ExitStack() as stack:
@@ -592,12 +595,15 @@ def import_metadata(
     id_column: str | None = None,
     intended_column: str | None = None,
     code_map: dict[str, str] | None = None,
+    *,
+    actor: Role,
 ) -> MetadataImportReport:
     """Attach a CSV/TSV/XLSX metadata table to the study's stimuli.
 
     Non-empty cells overwrite attribute values; empty cells leave stored values untouched.
     Rows naming unknown stimuli or unknown emotion labels are reported, never guessed.
     """
+    require(actor, Action.UPLOAD_STIMULI)
     table = read_table(file_name, data)
     study = get_study(session, study_id)
     index = key_index(session, study_id)
@@ -622,7 +628,7 @@ def import_metadata(
         }
         for stimulus_id, (_, row) in rows.items()
     }
-    report.values_changed = upsert_attributes(session, values)
+    report.values_changed = upsert_attributes(session, values, actor=actor)
     if intended_col:
         _apply_intended(session, rows, intended_col, code_map, report)
     return report
