@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import select  # noqa: E402
 
 from bench.bench_ratings import add_stimuli, synthetic_csv  # noqa: E402
+from core.access import Role  # noqa: E402
 from core.workflows import inference  # noqa: E402
 from core.ratings.layouts import detect_mapping, prepare_ratings  # noqa: E402
 from core.ratings.scales import PRESETS  # noqa: E402
@@ -70,7 +71,7 @@ def first_progress_latency(dbs: Databases, images: int, size: int) -> float:
     thread.start()
     time.sleep(1.0)  # the worker is idle, polling
     started = time.perf_counter()
-    job_id = jobs.enqueue(factory, "model_run", study_id, {"models": ["tiny"]})
+    job_id = jobs.enqueue(factory, "model_run", study_id, {"models": ["tiny"]}, actor=Role.OPERATOR)
     while True:
         with factory() as session:
             if session.scalar(select(Job.progress_at).where(Job.id == job_id)) is not None:
@@ -88,7 +89,7 @@ def run_seconds(dbs: Databases, images: int, size: int, through_worker: bool) ->
     study_id = make_image_study(factory, images, size=size)
     started = time.perf_counter()
     if through_worker:
-        jobs.enqueue(factory, "model_run", study_id, {"models": ["tiny"]})
+        jobs.enqueue(factory, "model_run", study_id, {"models": ["tiny"]}, actor=Role.OPERATOR)
         Worker(factory, WorkerSettings(device="cpu")).run_once()
     else:
         inference.run_model(factory, study_id, "tiny", device="cpu")
@@ -107,7 +108,8 @@ def import_seconds(dbs: Databases) -> float:
     with factory.begin() as session:
         index = stimulus_index(session, study_id)
         prepared = prepare_ratings(frame, detect_mapping(frame, index), index=index, scales=scales)
-        import_batch(session, study_id, prepared, file_name="ratings.csv", data=data)
+        import_batch(session, study_id, prepared, file_name="ratings.csv", data=data,
+                     actor=Role.OPERATOR)
     return time.perf_counter() - started
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Action, Role, require
 from db.models import Job, utcnow
 
 FINISHED = ("done", "failed", "cancelled")
@@ -35,8 +36,9 @@ class ClaimedJob:
 
 
 def enqueue(session: Session, kind: str, study_id: int, params: dict[str, Any],
-            queued_by: str = "") -> int:
+            queued_by: str = "", *, actor: Role) -> int:
     """Queue a job; returns its id."""
+    require(actor, Action.RUN_MODELS)
     job = Job(kind=kind, study_id=study_id, params=params, queued_by=queued_by, state="queued",
               cancel_requested=False, attempts=0, step="", done=0, total=0, queued_at=utcnow())
     session.add(job)
@@ -122,10 +124,11 @@ def finish(session: Session, job_id: int, worker: str, state: str, *,
     ).rowcount == 1
 
 
-def request_cancel(session: Session, job_id: int) -> str | None:
+def request_cancel(session: Session, job_id: int, *, actor: Role) -> str | None:
     """Cancel a queued job at once, or ask a running one to stop between batches.
 
     Returns the job's state afterwards (None for an unknown id)."""
+    require(actor, Action.RUN_MODELS)
     now = utcnow()
     session.execute(
         update(Job).where(Job.id == job_id, Job.state == "queued")

@@ -191,6 +191,7 @@ def import_batch_in_chunks(
     uploaded_by: str = "",
     partial: bool = False,
     allow_duplicate: bool = False,
+    actor: Role,
 ) -> ImportResult:
     """Store a validated rating file as one batch in short transactions of its own.
 
@@ -198,6 +199,7 @@ def import_batch_in_chunks(
     chunk is stored; on any error its rows are removed again and the error is raised. Call it
     outside any write transaction of ``factory``'s database (it would wait for that one).
     """
+    require(actor, Action.UPLOAD_RATINGS)
     remove_abandoned_imports(factory)
     batch_id = _claim_batch(
         factory, study_id, prepared, file_name, data, uploaded_by, allow_duplicate, partial

@@ -164,7 +164,8 @@ def face_counts_text(counts: dict[str, int]) -> str:
 
 def queue(kind: str, params: dict) -> None:
     with friendly_writes():
-        job_id = jobs.enqueue(factory, kind, study_id, params, queued_by=st.session_state.get(WHO_KEY, ""))
+        job_id = jobs.enqueue(factory, kind, study_id, params,
+                              queued_by=st.session_state.get(WHO_KEY, ""), actor=role())
     st.session_state[QUEUED_KEY] = f"Queued job #{job_id}: {jobs.describe(kind, params)}."
 
 

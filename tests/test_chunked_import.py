@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Role
 from core.io.tabular import read_table
 from core.ratings.layouts import detect_mapping, prepare_ratings
 from core.ratings.scales import PRESETS
@@ -54,7 +55,8 @@ def import_file(sessions: sessionmaker[Session], study_id: int, path: Path) -> i
     with sessions() as session:
         index = stimulus_index(session, study_id)
     prepared = prepare_ratings(frame, detect_mapping(frame, index), index=index, scales=SAM)
-    result = import_batch_in_chunks(sessions, study_id, prepared, file_name=path.name, data=data)
+    result = import_batch_in_chunks(sessions, study_id, prepared, file_name=path.name, data=data,
+                                    actor=Role.OPERATOR)
     return result.batch_id
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from core.access import Role
 from core.workflows import jobs
 from core.workflows.worker import Worker, WorkerSettings
 from db import jobs as job_db
@@ -34,7 +35,7 @@ def test_a_queued_model_run_is_run_by_a_worker_with_progress(data_dir, sessions)
     register_tiny_model(sessions)
     study_id = make_image_study(sessions, 6)
     job_id = jobs.enqueue(sessions, "model_run", study_id, {"models": ["tiny"], "batch_size": 2},
-                          queued_by="ana")
+                          queued_by="ana", actor=Role.OPERATOR)
     assert job_row(sessions, job_id).state == "queued"
     assert Worker(sessions, FAST, name="w1").run_once() == job_id
     job = job_row(sessions, job_id)
@@ -48,7 +49,7 @@ def test_a_queued_model_run_is_run_by_a_worker_with_progress(data_dir, sessions)
 
 def test_claims_take_the_oldest_job_and_never_the_same_one_twice(data_dir, sessions):
     study_id = make_image_study(sessions, 1)
-    first, second = (jobs.enqueue(sessions, "face_stage", study_id, {}) for _ in range(2))
+    first, second = (jobs.enqueue(sessions, "face_stage", study_id, {}, actor=Role.OPERATOR) for _ in range(2))
     claims = [job_db.claim(sessions, f"w{i}", lease=LEASE, max_attempts=3) for i in range(3)]
     assert [claim.id if claim else None for claim in claims] == [first, second, None]
     assert claims[0].params == {"detector": "mtcnn", "rule": "largest"}
@@ -56,10 +57,10 @@ def test_claims_take_the_oldest_job_and_never_the_same_one_twice(data_dir, sessi
 
 def test_a_queued_job_cancelled_before_any_worker_sees_it_is_never_run(data_dir, sessions):
     study_id = make_image_study(sessions, 1)
-    job_id = jobs.enqueue(sessions, "face_stage", study_id, {})
+    job_id = jobs.enqueue(sessions, "face_stage", study_id, {}, actor=Role.OPERATOR)
     with sessions.begin() as session:
-        assert job_db.request_cancel(session, job_id) == "cancelled"
-        assert job_db.request_cancel(session, 999) is None
+        assert job_db.request_cancel(session, job_id, actor=Role.OPERATOR) == "cancelled"
+        assert job_db.request_cancel(session, 999, actor=Role.OPERATOR) is None
     assert Worker(sessions, FAST).run_once() is None
     assert job_row(sessions, job_id).worker is None
 
@@ -67,14 +68,14 @@ def test_a_queued_job_cancelled_before_any_worker_sees_it_is_never_run(data_dir,
 def test_cancelling_a_running_job_stops_it_between_batches_and_keeps_what_it_computed(data_dir, sessions):
     register_tiny_model(sessions)
     study_id = make_image_study(sessions, 120, size=256)
-    job_id = jobs.enqueue(sessions, "model_run", study_id, {"models": ["tiny"], "batch_size": 1})
+    job_id = jobs.enqueue(sessions, "model_run", study_id, {"models": ["tiny"], "batch_size": 1}, actor=Role.OPERATOR)
     worker = threading.Thread(target=Worker(sessions, FAST).run_once)
     worker.start()
     deadline = time.monotonic() + 60
     while predictions(sessions) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     with sessions.begin() as session:
-        assert job_db.request_cancel(session, job_id) == "running"
+        assert job_db.request_cancel(session, job_id, actor=Role.OPERATOR) == "running"
     worker.join(60)
     job = job_row(sessions, job_id)
     assert job.state == "cancelled"
@@ -84,7 +85,7 @@ def test_cancelling_a_running_job_stops_it_between_batches_and_keeps_what_it_com
 
 def test_a_job_whose_worker_went_silent_is_requeued_and_the_old_worker_cannot_touch_it(data_dir, sessions):
     study_id = make_image_study(sessions, 1)
-    job_id = jobs.enqueue(sessions, "face_stage", study_id, {})
+    job_id = jobs.enqueue(sessions, "face_stage", study_id, {}, actor=Role.OPERATOR)
     assert job_db.claim(sessions, "dead", lease=LEASE, max_attempts=3).id == job_id
     with sessions.begin() as session:  # its last heartbeat is older than the lease
         session.execute(update(Job).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
@@ -101,7 +102,7 @@ def test_a_job_whose_worker_went_silent_is_requeued_and_the_old_worker_cannot_to
 
 def test_a_job_that_keeps_losing_its_worker_fails_after_max_attempts(data_dir, sessions):
     study_id = make_image_study(sessions, 1)
-    job_id = jobs.enqueue(sessions, "face_stage", study_id, {})
+    job_id = jobs.enqueue(sessions, "face_stage", study_id, {}, actor=Role.OPERATOR)
     for attempt in (1, 2):
         assert job_db.claim(sessions, f"w{attempt}", lease=LEASE, max_attempts=2).attempts == attempt
         with sessions.begin() as session:
@@ -113,8 +114,8 @@ def test_a_job_that_keeps_losing_its_worker_fails_after_max_attempts(data_dir, s
 
 def test_a_failing_job_is_recorded_and_the_worker_goes_on(data_dir, sessions):
     study_id = make_image_study(sessions, 2)
-    bad = jobs.enqueue(sessions, "model_run", study_id, {"models": ["no-such-model"]})
-    good = jobs.enqueue(sessions, "face_stage", study_id, {"detector": "haar"})
+    bad = jobs.enqueue(sessions, "model_run", study_id, {"models": ["no-such-model"]}, actor=Role.OPERATOR)
+    good = jobs.enqueue(sessions, "face_stage", study_id, {"detector": "haar"}, actor=Role.OPERATOR)
     worker = Worker(sessions, FAST)
     assert (worker.run_once(), worker.run_once()) == (bad, good)
     assert job_row(sessions, bad).state == "failed" and "no-such-model" in job_row(sessions, bad).error
@@ -125,9 +126,9 @@ def test_a_failing_job_is_recorded_and_the_worker_goes_on(data_dir, sessions):
 def test_enqueue_refuses_unknown_kinds_and_empty_runs(data_dir, sessions):
     study_id = make_image_study(sessions, 1)
     with pytest.raises(ValueError, match="unknown job kind"):
-        jobs.enqueue(sessions, "train", study_id, {})
+        jobs.enqueue(sessions, "train", study_id, {}, actor=Role.OPERATOR)
     with pytest.raises(ValueError, match="at least one model"):
-        jobs.enqueue(sessions, "model_run", study_id, {"models": []})
+        jobs.enqueue(sessions, "model_run", study_id, {"models": []}, actor=Role.OPERATOR)
 
 
 def test_cli_queues_a_run_lists_it_and_a_worker_runs_it(db_url, sessions, capsys):
@@ -155,7 +156,7 @@ def test_a_report_export_job_writes_the_report_on_the_worker_host(data_dir, sess
         study_id = load_demo(session)
     out = tmp_path / "paper"
     job_id = jobs.enqueue(sessions, "report_export", study_id,
-                          {"out": str(out), "boot": 0, "figures": False})
+                          {"out": str(out), "boot": 0, "figures": False}, actor=Role.OPERATOR)
     Worker(sessions, FAST).run_once()
     job = job_row(sessions, job_id)
     assert (job.state, job.result["out"], job.result["warnings"]) == ("done", str(out), [])
@@ -166,7 +167,7 @@ def test_a_report_export_job_writes_the_report_on_the_worker_host(data_dir, sess
 def test_an_fp16_check_on_a_cpu_worker_fails_with_the_reason(data_dir, sessions):
     register_tiny_model(sessions)
     study_id = make_image_study(sessions, 2)
-    job_id = jobs.enqueue(sessions, "fp16_check", study_id, {"model": "tiny"})
+    job_id = jobs.enqueue(sessions, "fp16_check", study_id, {"model": "tiny"}, actor=Role.OPERATOR)
     Worker(sessions, FAST).run_once()
     job = job_row(sessions, job_id)
     assert job.state == "failed" and "DeviceError" in job.error and "CUDA" in job.error

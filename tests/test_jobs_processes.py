@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from core.access import Role
 from core.workflows import jobs
 from db.models import Job, Prediction, Rating, RatingBatch
 from tests.conftest import ROOT
@@ -114,7 +115,7 @@ def test_two_workers_on_one_queue_run_each_of_twenty_jobs_exactly_once(db_url, s
 def test_a_killed_worker_s_job_is_requeued_and_resumes_without_recomputing(db_url, sessions, tmp_path):
     register_tiny_model(sessions)
     study_id = make_image_study(sessions, 300, size=256)
-    job_id = jobs.enqueue(sessions, "model_run", study_id, {"models": ["tiny"], "batch_size": 1})
+    job_id = jobs.enqueue(sessions, "model_run", study_id, {"models": ["tiny"], "batch_size": 1}, actor=Role.OPERATOR)
     lease = ["--lease", "2", "--heartbeat", "0.3", "--poll", "0.1", "--device", "cpu"]
     first = core_process(db_url, "worker", "--name", "doomed", *lease, log=tmp_path / "a.log")
     wait_for(lambda: count(sessions, Prediction) >= 10)

@@ -21,10 +21,12 @@ from core.access.logins import LoginConfig, read_config
 from core.access.passwords import BadHash, hash_password, verify_password
 from core.io.images import blurred_thumbnail, thumbnail_jpeg
 from core.workflows import bundle, catalog, demo, face_stage, inference, predictions_import
+from core.workflows import jobs as job_workflow
 from core.workflows import stimuli as stimulus_workflow
 from db import faces, predictions, queries, ratings
+from db import jobs as job_db
 from db import stimuli as stimulus_db
-from db.models import FaceDetection, RatingBatch, Study
+from db.models import FaceDetection, Job, RatingBatch, Study
 from db.predictions import CacheKey, PredictionRow
 from tests.test_ratings_db import GOOD, prepared_from, store, study  # noqa: F401  (fixture)
 
@@ -91,6 +93,31 @@ def _import_batch(sessions, study_id, actor):
     prepared, data = prepared_batch(sessions, study_id)
     _in_session(sessions, lambda s: ratings.import_batch(s, study_id, prepared, file_name="r.csv", data=data, actor=actor))
     return lambda s: s.scalar(select(func.count()).select_from(RatingBatch)) == 1
+
+
+def _import_batch_in_chunks(sessions, study_id, actor):
+    prepared, data = prepared_batch(sessions, study_id)
+    ratings.import_batch_in_chunks(sessions, study_id, prepared, file_name="r.csv", data=data, actor=actor)
+    return lambda s: s.scalar(select(func.count()).select_from(RatingBatch)) == 1
+
+
+def _enqueue_job(sessions, study_id, actor):
+    _in_session(sessions, lambda s: job_db.enqueue(s, "face_stage", study_id, {}, actor=actor))
+    return lambda s: s.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def _enqueue_job_workflow(sessions, study_id, actor):
+    job_workflow.enqueue(sessions, "face_stage", study_id, {}, actor=actor)
+    return lambda s: s.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def queued_job(sessions, study_id: int) -> int:
+    return _in_session(sessions, lambda s: job_db.enqueue(s, "face_stage", study_id, {}, actor=Role.OPERATOR))
+
+
+def _request_cancel(sessions, study_id, actor, job_id):
+    _in_session(sessions, lambda s: job_db.request_cancel(s, job_id, actor=actor))
+    return lambda s: s.get(Job, job_id).state == "cancelled"
 
 
 def _set_excluded(sessions, study_id, actor, batch_id):
@@ -235,6 +262,10 @@ WRITE_PATHS: dict[str, tuple[Action, Callable]] = {
     "db.stimuli.upsert_attributes": (Action.UPLOAD_STIMULI, _upsert_attributes),
     "db.stimuli.set_intended": (Action.UPLOAD_STIMULI, _set_intended),
     "db.ratings.import_batch": (Action.UPLOAD_RATINGS, _import_batch),
+    "db.ratings.import_batch_in_chunks": (Action.UPLOAD_RATINGS, _import_batch_in_chunks),
+    "db.jobs.enqueue": (Action.RUN_MODELS, _enqueue_job),
+    "db.jobs.request_cancel": (Action.RUN_MODELS, _request_cancel),
+    "core.workflows.jobs.enqueue": (Action.RUN_MODELS, _enqueue_job_workflow),
     "db.ratings.set_excluded": (Action.EXCLUDE_BATCH, _set_excluded),
     "db.ratings.delete_batch": (Action.DELETE_BATCH, _delete_batch),
     "db.ratings.undo_delete": (Action.DELETE_BATCH, _undo_delete),
@@ -268,6 +299,7 @@ SETUPS: dict[str, Callable[[sessionmaker[Session], int], object]] = {
     "db.ratings.purge_deleted": deleted_batch,
     "db.predictions.delete_failed": failed_prediction,
     "db.faces.set_choice": detection,
+    "db.jobs.request_cancel": queued_job,
 }
 
 
@@ -334,7 +366,7 @@ def test_every_write_function_takes_the_actor_and_is_in_the_matrix() -> None:
     assert _guarded_functions() == tested
     unguarded = []
     for path in [*(ROOT / "db").glob("*.py"), *(ROOT / "core" / "workflows").glob("*.py")]:
-        if path.name in ("migrate.py", "engine.py"):
+        if path.name in ("migrate.py", "engine.py", "bulk.py"):  # bulk: a helper of guarded imports
             continue
         source = path.read_text()
         for node in ast.parse(source).body:

@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.workflows import jobs
 from core.workflows.worker import Worker, in_process_worker_enabled
+from core.access import Action
 from db import jobs as job_db
+from ui.chrome import can, role
 from ui.db_errors import friendly_writes
 from ui.text import plain
 
@@ -70,7 +72,7 @@ def _result_text(result: dict | None) -> str:
 
 def _cancel(factory: sessionmaker[Session], job_id: int) -> None:
     with friendly_writes(stop=False), factory.begin() as session:
-        job_db.request_cancel(session, job_id)
+        job_db.request_cancel(session, job_id, actor=role())
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -87,8 +89,9 @@ def jobs_panel(factory: sessionmaker[Session], study_id: int) -> None:
         who = f" · by {job.queued_by}" if job.queued_by else ""
         left.progress(share, text=plain(f"#{job.id} {jobs.describe(job.kind, job.params)}{who} — "
                                         f"{_progress_text(job)}"))
-        right.button("Cancel", key=f"cancel_job_{job.id}", disabled=bool(job.cancel_requested),
-                     on_click=_cancel, args=(factory, job.id))
+        if can(Action.RUN_MODELS):
+            right.button("Cancel", key=f"cancel_job_{job.id}", disabled=bool(job.cancel_requested),
+                         on_click=_cancel, args=(factory, job.id))
     st.dataframe(pd.DataFrame({
         "job": table["id"],
         "what": [jobs.describe(kind, params) for kind, params in zip(table["kind"], table["params"])],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.access import Role
 from core.cli import summary
 from core.models.devices import DEVICE_CHOICES
 from core.workflows import jobs
@@ -79,7 +80,7 @@ def run_jobs(args: argparse.Namespace) -> int:
 
 def run_cancel(args: argparse.Namespace) -> int:
     with _factory(args).begin() as session:
-        state = job_db.request_cancel(session, args.job)
+        state = job_db.request_cancel(session, args.job, actor=Role.OPERATOR)
     if state is None:
         print(f"error: no job {args.job}", file=sys.stderr)
         return 2

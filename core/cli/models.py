@@ -319,7 +319,8 @@ def _queue_run(factory: sessionmaker[Session], study_id: int, args: argparse.Nam
     params = {"models": args.model, "half": args.fp16, "batch_size": args.batch_size,
               "detector": args.detector, "rule": args.rule, "retry_failed": args.retry_failed,
               "aligned_crops": args.aligned_crops}
-    job_id = jobs.enqueue(factory, "model_run", study_id, params, queued_by="cli")
+    job_id = jobs.enqueue(factory, "model_run", study_id, params, queued_by="cli",
+                          actor=Role.OPERATOR)
     print(f"queued job {job_id}; a worker runs it (`python -m core worker`), "
           f"`python -m core jobs --study {args.study}` shows its progress")
     return 0

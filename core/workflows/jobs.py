@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Role
 from db import jobs as job_db
 from db.models import Study
 
@@ -40,9 +41,13 @@ class Outcome:
     result: dict[str, Any]
     error: str | None = None
 
+# The worker runs on the server: it acts for whoever queued the job, whose role was checked
+# when it was queued.
+WORKER_ROLE = Role.OPERATOR
+
 
 def enqueue(factory: sessionmaker[Session], kind: str, study_id: int, params: dict[str, Any],
-            queued_by: str = "") -> int:
+            queued_by: str = "", *, actor: Role) -> int:
     """Queue a job of ``kind`` (one of KINDS) with its parameters; returns the job id."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}: use one of {', '.join(KINDS)}")
@@ -50,7 +55,7 @@ def enqueue(factory: sessionmaker[Session], kind: str, study_id: int, params: di
     if kind == "model_run" and not params.get("models"):
         raise ValueError("a model run needs at least one model id")
     with factory.begin() as session:
-        return job_db.enqueue(session, kind, study_id, {**defaults, **params}, queued_by)
+        return job_db.enqueue(session, kind, study_id, {**defaults, **params}, queued_by, actor=actor)
 
 
 def run_job(factory: sessionmaker[Session], job: job_db.ClaimedJob, context: JobContext,
@@ -73,7 +78,7 @@ def _face_stage(factory, study_id: int, params: dict[str, Any], context: JobCont
     results = face_stage.ensure_faces(
         factory, [image.sha256 for image in images], detector=params["detector"],
         rule=params["rule"], precropped={image.sha256 for image in images if image.precropped},
-        progress=context.progress_for("faces"), device=device,
+        progress=context.progress_for("faces"), device=device, actor=WORKER_ROLE,
     )
     counts: dict[str, int] = {}
     for result in results.values():
@@ -98,6 +103,7 @@ def _model_run(factory, study_id: int, params: dict[str, Any], context: JobConte
         on_model=on_model,
         progress_for=lambda _model: context.progress_for(step["name"]),
         face_progress=context.progress_for("faces"), should_stop=context.should_stop,
+        actor=WORKER_ROLE,
     )
     result = {"reports": [report.summary() for report in reports]}
     errors = [report.summary() for report in reports if report.error]
@@ -113,7 +119,7 @@ def _fp16_check(factory, study_id: int, params: dict[str, Any], context: JobCont
 
     check = inference.check_half_precision(
         factory, study_id, params["model"], device=device, n=int(params.get("n", 16)),
-        detector=params["detector"], rule=params["rule"],
+        detector=params["detector"], rule=params["rule"], actor=WORKER_ROLE,
     )
     return Outcome("done", {"summary": f"{params['model']} fp16 vs fp32: {check.summary()}"})
 
