@@ -162,11 +162,11 @@ def _scoped(studies: list[Study], config: LoginConfig) -> list[Study]:
         return studies
     allowed_studies = [s for s in studies if s.name == scope]
     if not allowed_studies:
-        st.error(f"This login opens the study {plain(scope)!r}, which does not exist here.")
+        st.error(f"This login opens the study \"{plain(scope)}\", which does not exist here.")
         st.stop()
     asked = st.query_params.get(STUDY_PARAM)
     if asked not in (None, str(allowed_studies[0].id)):
-        st.error(f"This login opens the study {plain(scope)!r} only.")
+        st.error(f"This login opens the study \"{plain(scope)}\" only.")
         st.stop()
     return allowed_studies
 
