@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from core.access import Role
 from db.bulk import COPY_FROM_ROWS, insert_columns
 from db.models import Rating, RatingBatch, Stimulus
 from db.queries import get_or_create_study
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.backends
 @pytest.mark.parametrize("n", [3, COPY_FROM_ROWS + 7])
 def test_rows_round_trip_with_missing_values_and_odd_text(sessions, n):
     with sessions.begin() as session:
-        study = get_or_create_study(session, "bulk")
+        study = get_or_create_study(session, "bulk", actor=Role.OPERATOR)
         stimulus = Stimulus(study_id=study.id, path="a.png", sha256="a" * 64, media_type="image/png",
                             width=1, height=1, thumbnail=b"")
         batch = RatingBatch(study_id=study.id, file_name="r.csv", sha256="b" * 64, layout="long")

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Role
 from core.agreement import StudyData
 from core.agreement.bootstrap import Bootstrap
 from core.agreement.consensus import majority_codes
@@ -60,7 +61,7 @@ def retest_file(occasions: tuple[int, ...] = (1, 2), seed: int = 3) -> str:
 @pytest.fixture
 def study(sessions: sessionmaker[Session]) -> int:
     with sessions.begin() as session:
-        study_id = get_or_create_study(session, "retest").id
+        study_id = get_or_create_study(session, "retest", actor=Role.OPERATOR).id
         for f in range(N_FACES):
             session.add(Stimulus(study_id=study_id, path=f"face{f:02d}.png", sha256=f"{f:064x}",
                                  media_type="image/png", width=1, height=1, thumbnail=b""))
@@ -74,7 +75,8 @@ def import_text(sessions, study_id: int, text: str, repeats: str, name: str) -> 
         index = stimulus_index(session, study_id)
         prepared = prepare_ratings(frame, detect_mapping(frame, index), index=index, scales=SAM,
                                    repeats=repeats)
-        return import_batch(session, study_id, prepared, file_name=name, data=data).batch_id
+        return import_batch(session, study_id, prepared, file_name=name, data=data,
+                            actor=Role.OPERATOR).batch_id
 
 
 def analysed(sessions, study_id: int) -> pd.DataFrame:
