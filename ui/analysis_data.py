@@ -33,10 +33,14 @@ MAX_CACHED_CHARTS = 256
 
 @dataclass(frozen=True)
 class Filters:
-    """What the report is computed on; ``None`` means everything (shared across pages)."""
+    """What the report is computed on; ``None`` means everything or the default (shared across
+    pages). ``consensus_of``: representatives of the all-pipelines consensus model;
+    ``replication_gaps``: (attribute, group_a, group_b) findings of the replication table."""
 
     batch_ids: tuple[int, ...] | None = None
     model_ids: tuple[str, ...] | None = None
+    consensus_of: tuple[str, ...] | None = None
+    replication_gaps: tuple[tuple[str, str, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ def _build(
     return build_report(
         frames.ratings, predictions, frames.stimuli, frames.models,
         n_boot=settings.n_boot, seed=settings.seed, ties=settings.ties, unequal=settings.unequal,
+        consensus_of=None if filters.consensus_of is None else list(filters.consensus_of),
+        replication_gaps=None if filters.replication_gaps is None else list(filters.replication_gaps),
         progress=progress,
     )
 

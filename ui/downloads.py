@@ -249,8 +249,14 @@ class AnalysisContext:
         return data.chart_spec((*self.key, *choices), build)
 
 
-def analysis_context(factory: sessionmaker[Session], study_id: int, *, key: str) -> AnalysisContext:
-    """Sidebar filters and settings, then the (cached) report; stops with a hint without ratings."""
+def analysis_context(
+    factory: sessionmaker[Session], study_id: int, *, key: str,
+    page_filters: Callable[[StudyFrames, Filters, dict[str, str]], Filters] | None = None,
+) -> AnalysisContext:
+    """Sidebar filters and settings, then the (cached) report; stops with a hint without ratings.
+
+    ``page_filters(frames, filters, pipelines)`` adds a page's own sidebar choices (consensus
+    representatives, replication findings) to the shared filters before the report is computed."""
     batches = data.active_batches(factory, study_id)
     batch_ids = batch_filter(batches, key=f"{key}-batches")
     frames = data.study_frames(factory, study_id, Filters(batch_ids=batch_ids))
@@ -263,6 +269,8 @@ def analysis_context(factory: sessionmaker[Session], study_id: int, *, key: str)
     pipelines = dict(zip(frames.models["model_id"].astype(str), frames.models["pipeline"].astype(str)))
     model_ids = data.model_ids_with_predictions(frames)
     filters = Filters(batch_ids=batch_ids, model_ids=model_filter(model_ids, pipelines, key=f"{key}-models"))
+    if page_filters is not None:
+        filters = page_filters(frames, filters, pipelines)
     settings = settings_widgets(key=f"{key}-settings")
     key = data.report_key(factory, study_id, filters, settings)
     tables = data.report(factory, study_id, filters, settings, key)

@@ -5,8 +5,10 @@
         [--subgroups ATTR ...] [--no-figures] [--html]
 
 Writes DIR/tables/<table>.csv (one per ``core.agreement.report.TABLES`` entry), DIR/tables.xlsx,
-DIR/latex/<table>.tex, DIR/figures/<figure>.svg|.png and DIR/manifest.json (the parameters and
-library versions, so a number in a paper can be traced and reproduced); with --html also
+DIR/latex/<table>.tex, DIR/figures/<figure>.svg|.png, DIR/methods.md and DIR/methods.tex (the
+methods paragraph with the study's numbers; their citation keys are in DIR/references.bib) and
+DIR/manifest.json (the parameters and library versions, so a number in a paper can be traced
+and reproduced); with --html also
 DIR/report.html, one self-contained file with every table and figure that opens offline.
 """
 

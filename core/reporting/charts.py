@@ -569,3 +569,34 @@ def replication_forest(replication: pd.DataFrame, finding: str, dimension: str, 
                                           x2="ci_high:Q"),
                   base.mark_point(filled=True, size=70).encode(x="estimate:Q")),
         title=title, width=420, height=max(90, 30 * len(order)))
+
+
+RELIABILITY_TARGETS = (0.7, 0.8, 0.9)
+
+
+def spearman_brown_chart(planning: pd.DataFrame, targets: Sequence[float] = RELIABILITY_TARGETS,
+                         title: str = "Reliability of the mean of k raters") -> alt.LayerChart:
+    """Spearman-Brown reliability vs k (``rater_planning`` rows ``reliability_of_mean``), one line
+    per dimension and ICC form with its CI band, dashed rules at the ``targets``."""
+    _require(planning, ["dimension", "form", "quantity", "k", "estimate", "ci_low", "ci_high", "panel_size"],
+             "spearman_brown_chart")
+    rows = planning[planning["quantity"] == "reliability_of_mean"].copy()
+    if rows.empty:
+        raise ValueError("no reliability_of_mean rows in the rater planning table")
+    rows["series"] = rows["dimension"].astype(str) + " · " + rows["form"].astype(str)
+    data = rows[["series", "k", "estimate", "ci_low", "ci_high", "panel_size"]]
+    base = alt.Chart(inline(data)).encode(
+        x=alt.X("k:Q", title="raters averaged (k)", axis=alt.Axis(tickMinStep=1)),
+        color=alt.Color("series:N", title=None),
+    )
+    band = base.mark_area(opacity=0.15).encode(y="ci_low:Q", y2="ci_high:Q")
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("estimate:Q", title="reliability of the mean", scale=alt.Scale(domain=[0, 1])),
+        tooltip=[alt.Tooltip("series:N", title=""), alt.Tooltip("k:Q"), _tooltip_number("estimate", "reliability"),
+                 _tooltip_number("ci_low", "CI low"), _tooltip_number("ci_high", "CI high")],
+    )
+    rules = alt.Chart(inline(pd.DataFrame({"target": list(targets)}))).mark_rule(
+        color="#999999", strokeDash=[4, 3]).encode(y="target:Q", tooltip=[alt.Tooltip("target:Q")])
+    panel = alt.Chart(inline(pd.DataFrame({"k": [int(rows["panel_size"].max())]}))).mark_rule(
+        color=HUMAN_COLOR).encode(x="k:Q", tooltip=[alt.Tooltip("k:Q", title="panel size")])
+    return finished(alt.layer(band, line, rules, panel), title=title, width=480, height=280)

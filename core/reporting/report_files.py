@@ -1,5 +1,5 @@
 """The report folder: every table as CSV and one XLSX, the paper tables as LaTeX, the figures as
-SVG and PNG, the self-contained HTML file and the manifest (parameters, batches, models and
+SVG and PNG, the methods text with its bibliography, the self-contained HTML file and the manifest (parameters, batches, models and
 library versions, so a number in a paper can be traced and rerun). Pure: tables in, files out.
 """
 
@@ -71,6 +71,19 @@ def write_report(
     if figures:
         written += write_figures(tables, out / "figures", predictions)
     return written
+
+
+def write_methods(tables: dict[str, pd.DataFrame], out: Path, models: pd.DataFrame | None, *,
+                  n_boot: int, seed: int) -> list[Path]:
+    """``methods.md``, ``methods.tex`` and the ``references.bib`` they cite
+    (``core.reporting.methods``)."""
+    from core.reporting.methods import methods_text
+
+    text = methods_text(tables, models, n_boot=n_boot, seed=seed)
+    files = {"methods.md": text.markdown, "methods.tex": text.latex, "references.bib": text.bibtex}
+    for name, content in files.items():
+        (out / name).write_text(content, encoding="utf-8")
+    return [out / name for name in files]
 
 
 def _latex_rows(table: pd.DataFrame, filters: dict[str, object], columns: list[str]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.agreement.report import build_report
-from core.reporting.report_files import manifest, write_html, write_report
+from core.reporting.report_files import manifest, write_html, write_methods, write_report
 from db.analysis import load_predictions, load_ratings, load_stimuli
 from db.models import Study
 
@@ -76,6 +76,7 @@ def write_study_report(
     )
     out = Path(options.out)
     written = write_report(tables, out, figures=options.figures, predictions=predictions)
+    written += write_methods(tables, out, models, n_boot=options.boot, seed=options.seed)
     described = manifest(_parameters(options, study.id), ratings, predictions)
     (out / "manifest.json").write_text(json.dumps(described, indent=2), encoding="utf-8")
     if options.html:
