@@ -28,11 +28,24 @@ def insert_columns(session: Session, table: Table, columns: dict[str, list[Any]]
         dialect=connection.dialect, column_keys=list(columns),
         for_executemany=True,  # no RETURNING (PostgreSQL would add one for a single row)
     )
+    names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+    values = [_column_values(table, columns, name, n_rows) for name in names]
     if compiled.positional:
-        rows: list[Any] = list(zip(*(columns[name] for name in compiled.positiontup)))
+        rows: list[Any] = list(zip(*values))
     else:
-        rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+        rows = [dict(zip(names, row)) for row in zip(*values)]
     connection.exec_driver_sql(compiled.string, rows)
+
+
+def _column_values(table: Table, columns: dict[str, list[Any]], name: str, n_rows: int) -> list[Any]:
+    """The given values, or the column's scalar Python default (SQLAlchemy binds every column
+    that has one, e.g. ``rating.occurrence``) for callers that leave it out."""
+    if name in columns:
+        return columns[name]
+    default = table.c[name].default
+    if default is None or not default.is_scalar:
+        raise KeyError(f"no values for column {name!r} of {table.name}")
+    return [default.arg] * n_rows
 
 
 def _copy(connection, table: Table, columns: dict[str, list[Any]]) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.access import Role
 from core.io.storage import store_bytes
 from core.workflows import catalog
 from db.models import Stimulus, Study
@@ -41,5 +42,5 @@ def make_image_study(sessions: sessionmaker[Session], n: int, *, size: int = 48,
 def register_tiny_model(sessions: sessionmaker[Session], model_id: str = "tiny") -> str:
     """Register the tiny ONNX card model (random weights) in the database; returns its id."""
     with sessions.begin() as session:
-        catalog.register_card(session, card_text(model_id), onnx_bytes(TinyNet()))
+        catalog.register_card(session, card_text(model_id), onnx_bytes(TinyNet()), actor=Role.OPERATOR)
     return model_id

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from core.access import Role
 from core.workflows import jobs
-from db.models import Job, Prediction, Rating, RatingBatch
+from db.models import Job, Prediction, Rating, RatingBatch, utcnow, visible_batches
+from db.ratings import STALE_IMPORT
 from tests.conftest import ROOT
 from tests.job_helpers import make_image_study, register_tiny_model
 
@@ -94,7 +95,7 @@ def test_four_processes_importing_five_rounds_store_every_rating_exactly_once(db
 
 def test_two_workers_on_one_queue_run_each_of_twenty_jobs_exactly_once(db_url, sessions, tmp_path):
     study_id = make_image_study(sessions, 3)
-    job_ids = [jobs.enqueue(sessions, "face_stage", study_id, {"detector": "haar"}) for _ in range(20)]
+    job_ids = [jobs.enqueue(sessions, "face_stage", study_id, {"detector": "haar"}, actor=Role.OPERATOR) for _ in range(20)]
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     workers = [core_process(db_url, "worker", "--device", "cpu", "--poll", "0.05",
                             "--name", f"w{i}", log=log) for i, log in enumerate(logs)]
@@ -148,11 +149,14 @@ def test_an_import_killed_mid_transaction_leaves_nothing_and_can_be_redone(db_ur
     wait_for(lambda: _rating_insert_running(db_url, sessions), every=0.01)
     importer.send_signal(signal.SIGKILL)
     importer.wait(30)
-    assert count(sessions, Rating) == 0
-    assert count(sessions, RatingBatch) == 0
+    # Committed chunks of the killed import stay invisible (its batch never became active).
+    assert count(sessions, Rating, Rating.batch_id.in_(select(RatingBatch.id).where(visible_batches()))) == 0
+    assert count(sessions, RatingBatch, visible_batches()) == 0
+    with sessions.begin() as session:  # as if the 60 s after which a silent import is stale had passed
+        session.execute(update(RatingBatch).values(import_heartbeat=utcnow() - STALE_IMPORT * 2))
     redo = core_process(db_url, "import-ratings", "--study", "shared", str(source), *SCALES)
     assert redo.wait(300) == 0
-    assert count(sessions, Rating) == 60_000
+    assert count(sessions, Rating) == 60_000  # the half batch was removed
     assert count(sessions, RatingBatch) == 1
 
 
