@@ -105,7 +105,7 @@ def test_a_writer_waits_little_while_100k_ratings_import(sessions, db_url, tmp_p
     while importer.poll() is None:
         started = time.perf_counter()
         with sessions.begin() as session:
-            set_excluded(session, toggled.id, len(waits) % 2 == 0)
+            set_excluded(session, toggled.id, len(waits) % 2 == 0, actor=Role.OPERATOR)
         waits.append(time.perf_counter() - started)
         saw_half_import += rows_in(sessions, IMPORTING) > 0
         time.sleep(0.02)

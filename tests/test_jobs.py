@@ -153,7 +153,7 @@ def test_a_report_export_job_writes_the_report_on_the_worker_host(data_dir, sess
     from core.workflows.demo import load_demo
 
     with sessions.begin() as session:
-        study_id = load_demo(session)
+        study_id = load_demo(session, actor=Role.OPERATOR)
     out = tmp_path / "paper"
     job_id = jobs.enqueue(sessions, "report_export", study_id,
                           {"out": str(out), "boot": 0, "figures": False}, actor=Role.OPERATOR)

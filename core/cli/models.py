@@ -333,7 +333,7 @@ def run_check_fp16(args: argparse.Namespace) -> int:
     try:
         check = inference.check_half_precision(
             factory, study_id, args.model, device=args.device, n=args.n,
-            detector=args.detector, rule=args.rule,
+            detector=args.detector, rule=args.rule, actor=Role.OPERATOR,
         )
     except (DeviceError, checkpoints.CheckpointError, inference.RunError, LookupError) as error:
         return _error(error)
