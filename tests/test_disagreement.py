@@ -188,3 +188,14 @@ def test_filters_and_bad_arguments(synthetic) -> None:
         disagreement_table(consensus, predictions, models, by="nonsense")
     with pytest.raises(ValueError, match="across must be"):
         disagreement_table(consensus, predictions, models, by="valence_sd", across="raters")
+
+
+def test_a_pipeline_with_tied_labels_gives_no_label() -> None:
+    consensus, predictions, _ = study(n_stimuli=6, n_models=2, missing_share=0.0)
+    models = pd.DataFrame({"model_id": ["model_0", "model_1"], "pipeline": ["A", "A"]})
+    tied = predictions.assign(label=np.where(predictions["model_id"] == "model_0", "anger", "fear"))
+    table = disagreement_table(consensus, tied, models, by="distinct_label_share", across="pipelines")
+    assert (table["n_members"] == 1).all() and (table["n_labelled"] == 0).all()
+    agreed = predictions.assign(label="fear")
+    table = disagreement_table(consensus, agreed, models, by="distinct_label_share", across="pipelines")
+    assert (table["n_labelled"] == 1).all() and table["distinct_label_share"].isna().all()

@@ -87,7 +87,7 @@ def side_by_side(ranking: pd.DataFrame, consensus: pd.DataFrame, predictions: pd
     wide = stimuli.merge(consensus[HUMAN_COLUMNS], on="stimulus_id", how="left")
     outputs = predictions[predictions["stimulus_id"].isin(stimuli["stimulus_id"])]
     if "model_id" in ranking:
-        outputs = outputs[outputs["model_id"].isin(ranking["model_id"])]
+        outputs = outputs[outputs["model_id"].isin(ranking["model_id"].unique())]
     for model_id, rows in sorted(outputs.groupby("model_id"), key=lambda item: str(item[0])):
         own = rows.drop_duplicates("stimulus_id").set_index("stimulus_id")
         label_p = _probability_of_label(own)
@@ -137,11 +137,8 @@ def _model_human(consensus: pd.DataFrame, outputs: pd.DataFrame, by: str) -> pd.
 
 
 def _model_model(consensus: pd.DataFrame, members: pd.DataFrame, by: str) -> pd.DataFrame:
-    spreads = []
-    for stimulus_id, rows in members.groupby("stimulus_id", sort=True):
-        spreads.append({"stimulus_id": stimulus_id, **_spread(rows)})
     columns = ["stimulus_id", "n_members", "n_labelled", "n_distinct_labels", *MODEL_MODEL_METRICS]
-    table = pd.DataFrame(spreads, columns=columns)
+    table = _spreads(members)[columns]
     human = consensus[["stimulus_id", "stimulus", "majority_label", "intended_emotion"]]
     table = human.merge(table, on="stimulus_id", how="inner").rename(columns={"majority_label": "human_majority"})
     table["stimulus_disagreement"] = table[by].astype(float)
@@ -149,35 +146,64 @@ def _model_model(consensus: pd.DataFrame, members: pd.DataFrame, by: str) -> pd.
     return _ranked(table)[order + columns[1:]]
 
 
-def _spread(rows: pd.DataFrame) -> dict[str, float]:
-    """Spread of one stimulus' members (models or pipelines)."""
-    labels = rows["label"].dropna()
-    probabilities = rows[PROBABILITIES].to_numpy(float)
-    probabilities = np.nan_to_num(probabilities[np.isfinite(probabilities).any(axis=1)])
-    pairs = list(combinations(range(len(probabilities)), 2))
-    divergences = jensen_shannon(probabilities[[a for a, _ in pairs]], probabilities[[b for _, b in pairs]]) if pairs else []
-    return {
-        "n_members": len(rows), "n_labelled": len(labels), "n_distinct_labels": labels.nunique(),
-        "valence_sd": rows["valence"].std(ddof=1), "arousal_sd": rows["arousal"].std(ddof=1),
-        "distinct_label_share": labels.nunique() / len(labels) if len(labels) > 1 else np.nan,
-        "mean_pairwise_jsd": float(np.mean(divergences)) if pairs else np.nan,
-    }
+def _spreads(members: pd.DataFrame) -> pd.DataFrame:
+    """Spread of each stimulus' members (models or pipelines), on stimuli x members arrays."""
+    stimulus_ids, rows = np.unique(members["stimulus_id"].to_numpy(), return_inverse=True)
+    _, columns = np.unique(members["member"].astype(str).to_numpy(), return_inverse=True)
+    shape = (len(stimulus_ids), columns.max(initial=-1) + 1)
+    frame = pd.DataFrame({"stimulus_id": stimulus_ids, "n_members": np.bincount(rows, minlength=shape[0])})
+    for dimension in DIMENSIONS:
+        values = np.full(shape, np.nan)
+        values[rows, columns] = members[dimension].to_numpy(float)
+        frame[f"{dimension}_sd"] = _sd(values)
+    codes = pd.Index(LABELS).get_indexer(members["label"].astype(object))
+    votes = np.zeros((shape[0], len(LABELS)), int)
+    np.add.at(votes, (rows[codes >= 0], codes[codes >= 0]), 1)
+    frame["n_labelled"] = votes.sum(axis=1)
+    frame["n_distinct_labels"] = (votes > 0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["distinct_label_share"] = np.where(
+            frame["n_labelled"] > 1, frame["n_distinct_labels"] / frame["n_labelled"], np.nan)
+    probabilities = np.full((*shape, len(LABELS)), np.nan)
+    probabilities[rows, columns] = members[PROBABILITIES].to_numpy(float)
+    frame["mean_pairwise_jsd"] = _mean_pairwise_jsd(probabilities)
+    return frame
+
+
+def _sd(values: np.ndarray) -> np.ndarray:
+    """SD (ddof=1) of each row's finite values; NaN with fewer than two."""
+    n = np.isfinite(values).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centred = values - np.nansum(values, axis=1, keepdims=True) / n[:, None]
+        return np.where(n > 1, np.sqrt(np.nansum(centred**2, axis=1) / (n - 1)), np.nan)
+
+
+def _mean_pairwise_jsd(probabilities: np.ndarray) -> np.ndarray:
+    """Mean JSD over pairs of members with probabilities (missing labels as 0); NaN under two."""
+    given = np.isfinite(probabilities).any(axis=-1)
+    filled = np.nan_to_num(probabilities)
+    total = np.zeros(len(probabilities))
+    pairs = np.zeros(len(probabilities))
+    for a, b in combinations(range(probabilities.shape[1]), 2):
+        both = given[:, a] & given[:, b]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            divergence = jensen_shannon(filled[:, a], filled[:, b])
+        total += np.where(both, divergence, 0.0)
+        pairs += both
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, total / pairs, np.nan)
 
 
 def _pipeline_means(outputs: pd.DataFrame) -> pd.DataFrame:
     """One member per stimulus and pipeline: mean V/A and probabilities of its models, and the
     most common label of its models (none on a tie: ties are never broken by label order)."""
-    grouped = outputs.groupby(["stimulus_id", "pipeline"], sort=True)
-    means = grouped[["valence", "arousal", *PROBABILITIES]].mean()
-    means["label"] = grouped["label"].agg(_untied_mode)
+    keys = ["stimulus_id", "pipeline"]
+    means = outputs.groupby(keys, sort=True)[["valence", "arousal", *PROBABILITIES]].mean()
+    counts = outputs.dropna(subset=["label"]).groupby([*keys, "label"]).size().rename("n").reset_index()
+    top = counts[counts["n"] == counts.groupby(keys)["n"].transform("max")]
+    untied = top[top.groupby(keys)["n"].transform("size") == 1]
+    means["label"] = untied.set_index(keys)["label"].reindex(means.index).astype(object)
     return means.reset_index().rename(columns={"pipeline": "member"})
-
-
-def _untied_mode(labels: pd.Series) -> str | None:
-    counts = labels.dropna().value_counts()
-    if counts.empty or (len(counts) > 1 and counts.iloc[0] == counts.iloc[1]):
-        return None
-    return str(counts.index[0])
 
 
 def _divergence_to_votes(rows: pd.DataFrame) -> np.ndarray:
