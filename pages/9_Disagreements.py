@@ -20,6 +20,7 @@ from db import stimuli as stimulus_db
 from ui.analysis_data import db_key
 from ui.chrome import page_setup, role
 from ui.downloads import analysis_context, no_models_message, table_downloads
+from ui.text import plain
 
 KINDS = {"human": "Models vs humans", "models": "Models with each other"}
 METRICS = {
@@ -34,11 +35,13 @@ METRICS = {
     "distinct_label_share": "share of distinct labels",
     "mean_pairwise_jsd": "mean pairwise JSD of label probabilities",
 }
+ACROSS_NAMES = {"models": "models", "pipelines": "pipelines (mean of their models)"}
 EMOTION_SOURCES = {"majority_label": "human majority", "intended_emotion": "intended emotion"}
 ALL_MODELS = "__all__"
 NO_ATTRIBUTE = "__none__"
 DEFAULT_SHOWN = 20
 MAX_SHOWN = 100
+GRID_COLUMNS = 6
 MAX_CACHED = 32
 
 
@@ -120,10 +123,21 @@ def output_text(row: pd.Series, model_id: str) -> str:
     return " · ".join(parts) or "—"
 
 
-def display(wide: pd.DataFrame, model_ids: list[str], urls: dict[int, str]) -> pd.DataFrame:
+def gallery(top: pd.DataFrame, urls: dict[int, str]) -> None:
+    """The top stimuli's thumbnails in rank order, captioned with rank and disagreement."""
+    rows = list(top.itertuples(index=False))
+    for start in range(0, len(rows), GRID_COLUMNS):
+        for column, row in zip(st.columns(GRID_COLUMNS), rows[start : start + GRID_COLUMNS]):
+            score = "—" if pd.isna(row.stimulus_disagreement) else f"{row.stimulus_disagreement:.3f}"
+            if int(row.stimulus_id) in urls:
+                column.image(urls[int(row.stimulus_id)], width="stretch")
+            column.caption(f"#{row.rank:d} {plain(row.stimulus)} · {plain(score)}")
+
+
+def display(wide: pd.DataFrame, model_ids: list[str]) -> pd.DataFrame:
     """The top rows as read on screen: one text cell per model; raw numbers stay in the downloads."""
     rows = wide.apply(lambda row: {
-        "thumbnail": urls.get(int(row["stimulus_id"])), "rank": row["rank"], "stimulus": row["stimulus"],
+        "rank": row["rank"], "stimulus": row["stimulus"],
         "disagreement": row["stimulus_disagreement"], "human majority": row["majority_label"],
         "intended": row["intended_emotion"], "human votes": vote_text(row),
         "valence (mean ± SD)": mean_sd_text(row, "valence"), "arousal (mean ± SD)": mean_sd_text(row, "arousal"),
@@ -161,10 +175,11 @@ if kind == "human":
         predictions = predictions[predictions["model_id"] == model]
 else:
     model = ALL_MODELS
-    across = member_col.radio("Spread across", ACROSS, horizontal=True, key="disagreements-across")
+    across = member_col.radio("Spread across", ACROSS, format_func=ACROSS_NAMES.get, horizontal=True,
+                              key="disagreements-across")
     members = {context.pipelines.get(m, "unknown") for m in model_ids} if across == "pipelines" else model_ids
     if len(members) < 2:
-        st.info(f"Disagreement across {across} needs outputs of at least two {across}: the selected "
+        st.info(f"Disagreement across {plain(across)} needs outputs of at least two {plain(across)}: the selected "
                 f"models have {len(members)}, so every spread is undefined (shown empty).")
 consensus, stimulus_choices = choose_stimuli(context.tables["consensus"], context.frames.stimuli)
 models = pd.DataFrame({"model_id": model_ids, "pipeline": [context.pipelines.get(m, "unknown") for m in model_ids]})
@@ -184,11 +199,9 @@ st.caption(
     + f"; the top {len(top):,} shown. Model cells: label and its probability · valence and arousal."
     + ("" if faces else " Face images are hidden from reviewers in this study: blurred thumbnails only.")
 )
-st.dataframe(
-    display(top, shown_models, urls), hide_index=True, width="stretch", row_height=64,
-    column_config={"thumbnail": st.column_config.ImageColumn("thumbnail", width="small"),
-                   "disagreement": st.column_config.NumberColumn(format="%.3f")},
-)
+gallery(top, urls)
+st.dataframe(display(top, shown_models), hide_index=True, width="stretch",
+             column_config={"disagreement": st.column_config.NumberColumn(format="%.3f")})
 table_downloads(wide, "disagreements_side_by_side", key="disagreements-wide",
                 caption="Stimuli ranked by disagreement: human consensus and every model's output side by side.")
 table_downloads(ranking, f"disagreements_{by}", key="disagreements-long",
