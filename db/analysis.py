@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from core.ratings.labels import CANONICAL
@@ -46,7 +46,7 @@ def load_ratings(
     )
     if batch_ids is not None:
         query = query.where(RatingBatch.id.in_(list(batch_ids)))
-    frame = pd.DataFrame(session.execute(query).all(), columns=RATING_COLUMNS)
+    frame = pd.DataFrame(_driver_rows(session, query), columns=RATING_COLUMNS)
     policies = {
         batch_id: policy_of(mapping) for batch_id, mapping in session.execute(
             select(RatingBatch.id, RatingBatch.mapping).where(RatingBatch.study_id == study_id)
@@ -87,11 +87,12 @@ def load_predictions(
     session: Session, study_id: int, model_ids: Iterable[str] | None = None
 ) -> pd.DataFrame:
     """The newest successful prediction per (stimulus, model) for the study's stimuli."""
+    # Probabilities come out of the JSON column in SQL, so the rows need no Python-side parsing.
     query = (
         select(
             Stimulus.path, Stimulus.id, Prediction.model_id, Prediction.label,
-            Prediction.valence, Prediction.arousal, Prediction.probs, Prediction.created_at,
-            Prediction.id,
+            Prediction.valence, Prediction.arousal,
+            *(Prediction.probs[name].as_float() for name in CANONICAL),
         )
         .join(Stimulus, Stimulus.sha256 == Prediction.stimulus_sha256)
         .where(Stimulus.study_id == study_id, Prediction.status == "ok", visible_in(study_id))
@@ -99,14 +100,25 @@ def load_predictions(
     )
     if model_ids is not None:
         query = query.where(Prediction.model_id.in_(list(model_ids)))
-    rows = session.execute(query).all()
-    records = {}
-    for path, stimulus_id, model_id, label, valence, arousal, probs, _, _ in rows:
-        probs = probs or {}
-        records[(stimulus_id, model_id)] = {
-            "stimulus": path, "stimulus_id": stimulus_id, "model_id": model_id, "label": label,
-            "valence": valence, "arousal": arousal,
-            **{f"p_{name}": probs.get(name, float("nan")) for name in CANONICAL},
-        }
-    frame = pd.DataFrame(list(records.values()), columns=PREDICTION_COLUMNS)
-    return frame.astype({c: float for c in PREDICTION_COLUMNS[4:]})
+    frame = pd.DataFrame(_driver_rows(session, query), columns=PREDICTION_COLUMNS)
+    return _newest_per_pair(frame).astype({c: float for c in PREDICTION_COLUMNS[4:]})
+
+
+def _driver_rows(session: Session, query: Select) -> list[tuple]:
+    """Rows of ``query`` straight from the DBAPI cursor: SQLAlchemy's per-row result handling
+    took five times the query's own time on a FER+-size study (300k predictions). Only for
+    queries whose columns need no result processing (numbers, text)."""
+    result = session.connection().execute(query)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
+
+
+def _newest_per_pair(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (stimulus, model): the values of the newest (last) row, in the order the pairs
+    first appear."""
+    keys = ["stimulus_id", "model_id"]
+    newest = frame.drop_duplicates(keys, keep="last").set_index(keys)
+    first_seen = pd.MultiIndex.from_frame(frame[keys].drop_duplicates(keep="first"))
+    return newest.reindex(first_seen).reset_index()[PREDICTION_COLUMNS]

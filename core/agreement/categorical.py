@@ -34,6 +34,15 @@ def one_hot(codes: np.ndarray, n_labels: int) -> np.ndarray:
     return (codes[..., None] == np.arange(n_labels)).astype(np.float64)
 
 
+def code_counts(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """(units, n_codes) count of each code per column of a raters x units code matrix (-1 =
+    missing): ``one_hot(codes.T, n_codes).sum(axis=1)`` without the raters x units x codes array."""
+    rater_idx, unit_idx = np.nonzero(codes >= 0)
+    cells = unit_idx * n_codes + codes[rater_idx, unit_idx]
+    counts = np.bincount(cells, minlength=codes.shape[1] * n_codes)
+    return counts.reshape(codes.shape[1], n_codes).astype(np.float64)
+
+
 def confusion_contributions(
     truth: np.ndarray, predicted: np.ndarray, n_labels: int, valid: np.ndarray | None = None
 ) -> np.ndarray:

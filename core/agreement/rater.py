@@ -153,6 +153,7 @@ def panel_reliability(data: StudyData, boot: Bootstrap) -> pd.DataFrame:
     ci_low, ci_high, n, ci_method (ICC panels: F distribution; alpha and every change: bootstrap).
     """
     rows = []
+    humans_only: dict[tuple, tuple] = {}  # the humans panel repeats for models covering the same stimuli
     for m in range(data.n_models):
         info = {"model_id": data.model_ids[m], "model_name": data.model_names[m],
                 "pipeline": data.pipelines[m]}
@@ -165,38 +166,48 @@ def panel_reliability(data: StudyData, boot: Bootstrap) -> pd.DataFrame:
             covered = np.isfinite(model)
             with_model = np.vstack([humans, model[None]])
             level = "nominal" if dimension == "emotion" else "interval"
-            rows += _alpha_rows(info, dimension, level, humans, with_model, covered, boot)
+            rows += _alpha_rows(info, dimension, level, humans, with_model, covered, boot, humans_only)
             if dimension != "emotion":
-                rows += _icc_rows(info, dimension, humans, with_model, covered, boot)
+                rows += _icc_rows(info, dimension, humans, with_model, covered, boot, humans_only)
     return pd.DataFrame(rows)
 
 
-def _alpha_rows(info, dimension, level, humans, with_model, covered, boot) -> list[dict]:
-    base = alpha_replicates(humans, level, boot, mask=covered)
+def _alpha_rows(info, dimension, level, humans, with_model, covered, boot, humans_only) -> list[dict]:
+    key = ("alpha", dimension, covered.tobytes())
+    if key not in humans_only:
+        humans_only[key] = alpha_replicates(humans, level, boot, mask=covered)
+    base = humans_only[key]
     joined = alpha_replicates(with_model, level, boot, mask=covered)
     return _panel_rows(info, dimension, "krippendorff_alpha", level, base[:3], joined[:3], boot,
                        boot.ci_method)
 
 
-def _icc_rows(info, dimension, humans, with_model, covered, boot) -> list[dict]:
+def _icc_rows(info, dimension, humans, with_model, covered, boot, humans_only) -> list[dict]:
     keep = covered & np.isfinite(with_model).all(axis=0)
     if keep.sum() < 2:
         nan = (np.nan, np.full(boot.n_boot, np.nan), int(keep.sum()))
         return _panel_rows(info, dimension, "icc", icc_label(ICC_PANEL_FORM), nan, nan, boot, "")
-    results = []
-    for panel in (humans, with_model):
-        block = np.where(keep, panel, 0.0).T
-        contributions = icc_contributions(block[keep])
-        full = np.zeros((len(keep), contributions.shape[1]))
-        full[keep] = contributions
-        point, reps = boot.evaluate(full, lambda s: icc_values(icc_mean_squares(s, panel.shape[0]))[..., 1])
-        results.append((point, reps, int(keep.sum()), icc_matrix(block[keep])))
+    key = ("icc", dimension, keep.tobytes())
+    if key not in humans_only:
+        humans_only[key] = _panel_icc(humans, keep, boot)
+    results = [humans_only[key], _panel_icc(with_model, keep, boot)]
     rows = _panel_rows(info, dimension, "icc", icc_label(ICC_PANEL_FORM), results[0][:3],
                        results[1][:3], boot, "F distribution (exact)")
     for row, (_, _, _, table) in zip(rows[:2], results):
         exact = table.set_index("form").loc[ICC_PANEL_FORM]
         row["ci_low"], row["ci_high"] = float(exact["ci_low"]), float(exact["ci_high"])
     return rows
+
+
+def _panel_icc(panel: np.ndarray, keep: np.ndarray, boot: Bootstrap) -> tuple:
+    """ICC(A,1) of a raters x stimuli panel on the ``keep`` stimuli: point, replicates, n, and
+    the exact table (F-distribution CIs)."""
+    block = panel.T[keep]
+    contributions = icc_contributions(block)
+    full = np.zeros((len(keep), contributions.shape[1]))
+    full[keep] = contributions
+    point, reps = boot.evaluate(full, lambda s: icc_values(icc_mean_squares(s, panel.shape[0]))[..., 1])
+    return point, reps, int(keep.sum()), icc_matrix(block)
 
 
 def _panel_rows(info, dimension, metric, form, base, joined, boot, panel_ci) -> list[dict]:

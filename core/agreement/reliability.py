@@ -25,6 +25,7 @@ from core.agreement.bootstrap import Bootstrap
 from core.agreement.categorical import (
     agreement_contributions,
     agreement_statistics,
+    code_counts,
     fleiss_contributions,
     fleiss_statistics,
     one_hot,
@@ -162,7 +163,7 @@ def _nominal_alpha(matrix: np.ndarray):
     values, codes = np.unique(matrix[np.isfinite(matrix)], return_inverse=True)
     coded = np.full(matrix.shape, -1)
     coded[np.isfinite(matrix)] = codes
-    counts = one_hot(coded.T, len(values)).sum(axis=1)  # units x values
+    counts = code_counts(coded, len(values))  # units x values
     m = counts.sum(axis=1)
     ok = m >= 2
     disagreeing = np.where(ok, (m * m - (counts**2).sum(axis=1)) / np.where(ok, m - 1, 1), 0.0)
@@ -200,7 +201,7 @@ def _coincidence_alpha(matrix: np.ndarray, level: str):
     values, codes = np.unique(matrix[np.isfinite(matrix)], return_inverse=True)
     coded = np.full(matrix.shape, -1)
     coded[np.isfinite(matrix)] = codes
-    counts = one_hot(coded.T, len(values)).sum(axis=1)
+    counts = code_counts(coded, len(values))
     m = counts.sum(axis=1)
     ok = m >= 2
     pairs = counts[:, :, None] * counts[:, None, :] - np.eye(len(values)) * counts[:, :, None]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from core.agreement.report import TABLES
 
+XLSX_MAX_ROWS = 10_000  # longer tables go to CSV only
 LIBRARIES = ("numpy", "pandas", "scipy", "scikit-learn", "pingouin", "krippendorff")
 
 # LaTeX table name -> (source table, row filter, columns, caption).
@@ -59,7 +60,7 @@ def write_report(
         path.write_bytes(exports.to_csv_bytes(table))
         written.append(path)
     xlsx = out / "tables.xlsx"
-    xlsx.write_bytes(exports.to_xlsx_bytes({k: v for k, v in tables.items() if len(v.columns)}))
+    xlsx.write_bytes(exports.to_xlsx_bytes(_xlsx_sheets(tables)))
     written.append(xlsx)
     for name, (source, filters, columns, caption) in LATEX_TABLES.items():
         table = _latex_rows(tables.get(source, pd.DataFrame()), filters, columns)
@@ -84,6 +85,18 @@ def write_methods(tables: dict[str, pd.DataFrame], out: Path, models: pd.DataFra
     for name, content in files.items():
         (out / name).write_text(content, encoding="utf-8")
     return [out / name for name in files]
+
+
+def _xlsx_sheets(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The tables for the workbook; longer ones (per-stimulus tables of big studies: openpyxl
+    took a minute for FER+'s 35,708 rows) are left to their CSV, as the ``csv_only`` sheet says."""
+    sheets = {k: v for k, v in tables.items() if len(v.columns) and len(v) <= XLSX_MAX_ROWS}
+    left_out = [k for k, v in tables.items() if len(v) > XLSX_MAX_ROWS]
+    if left_out:
+        sheets["csv_only"] = pd.DataFrame({
+            "table": left_out, "rows": [len(tables[k]) for k in left_out],
+            "note": [f"over {XLSX_MAX_ROWS:,} rows: see tables/{k}.csv" for k in left_out]})
+    return sheets
 
 
 def _latex_rows(table: pd.DataFrame, filters: dict[str, object], columns: list[str]) -> pd.DataFrame:
