@@ -311,3 +311,21 @@ def test_ceiling_band_is_the_raters_median_and_iqr():
     band = charts.ceiling_band(ceiling, "valence", "ccc")
     assert (band["estimate"], band["ci_low"], band["ci_high"]) == (0.7, 0.6, 0.8)
     assert charts.ceiling_band(ceiling, "arousal", "ccc") is None
+
+
+def test_every_report_figure_is_valid_vega_lite(sessions) -> None:
+    """Exports skip Altair's schema validation (exports.chart_spec); this is where it happens."""
+    from core.agreement.report import build_report
+    from core.reporting.html_report import report_figures
+    from core.workflows.catalog import describe_models
+    from core.workflows.demo import load_demo
+    from db.analysis import load_predictions, load_ratings, load_stimuli
+
+    with sessions.begin() as session:
+        study_id = load_demo(session)
+        ratings, stimuli = load_ratings(session, study_id), load_stimuli(session, study_id)
+        predictions, models = load_predictions(session, study_id), describe_models(session)
+    figures = report_figures(build_report(ratings, predictions, stimuli, models, n_boot=0), predictions)
+    assert {figure.section for figure in figures} >= {"Agreement", "Confusion", "Circumplex", "Model diversity"}
+    for figure in figures:
+        figure.chart.to_dict(validate=True)

@@ -143,7 +143,7 @@ def chart_downloads(chart: exports.ChartLike, name: str, *, key: str) -> None:
 
 def show_chart(chart: exports.ChartLike, name: str, *, key: str) -> None:
     """Render a chart (or its cached Vega-Lite spec) with SVG/PNG downloads below it."""
-    spec = chart if isinstance(chart, dict) else chart.to_dict()
+    spec = exports.chart_spec(chart)
     st.vega_lite_chart(spec=spec, width="content", key=f"{key}-chart")
     chart_downloads(spec, name, key=key)
 
