@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.ratings.labels import CANONICAL
-from core.ratings.stimulus_keys import KEY_MODES, stimulus_key
+from core.ratings.stimulus_keys import KEY_MODES, KeySuggestion, stimulus_key, suggest_key_mode
 from db.models import Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute, Study
 
 NO_INTENDED = "(none)"  # filter value for stimuli without an intended emotion
@@ -99,6 +99,15 @@ def set_key_mode(session: Session, study_id: int, mode: str, case_insensitive: b
         raise AmbiguousKeyError(conflicts, mode)
     study = get_study(session, study_id)
     study.stimulus_key, study.key_case_insensitive = mode, case_insensitive
+
+
+def key_mode_suggestion(
+    session: Session, study_id: int, ids: Iterable[str], unknown: Iterable[str]
+) -> KeySuggestion | None:
+    """A key mode under which every id of a rating file names one of the study's stimuli."""
+    study = get_study(session, study_id)
+    paths = [path for _, path, _ in stimulus_rows(session, study_id)]
+    return suggest_key_mode(paths, ids, unknown, study.stimulus_key, study.key_case_insensitive)
 
 
 def search_stimuli(
