@@ -19,7 +19,6 @@ from core.agreement import TIE_POLICIES
 from core.agreement.reliability import UNEQUAL_RATER_POLICIES
 from core.agreement.report import TABLES
 from core.reporting import exports
-from core.reporting.charts import model_label
 from sqlalchemy.orm import Session, sessionmaker
 
 from ui import analysis_data as data
@@ -108,7 +107,7 @@ def table_downloads(table: pd.DataFrame, name: str, *, caption: str, key: str) -
     """CSV, XLSX and LaTeX download buttons for one table; each names the batches it holds
     (file name, a ``contents`` sheet, a LaTeX comment)."""
     stem = _stem(name)
-    csv, xlsx, tex = st.columns(3)
+    csv, xlsx, tex, tex_full = st.columns(4)
     csv.download_button(
         "CSV", lambda: exports.to_csv_bytes(table), file_name=f"{stem}.csv", mime=CSV_MIME,
         key=f"{key}-csv", on_click="ignore", icon=":material/download:",
@@ -118,8 +117,13 @@ def table_downloads(table: pd.DataFrame, name: str, *, caption: str, key: str) -
         mime=XLSX_MIME, key=f"{key}-xlsx", on_click="ignore", icon=":material/download:",
     )
     tex.download_button(
-        "LaTeX", lambda: _latex(table, caption, name),
+        "LaTeX", lambda: _latex(exports.compact_table(table), caption, name),
         file_name=f"{stem}.tex", mime=TEX_MIME, key=f"{key}-tex", on_click="ignore",
+        icon=":material/download:", help="Paper table: model, estimate [95% CI], n",
+    )
+    tex_full.download_button(
+        "LaTeX (all columns)", lambda: _latex(table, caption, name),
+        file_name=f"{stem}_full.tex", mime=TEX_MIME, key=f"{key}-tex-full", on_click="ignore",
         icon=":material/download:",
     )
 
@@ -224,6 +228,11 @@ def _filter_multiselect(kind: str, label: str, options: list, *, key: str, **wid
     return st.sidebar.multiselect(label, options, key=key, **widget)
 
 
+def chip_label(model_id: str, pipeline: str | None) -> str:
+    """The model id first: a sidebar chip cuts long text at the end, and ids are unique."""
+    return f"{model_id} ({pipeline})" if pipeline and pipeline != "nan" else str(model_id)
+
+
 def _include(key: str, new: list) -> None:
     st.session_state[key] = [*st.session_state.get(key, []), *new]
 
@@ -236,7 +245,7 @@ def model_filter(
         return None
     pipelines = pipelines or {}
     chosen = _filter_multiselect(
-        "models", "Models", list(model_ids), key=key, format_func=lambda m: model_label(m, pipelines.get(m)),
+        "models", "Models", list(model_ids), key=key, format_func=lambda m: chip_label(m, pipelines.get(m)),
     )
     if not chosen:
         st.sidebar.warning("No model selected: showing all models.")

@@ -75,6 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="Fleiss' kappa with unequal rater counts: modal (stimuli with the modal count) or all")
     report.add_argument("--subgroups", nargs="*", help="stimulus attributes to split by (default: all with 2-12 values)")
     report.add_argument("--no-figures", action="store_true", help="skip SVG/PNG figures")
+    report.add_argument("--latex-full", action="store_true",
+                        help="LaTeX tables with every column (default: model, estimate [CI], n)")
     report.add_argument("--html", action="store_true",
                         help="also write DIR/report.html: every table and figure in one offline HTML file")
     report.set_defaults(handler=run_report)
@@ -109,7 +111,8 @@ def run_report(args: argparse.Namespace) -> int:
         ratings, predictions, stimuli, models, n_boot=args.boot, seed=args.seed, ties=args.ties,
         unequal=args.unequal, subgroup_by=args.subgroups, progress=_progress,
     )
-    written = write_report(tables, args.out, figures=not args.no_figures, predictions=predictions)
+    written = write_report(tables, args.out, figures=not args.no_figures, predictions=predictions,
+                           latex_full=args.latex_full)
     manifest = _manifest(args, study.id, ratings, predictions)
     (Path(args.out) / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     if args.html:
@@ -134,9 +137,10 @@ def _progress(done: int, total: int) -> None:
 
 def write_report(
     tables: dict[str, pd.DataFrame], out: Path, *, figures: bool = True,
-    predictions: pd.DataFrame | None = None,
+    predictions: pd.DataFrame | None = None, latex_full: bool = False,
 ) -> list[Path]:
-    """Write the tables (CSV, one XLSX), LaTeX tables and figures of ``tables`` under ``out``."""
+    """Write the tables (CSV, one XLSX), LaTeX tables (compact unless ``latex_full``) and figures
+    of ``tables`` under ``out``."""
     from core.reporting import exports
 
     out = Path(out)
@@ -154,6 +158,7 @@ def write_report(
         table = _latex_rows(tables.get(source, pd.DataFrame()), filters, columns)
         if table.empty:
             continue
+        table = table if latex_full else exports.compact_table(table)
         path = out / "latex" / f"{name}.tex"
         path.write_text(exports.to_latex(table, caption, f"tab:{name.replace('_', '-')}"), encoding="utf-8")
         written.append(path)

@@ -108,6 +108,24 @@ def _column_alignment(series: pd.Series) -> str:
     return "r" if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series) else "l"
 
 
+# Columns that say which estimate a row is, in the order a paper table reads them.
+MODEL_COLUMNS = ("model_name", "model_id")
+ROW_NAME_COLUMNS = ("rater", "dimension", "metric", "reference", "scope", "category", "label", "level",
+                    "group", "panel")
+
+
+def compact_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's default: what names the row (only the naming columns that vary, plus the
+    model), the estimate with its CI, and n; the full table stays one option away."""
+    if "estimate" not in table.columns:
+        return table
+    model = [c for c in MODEL_COLUMNS if c in table.columns][:1]
+    varying = [c for c in ROW_NAME_COLUMNS if c in table.columns and table[c].nunique(dropna=False) > 1]
+    names = model + varying
+    estimate = [c for c in ESTIMATE_COLUMNS if c in table.columns]
+    return table[names + estimate + (["n"] if "n" in table.columns else [])]
+
+
 def to_latex(table: pd.DataFrame, caption: str, label: str, *, digits: int = 2) -> str:
     """A booktabs ``table`` environment; estimates with their CI in one cell.
 
