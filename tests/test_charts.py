@@ -329,3 +329,25 @@ def test_every_report_figure_is_valid_vega_lite(sessions) -> None:
     assert {figure.section for figure in figures} >= {"Agreement", "Confusion", "Circumplex", "Model diversity"}
     for figure in figures:
         figure.chart.to_dict(validate=True)
+
+
+def test_forest_plot_legend_names_band_median_and_raters() -> None:
+    estimates = pd.DataFrame({"model_id": ["m1"], "estimate": [0.5], "ci_low": [0.4], "ci_high": [0.6]})
+    ceiling = {"estimate": 0.65, "ci_low": 0.55, "ci_high": 0.75, "label": "human IQR"}
+    humans = pd.DataFrame({"rater": ["r1", "r2"], "estimate": [0.6, 0.7]})
+    spec = charts.forest_plot(estimates, ceiling=ceiling, human_scores=humans).to_dict(validate=True)
+    band, rule, ticks, _, _ = _layers(spec)
+    colour = band["encoding"]["color"]
+    assert colour["scale"]["domain"] == ["human IQR", charts.MEDIAN_LABEL, charts.RATERS_LABEL]
+    assert "legend" in colour and colour["legend"]["orient"] == "bottom"
+    assert _values(rule)[0]["what"] == charts.MEDIAN_LABEL and _values(ticks)[0]["what"] == charts.RATERS_LABEL
+    svg = chart_to_svg(spec)  # the exported figure carries the legend too
+    assert "median of the human raters" in svg and "human IQR" in svg
+
+
+def test_subgroup_legend_sits_below_the_panels() -> None:
+    groups = pd.DataFrame({"model_id": ["m", "m"], "group": ["female", "male"], "estimate": [0.5, 0.6],
+                           "ci_low": [0.4, 0.5], "ci_high": [0.6, 0.7]})
+    spec = charts.subgroup_gap_chart(groups).to_dict(validate=True)
+    colours = [leaf["encoding"]["color"] for leaf in _layers(spec) if "color" in leaf.get("encoding", {})]
+    assert colours and all(c["legend"]["orient"] == "bottom" for c in colours)
