@@ -44,6 +44,7 @@ STATES = {
 CANCEL_KEY = "models_cancel_requested"
 REPORTS_KEY = "models_last_reports"
 IMPORT_KEY = "models_last_import"
+IMPORT_ROUND_KEY = "models_import_round"  # bumped after an import: empties the uploader and its form
 CARD_KEY = "models_last_card"
 CHECKPOINT_KEY = "models_last_checkpoint"
 FACES_KEY = "models_last_face_stage"
@@ -295,8 +296,12 @@ def import_section() -> None:
     st.write("Predictions of tools that cannot run here (FaceReader, py-feat, AFFDEX, …): one row "
              "per stimulus with category scores and/or a label, valence and arousal.")
     if IMPORT_KEY in st.session_state:
-        st.success(plain(st.session_state.pop(IMPORT_KEY)))
-    upload = st.file_uploader("Prediction file", type=["csv", "tsv", "txt", "xlsx"], key="predictions_file")
+        message = plain(st.session_state.pop(IMPORT_KEY))
+        st.success(message)
+        st.toast(message, icon=":material/check_circle:")  # seen wherever the page is scrolled
+    round_ = st.session_state.setdefault(IMPORT_ROUND_KEY, 0)
+    upload = st.file_uploader("Prediction file", type=["csv", "tsv", "txt", "xlsx"],
+                              key=f"predictions_file_{round_}")
     if upload is None:
         return
     data = upload.getvalue()
@@ -394,6 +399,7 @@ def import_form(file_name: str, data: bytes, mapping, checked: pi.ImportPreview,
                 f"{result.model_id}: {result.stored} predictions stored, {result.failed} as failures"
                 + (f"; rows not stored: {result.not_stored_rows}" if result.not_stored_rows else "")
             )
+            st.session_state[IMPORT_ROUND_KEY] += 1  # a second click cannot import the file again
             st.rerun()
 
 
