@@ -296,9 +296,9 @@ def import_section() -> None:
     st.write("Predictions of tools that cannot run here (FaceReader, py-feat, AFFDEX, …): one row "
              "per stimulus with category scores and/or a label, valence and arousal.")
     if IMPORT_KEY in st.session_state:
-        message = plain(st.session_state.pop(IMPORT_KEY))
-        st.success(message)
-        st.toast(message, icon=":material/check_circle:")  # seen wherever the page is scrolled
+        message = st.session_state.pop(IMPORT_KEY)
+        st.success(plain(message))
+        st.toast(plain(message), icon=":material/check_circle:")  # seen wherever the page is scrolled
     round_ = st.session_state.setdefault(IMPORT_ROUND_KEY, 0)
     upload = st.file_uploader("Prediction file", type=["csv", "tsv", "txt", "xlsx"],
                               key=f"predictions_file_{round_}")
