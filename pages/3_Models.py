@@ -19,6 +19,7 @@ with st.spinner("Loading PyTorch and the model code (seconds, on the first visit
         download_mtcnn,
         mtcnn_status,
     )
+    from core.io.network import is_offline
     from core.io.storage import sha256_bytes
     from core.io.tabular import TableError, read_table
     from core.models import checkpoints, registry
@@ -122,7 +123,11 @@ def checkpoint_actions(model_id: str) -> None:
             try:
                 checkpoints.download(spec, progress=lambda done, total: bar.progress(
                     min(done / total, 1.0) if total else 0.0, text=f"{done / 1e6:.1f} MB of {total / 1e6:.1f} MB"))
+            except checkpoints.NoConnectionError:
+                bar.empty()
+                st.error("No internet connection: register a local copy of the file below.")
             except checkpoints.CheckpointError as error:
+                bar.empty()
                 st.error(plain(error))
             else:
                 st.session_state[CHECKPOINT_KEY] = f"{model_id}: downloaded and verified."
@@ -156,12 +161,16 @@ def face_options() -> tuple[str, str, str]:
     device = right.selectbox("Device", ["auto", *available_devices()],
                              help=f"auto picks {plain(device_label(resolve_device('auto')))}")
     if detector == "mtcnn" and weights.state != "ready":
-        st.warning(plain(weights.message))
+        st.warning("The MTCNN face detector's weights are not on this machine yet. Click **Download "
+                   "MTCNN weights** (needs internet, 2 MB), or choose the **haar** detector, which works "
+                   "offline but gives no landmarks.")
         if st.button("Download MTCNN weights"):
             try:
                 download_mtcnn()
             except DetectorUnavailable as error:
-                st.error(plain(error))
+                st.error("No internet connection: choose the haar detector, or ask whoever runs this "
+                         "server to install the weights (`python -m core install-mtcnn`)."
+                         if is_offline(error.__cause__ or error) else plain(error))
             else:
                 st.rerun()
     return detector, rule, device
@@ -220,7 +229,8 @@ def run_section(models: pd.DataFrame, detector: str, rule: str, device: str) -> 
     names = dict(zip(models["model_id"], models["name"]))
     if ready.empty:
         st.info("No model has its checkpoint yet: download or register one in the **Models** tab, "
-                "or add a model from a card in the **Add a model** tab.")
+                "add a model from a card in the **Add a model** tab, or bring predictions computed "
+                "elsewhere (FaceReader, py-feat, another machine) through the **Import predictions** tab.")
         return
     chosen = st.multiselect("Models to run", list(ready["model_id"]), default=list(ready["model_id"]),
                             format_func=lambda m: f"{names[m]} ({m})")
