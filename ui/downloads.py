@@ -223,9 +223,9 @@ def _filter_multiselect(kind: str, label: str, options: list, *, key: str, **wid
         st.session_state[key] = [o for o in (remembered or options) if o in options] or list(options)
     elif new:
         word = kind if len(new) > 1 else SINGULAR[kind]
-        st.sidebar.info(f"{len(new)} new {word} since you opened this page.")
+        st.sidebar.info(f"{len(new)} new {plain(word)} since you opened this page.")
         st.sidebar.button("Include", key=f"{key}-include", on_click=_include, args=(key, new))
-    return st.sidebar.multiselect(label, options, key=key, **widget)
+    return st.sidebar.multiselect(plain(label), options, key=key, **widget)
 
 
 def chip_label(model_id: str, pipeline: str | None) -> str:
