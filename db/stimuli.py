@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.access import Action, Role, require
 from core.ratings.labels import CANONICAL
-from core.ratings.stimulus_keys import KEY_MODES, stimulus_key
+from core.ratings.stimulus_keys import KEY_MODES, KeySuggestion, stimulus_key, suggest_key_mode
 from db.models import (
     Prediction, Rating, RatingBatch, Stimulus, StimulusAttribute, Study, analysed_batches,
     visible_batches,
@@ -112,6 +112,15 @@ def set_reviewers_see_faces(session: Session, study_id: int, allowed: bool, *, a
     """Let reviewers see the original face images of a study (off: blurred thumbnails only)."""
     require(actor, Action.CHANGE_STUDY_SETTINGS)
     get_study(session, study_id).reviewers_see_faces = allowed
+
+
+def key_mode_suggestion(
+    session: Session, study_id: int, ids: Iterable[str], unknown: Iterable[str]
+) -> KeySuggestion | None:
+    """A key mode under which every id of a rating file names one of the study's stimuli."""
+    study = get_study(session, study_id)
+    paths = [path for _, path, _ in stimulus_rows(session, study_id)]
+    return suggest_key_mode(paths, ids, unknown, study.stimulus_key, study.key_case_insensitive)
 
 
 def search_stimuli(

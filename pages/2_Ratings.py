@@ -29,7 +29,7 @@ from core.ratings.repeats import DEFAULT_POLICY, REPEAT_POLICIES, RepeatsRefused
 from core.ratings.scales import PRESETS, Scale, scale_change, suggest_scale
 from db import ratings as rating_db
 from db.repeats import repeats_for_import
-from db.stimuli import AmbiguousKeyError
+from db.stimuli import AmbiguousKeyError, key_mode_suggestion, set_key_mode
 from ui.chrome import can, page_setup, role
 from ui.db_errors import friendly_writes
 from ui.text import code, plain
@@ -41,22 +41,67 @@ ROUND_KEY = "ratings_upload_round"  # bumped after an import to empty the upload
 RESULT_KEY = "ratings_last_import"
 BY_KEY = "ratings_uploaded_by"
 LAST_BY_KEY = "ratings_last_uploader"  # kept for the next file (the widget's own state is not)
+# Plain session keys survive page changes; Streamlit drops the state of widgets not on the page.
+FILE_KEY = "ratings_wizard_file"
+CHOICES_KEY = "ratings_wizard_choices"
 
 factory, study_id = page_setup("Ratings")
 
 
 def wizard() -> None:
     round_ = st.session_state.setdefault(ROUND_KEY, 0)
+    uploader_key = f"rating_file_{round_}"
+    came_back = uploader_key not in st.session_state  # first render since the page was opened
     upload = st.file_uploader(
         "Rating file (CSV, TSV or XLSX; UTF-8 with or without BOM, `;` and decimal commas fine)",
-        type=["csv", "tsv", "txt", "xlsx"], key=f"rating_file_{round_}",
+        type=["csv", "tsv", "txt", "xlsx"], key=uploader_key,
     )
     show_last_import()
-    if upload is None:
+    file = current_file(upload, came_back)
+    if file is None:
         return
-    data = upload.getvalue()
+    key = f"{sha256_bytes(file[1])[:12]}:"  # widgets start afresh for every new file
+    restore_choices(key)
     try:
-        frame = read_table(upload.name, data)
+        wizard_steps(*file, key)
+    finally:
+        remember_choices(key)
+
+
+def current_file(upload, came_back: bool) -> tuple[str, bytes] | None:
+    """The uploaded file, or the one uploaded before the user left the page (same session)."""
+    if upload is not None:
+        st.session_state[FILE_KEY] = (upload.name, upload.getvalue())
+    elif not came_back:  # the user removed the file from the uploader
+        forget_file()
+    file = st.session_state.get(FILE_KEY)
+    if file is not None and upload is None:
+        st.info(f"Continuing with {plain(file[0])}, uploaded earlier in this session, and your choices.")
+        st.button("Discard this file", on_click=forget_file, key="ratings_discard_file")
+    return file
+
+
+def forget_file() -> None:
+    st.session_state.pop(FILE_KEY, None)
+    st.session_state.pop(CHOICES_KEY, None)
+
+
+def restore_choices(key: str) -> None:
+    """Put back the wizard's widget values that a page change cleared."""
+    for name, value in st.session_state.get(CHOICES_KEY, {}).items():
+        if name.startswith(key) and name not in st.session_state:
+            st.session_state[name] = value
+
+
+def remember_choices(key: str) -> None:
+    st.session_state[CHOICES_KEY] = {
+        name: st.session_state[name] for name in st.session_state if str(name).startswith(key)
+    }
+
+
+def wizard_steps(file_name: str, data: bytes, key: str) -> None:
+    try:
+        frame = read_table(file_name, data)
         with factory() as session:
             index = rating_db.stimulus_index(session, study_id)
             duplicate = rating_db.find_duplicate_file(session, study_id, sha256_bytes(data))
@@ -66,10 +111,9 @@ def wizard() -> None:
         return
     if not index.keys:
         st.warning("This study has no stimuli yet: import the images on the Stimuli page first.")
-    key = f"{sha256_bytes(data)[:12]}:"  # widgets start afresh for every new file
 
     st.subheader("1 · Preview")
-    st.caption(f"{plain(upload.name)}: {len(frame)} data rows, {len(frame.columns)} columns.")
+    st.caption(f"{plain(file_name)}: {len(frame)} data rows, {len(frame.columns)} columns.")
     st.dataframe(frame.head(PREVIEW_ROWS), hide_index=True)
     allow_duplicate = duplicate_warning(duplicate, key)
 
@@ -102,12 +146,44 @@ def wizard() -> None:
         return
     validation_report(frame, prepared)
     show_repeats(prepared, repeats)
+    offer_key_mode(prepared)
 
     st.subheader("6 · Confirm")
     if not scales_confirmed:
         st.info("Confirm the scale that differs from the study's earlier batches (step 3) to import.")
         return
-    confirm(upload.name, data, frame, prepared, allow_duplicate)
+    confirm(file_name, data, frame, prepared, allow_duplicate)
+
+
+def offer_key_mode(prepared: PreparedRatings) -> None:
+    """Survey tools write ``neutral_001`` for ``neutral_001.jpg``: offer the naming that matches."""
+    known, unknown = prepared.stimulus_ids()
+    if not unknown:
+        return
+    with factory() as session:
+        suggestion = key_mode_suggestion(session, study_id, known, unknown)
+    if suggestion is None:
+        return
+    st.info(
+        f"All {len(suggestion.matches):,} unknown stimulus ids match exactly one stimulus when the "
+        f"study names stimuli by {plain(suggestion.describe())}:"
+    )
+    st.dataframe(pd.DataFrame(list(suggestion.matches.items()), columns=["id in the file", "stimulus"]),
+                 hide_index=True, height=min(35 * (len(suggestion.matches) + 1) + 3, 250))
+    if not can(Action.CHANGE_STUDY_SETTINGS):
+        st.caption("Ask the study owner to switch how this study names stimuli (Stimuli page, "
+                   "Study settings), then upload the file again.")
+        return
+    if st.button(f"Match stimulus ids by {plain(suggestion.describe())} for this study",
+                 key="ratings_key_mode_switch", type="primary"):
+        try:
+            with friendly_writes(), factory.begin() as session:
+                set_key_mode(session, study_id, suggestion.mode, suggestion.case_insensitive,
+                             actor=role())
+        except ValueError as error:
+            st.error(plain(error))
+            return
+        st.rerun()
 
 
 def duplicate_warning(duplicate, key: str) -> bool:
@@ -328,6 +404,7 @@ def store(file_name, data, frame, prepared, uploaded_by, partial, allow_duplicat
     st.session_state[RESULT_KEY] = (file_name, result, rejected)
     st.session_state[LAST_BY_KEY] = uploaded_by
     st.session_state[ROUND_KEY] += 1
+    forget_file()
     st.rerun()
 
 

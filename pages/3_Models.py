@@ -23,6 +23,7 @@ with st.spinner("Loading PyTorch and the model code (seconds, on the first visit
         download_mtcnn,
         mtcnn_status,
     )
+    from core.io.network import is_offline
     from core.io.storage import sha256_bytes
     from core.io.tabular import TableError, read_table
     from core.models import checkpoints, registry
@@ -45,6 +46,7 @@ STATES = {
     "imported": ("imported", "violet"),
 }
 IMPORT_KEY = "models_last_import"
+IMPORT_ROUND_KEY = "models_import_round"  # bumped after an import: empties the uploader and its form
 CARD_KEY = "models_last_card"
 CHECKPOINT_KEY = "models_last_checkpoint"
 QUEUED_KEY = "models_last_queued"
@@ -114,7 +116,11 @@ def checkpoint_actions(model_id: str) -> None:
             try:
                 checkpoints.download(spec, progress=lambda done, total: bar.progress(
                     min(done / total, 1.0) if total else 0.0, text=f"{done / 1e6:.1f} MB of {total / 1e6:.1f} MB"))
+            except checkpoints.NoConnectionError:
+                bar.empty()
+                st.error("No internet connection: register a local copy of the file below.")
             except checkpoints.CheckpointError as error:
+                bar.empty()
                 st.error(plain(error))
             else:
                 st.session_state[CHECKPOINT_KEY] = f"{model_id}: downloaded and verified."
@@ -146,12 +152,16 @@ def face_options() -> tuple[str, str]:
     )
     rule = middle.selectbox("Face used when several are found", CHOICE_RULES)
     if detector == "mtcnn" and weights.state != "ready":
-        st.warning(plain(weights.message))
+        st.warning("The MTCNN face detector's weights are not on this machine yet. Click **Download "
+                   "MTCNN weights** (needs internet, 2 MB), or choose the **haar** detector, which works "
+                   "offline but gives no landmarks.")
         if st.button("Download MTCNN weights"):
             try:
                 download_mtcnn()
             except DetectorUnavailable as error:
-                st.error(plain(error))
+                st.error("No internet connection: choose the haar detector, or ask whoever runs this "
+                         "server to install the weights (`python -m core install-mtcnn`)."
+                         if is_offline(error.__cause__ or error) else plain(error))
             else:
                 st.rerun()
     return detector, rule
@@ -189,7 +199,8 @@ def run_section(models: pd.DataFrame, detector: str, rule: str) -> None:
     names = dict(zip(models["model_id"], models["name"]))
     if ready.empty:
         st.info("No model has its checkpoint yet: download or register one in the **Models** tab, "
-                "or add a model from a card in the **Add a model** tab.")
+                "add a model from a card in the **Add a model** tab, or bring predictions computed "
+                "elsewhere (FaceReader, py-feat, another machine) through the **Import predictions** tab.")
         return
     chosen = st.multiselect("Models to run", list(ready["model_id"]), default=list(ready["model_id"]),
                             format_func=lambda m: f"{names[m]} ({m})")
@@ -230,8 +241,12 @@ def import_section() -> None:
     st.write("Predictions of tools that cannot run here (FaceReader, py-feat, AFFDEX, …): one row "
              "per stimulus with category scores and/or a label, valence and arousal.")
     if IMPORT_KEY in st.session_state:
-        st.success(plain(st.session_state.pop(IMPORT_KEY)))
-    upload = st.file_uploader("Prediction file", type=["csv", "tsv", "txt", "xlsx"], key="predictions_file")
+        message = st.session_state.pop(IMPORT_KEY)
+        st.success(plain(message))
+        st.toast(plain(message), icon=":material/check_circle:")  # seen wherever the page is scrolled
+    round_ = st.session_state.setdefault(IMPORT_ROUND_KEY, 0)
+    upload = st.file_uploader("Prediction file", type=["csv", "tsv", "txt", "xlsx"],
+                              key=f"predictions_file_{round_}")
     if upload is None:
         return
     data = upload.getvalue()
@@ -330,6 +345,7 @@ def import_form(file_name: str, data: bytes, mapping, checked: pi.ImportPreview,
                 f"{result.model_id}: {result.stored} predictions stored, {result.failed} as failures"
                 + (f"; rows not stored: {result.not_stored_rows}" if result.not_stored_rows else "")
             )
+            st.session_state[IMPORT_ROUND_KEY] += 1  # a second click cannot import the file again
             st.rerun()
 
 

@@ -311,3 +311,43 @@ def test_ceiling_band_is_the_raters_median_and_iqr():
     band = charts.ceiling_band(ceiling, "valence", "ccc")
     assert (band["estimate"], band["ci_low"], band["ci_high"]) == (0.7, 0.6, 0.8)
     assert charts.ceiling_band(ceiling, "arousal", "ccc") is None
+
+
+def test_every_report_figure_is_valid_vega_lite(sessions) -> None:
+    """Exports skip Altair's schema validation (exports.chart_spec); this is where it happens."""
+    from core.agreement.report import build_report
+    from core.reporting.html_report import report_figures
+    from core.workflows.catalog import describe_models
+    from core.workflows.demo import load_demo
+    from db.analysis import load_predictions, load_ratings, load_stimuli
+
+    with sessions.begin() as session:
+        study_id = load_demo(session)
+        ratings, stimuli = load_ratings(session, study_id), load_stimuli(session, study_id)
+        predictions, models = load_predictions(session, study_id), describe_models(session)
+    figures = report_figures(build_report(ratings, predictions, stimuli, models, n_boot=0), predictions)
+    assert {figure.section for figure in figures} >= {"Agreement", "Confusion", "Circumplex", "Model diversity"}
+    for figure in figures:
+        figure.chart.to_dict(validate=True)
+
+
+def test_forest_plot_legend_names_band_median_and_raters() -> None:
+    estimates = pd.DataFrame({"model_id": ["m1"], "estimate": [0.5], "ci_low": [0.4], "ci_high": [0.6]})
+    ceiling = {"estimate": 0.65, "ci_low": 0.55, "ci_high": 0.75, "label": "human IQR"}
+    humans = pd.DataFrame({"rater": ["r1", "r2"], "estimate": [0.6, 0.7]})
+    spec = charts.forest_plot(estimates, ceiling=ceiling, human_scores=humans).to_dict(validate=True)
+    band, rule, ticks, _, _ = _layers(spec)
+    colour = band["encoding"]["color"]
+    assert colour["scale"]["domain"] == ["human IQR", charts.MEDIAN_LABEL, charts.RATERS_LABEL]
+    assert "legend" in colour and colour["legend"]["orient"] == "bottom"
+    assert _values(rule)[0]["what"] == charts.MEDIAN_LABEL and _values(ticks)[0]["what"] == charts.RATERS_LABEL
+    svg = chart_to_svg(spec)  # the exported figure carries the legend too
+    assert "median of the human raters" in svg and "human IQR" in svg
+
+
+def test_subgroup_legend_sits_below_the_panels() -> None:
+    groups = pd.DataFrame({"model_id": ["m", "m"], "group": ["female", "male"], "estimate": [0.5, 0.6],
+                           "ci_low": [0.4, 0.5], "ci_high": [0.6, 0.7]})
+    spec = charts.subgroup_gap_chart(groups).to_dict(validate=True)
+    colours = [leaf["encoding"]["color"] for leaf in _layers(spec) if "color" in leaf.get("encoding", {})]
+    assert colours and all(c["legend"]["orient"] == "bottom" for c in colours)

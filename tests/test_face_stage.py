@@ -75,7 +75,7 @@ def test_haar_detection_is_stored_once(sessions, astronaut_sha: str, monkeypatch
     counting = CountingDetector(HaarDetector())
     use(monkeypatch, counting)
     first = ensure_faces(sessions, [astronaut_sha], detector="haar", actor=Role.OPERATOR)[astronaut_sha]
-    assert (first.status, first.chosen, first.detector) == ("one", 0, "haar-v1")
+    assert (first.status, first.chosen, first.detector) == ("one", 0, "haar-v2")
     assert first.face.box[0] == pytest.approx(88, abs=6)  # astronaut face at x=181 in full size
     again = ensure_faces(sessions, [astronaut_sha, astronaut_sha], detector="haar", actor=Role.OPERATOR)
     assert counting.calls == 1
@@ -119,7 +119,7 @@ def test_corrupt_image_is_an_error_not_a_crash(sessions, astronaut_sha: str, mon
 
 def test_detector_failure_on_one_image_is_recorded(sessions, astronaut_sha, monkeypatch) -> None:
     class Exploding:
-        version = "haar-v1"
+        version = "haar-v2"
 
         def detect(self, image: np.ndarray) -> list[Face]:
             raise RuntimeError("boom")
@@ -254,4 +254,4 @@ def test_face_panel_shows_status(sessions, db_url: str, data_dir: Path, astronau
     ensure_faces(sessions, [astronaut_sha], detector="haar", actor=Role.OPERATOR)
     app = AppTest.from_function(panel_app, args=args, default_timeout=30).run()
     assert not app.exception
-    assert shown(app.caption[0].value).startswith("haar-v1: 1 face, using face 1 (rule largest)")
+    assert shown(app.caption[0].value).startswith("haar-v2: 1 face, using face 1 (rule largest)")

@@ -221,7 +221,7 @@ def test_image_without_face_becomes_a_failure_row(data_dir, sessions):
     report = run(sessions, study_id, Source(), detector="haar")
     assert (report.computed, report.failed) == (2, 1)
     failure = next(row for row in stored(sessions) if row.status == "error")
-    assert "no face found by haar-v1" in failure.error and failure.detector == "haar-v1"
+    assert "no face found by haar-v2" in failure.error and failure.detector == "haar-v2"
     assert {row.detector for row in stored(sessions) if row.status == "ok"} == {"precropped"}
 
 
@@ -380,7 +380,7 @@ def test_cli_runs_a_real_model_once_and_then_serves_the_cache(db_url, sessions, 
     assert "esr9: 2 computed, 0 cached, 0 failed" in first.out
     assert "esr9: 1/2 images" in first.err and "esr9: 2/2 images" in first.err
     rows = stored(sessions)
-    assert {row.detector for row in rows} == {"haar-v1", "precropped"}
+    assert {row.detector for row in rows} == {"haar-v2", "precropped"}
     for row in rows:
         assert row.label in esr9_surrogate.canonical_labels
         assert math.isfinite(row.valence) and math.isfinite(row.arousal)

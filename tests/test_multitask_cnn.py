@@ -314,3 +314,9 @@ def test_full_pipeline_for_a_student_with_random_weights(data_dir: Path, tmp_pat
     assert sum(out.probs.values()) == pytest.approx(1.0)
     assert -1.0 <= out.valence <= 1.0 and -1.0 <= out.arousal <= 1.0
     assert set(out.extras["au_probs"]) == set(mt.AU_NAMES)
+
+
+def test_the_decoder_reads_as_many_va_bins_as_the_network_has() -> None:
+    from core.models.nets import resnet50_ferplus
+
+    assert mt.VA_BINS == resnet50_ferplus.VA_BINS and len(mt.AU_NAMES) == resnet50_ferplus.AU_COUNT

@@ -124,7 +124,7 @@ def test_run_a_ready_model_then_import_predictions(sessions, study_id, esr9_read
     assert status.loc["esr9", "ok"] == 2
 
     csv = "file,Happy,Sad,Valence\nface0.png,0.9,0.1,0.5\nface1.png,0.2,0.8,-0.4\nghost.png,0.5,0.5,0\n"
-    at.file_uploader(key="predictions_file").set_value(("fr.csv", csv.encode(), "text/csv"))
+    at.file_uploader(key="predictions_file_0").set_value(("fr.csv", csv.encode(), "text/csv"))
     at.run()
     assert not at.exception
     assert any("1 of 3 rows have problems" in text for text in texts(at.error))
@@ -134,5 +134,7 @@ def test_run_a_ready_model_then_import_predictions(sessions, study_id, esr9_read
     button(at, "Import predictions").click().run()
     assert not at.exception
     assert any("facereader-9: 2 predictions stored" in text for text in texts(at.success))
+    assert any("facereader-9: 2 predictions stored" in text for text in texts(at.toast))
+    assert not any(b.label == "Import predictions" for b in at.button)  # the file left with its form
     status = at.dataframe[1].value.set_index("model_id")
     assert status.loc["facereader-9", "state"] == "imported" and status.loc["facereader-9", "ok"] == 2

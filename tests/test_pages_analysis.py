@@ -15,7 +15,10 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
+from sqlalchemy import insert, select
+
 from core.access import Role
+from db.models import Prediction
 from db.ratings import list_batches, set_excluded
 from tests.analysis_seed import seed_study
 from tests.markdown_text import shown
@@ -208,3 +211,41 @@ def test_analysis_version_tracks_every_input(sessions, with_models: int) -> None
                                status="ok", label="fear", probs={"fear": 1.0}, valence=0.0, arousal=0.0))
     seen.append(version())
     assert len(set(seen)) == len(seen)
+
+
+def test_a_batch_added_while_the_page_is_open_is_included(sessions, with_models: int) -> None:
+    """Issue 10 item 3: "all batches" means all, including one a coauthor adds later."""
+    with sessions.begin() as session:
+        later = max(b.id for b in list_batches(session, with_models))
+        set_excluded(session, later, True)
+    at = run_page("4_Agreement", with_models)
+    assert "3 raters" in at.caption[0].value
+    with sessions.begin() as session:
+        set_excluded(session, later, False)  # back in the analysis, as a new upload would be
+    at.run()
+    assert "6 raters" in at.caption[0].value
+    assert later in next(m for m in at.multiselect if m.label == "Rating batches").value
+
+
+def test_a_narrowed_choice_announces_a_new_model(sessions, with_models: int) -> None:
+    at = run_page("4_Agreement", with_models)
+    next(m for m in at.multiselect if m.label == "Models").unselect("sim-model-2").run()
+    with sessions.begin() as session:
+        rows = session.scalars(select(Prediction).where(Prediction.model_id == "sim-model-1")).all()
+        session.execute(insert(Prediction), [
+            {**{c.name: getattr(row, c.name) for c in Prediction.__table__.columns if c.name != "id"},
+             "model_id": "sim-model-4"} for row in rows])
+    at.run()
+    assert "1 new model since you opened this page" in infos(at)
+    next(b for b in at.button if b.label == "Include").click().run()
+    assert set(next(m for m in at.multiselect if m.label == "Models").value) == {"sim-model-1", "sim-model-3", "sim-model-4"}
+
+
+def test_downloads_name_the_batches_and_models_they_contain(sessions, with_models: int) -> None:
+    at = run_page("4_Agreement", with_models)
+    contents = at.session_state["analysis:contents"]  # what table_downloads names and adds as a sheet
+    with sessions() as session:
+        assert contents.batches == tuple(sorted(b.id for b in list_batches(session, with_models)))
+    assert contents.models == ("sim-model-1", "sim-model-2", "sim-model-3")
+    assert contents.tag() == "batches-" + "-".join(map(str, contents.batches))
+    assert contents.sheet()["id"].tolist() == [*map(str, contents.batches), *contents.models]

@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from core.access import Role
 from db import stimuli as stimulus_db
 from db.models import Rating, RatingBatch, Stimulus, Study
+from db.queries import get_or_create_study
 from tests.markdown_text import shown
 
 TIMEOUT = 60
@@ -178,3 +179,25 @@ def test_stimuli_page_key_mode_setting(sessions, study_id) -> None:
     assert "Saved." in texts(at.success)
     with sessions() as session:
         assert session.get(Study, study_id).key_case_insensitive is False
+
+
+def test_an_unknown_study_in_the_address_is_named(sessions) -> None:
+    with sessions.begin() as session:
+        get_or_create_study(session, "Only study")
+    at = AppTest.from_file(HOME, default_timeout=60)
+    at.query_params["study"] = "999"
+    at.run()
+    assert any("study 999, which does not exist here" in shown(w.value) and "Only study" in shown(w.value)
+               for w in at.warning)
+    at.run()  # the address now names the study shown: no warning
+    assert not any("does not exist here" in w.value for w in at.warning)
+
+
+def test_the_router_lists_every_page_with_a_title() -> None:
+    import ast
+
+    tree = ast.parse((ROOT / "app.py").read_text(encoding="utf-8"))
+    listed = next(ast.literal_eval(node.value) for node in tree.body
+                  if isinstance(node, ast.Assign) and node.targets[0].id == "PAGES")
+    assert listed[0][1] == "Home"
+    assert sorted(path for path, _, _ in listed) == sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))

@@ -130,3 +130,19 @@ def test_report_writes_figures(seeded, tmp_path: Path):
     # One static circumplex per model: a static export cannot show the page's model dropdown.
     model_svg = (out / "figures" / "circumplex_model_1.svg").read_text()
     assert model_svg.lstrip().startswith("<svg") and "model_1" in model_svg
+
+
+def latex_header(path: Path) -> str:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return lines[lines.index(r"\toprule") + 1]
+
+
+def test_latex_tables_are_compact_unless_asked_for_every_column(seeded, tmp_path: Path):
+    db_url, _, _ = seeded
+    compact, full = tmp_path / "compact", tmp_path / "full"
+    for out, extra in ((compact, ()), (full, ("--latex-full",))):
+        assert run_cli(db_url, "--study", STUDY, "--out", str(out), "--boot", "0", "--no-figures", *extra) == 0
+    header = latex_header(compact / "latex" / "model_continuous.tex")
+    assert header.startswith("model") and r"estimate [95\% CI]" in header and header.endswith(r"n \\")
+    assert "pipeline" not in header and header.count("&") <= 4
+    assert "pipeline" in latex_header(full / "latex" / "model_continuous.tex")

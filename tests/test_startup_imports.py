@@ -54,6 +54,8 @@ def test_help_lists_every_command() -> None:
     "core.cli.ratings", "core.cli.report", "core.cli.stimuli", "core.cli.models",
     "core.workflows.face_stage", "core.workflows.catalog", "core.workflows.inference",
     "core.models.devices", "core.models.card", "core.faces.detection", "ui.face_panel",
+    "core.models.registry", "core.models.runtime", "ui.analysis_data", "ui.downloads",
+    *(f"core.models.adapters.{family}" for family in ("emonet", "emotiefflib", "esr9", "multitask_cnn")),
 ])
 def test_module_imports_no_model_runtime(module: str) -> None:
     loaded = loaded_after(f"import {module}")
@@ -84,10 +86,24 @@ def test_a_command_parses_its_own_options() -> None:
     assert args.study == "s" and callable(args.handler)
 
 
+def test_listing_the_models_imports_no_model_runtime(data_dir: Path) -> None:
+    loaded = loaded_after(
+        "from core.workflows.catalog import comparison_table, describe_models\n"
+        "assert len(describe_models()) >= 10 and len(comparison_table()) >= 10"
+    )
+    assert not any(loaded[m] for m in MODEL_RUNTIMES), loaded
+
+
 @pytest.mark.slow
 def test_pages_that_run_no_model_do_not_import_torch(data_dir: Path) -> None:
-    pages = [ROOT / "app.py", ROOT / "pages" / "1_Stimuli.py", ROOT / "pages" / "2_Ratings.py"]
+    pages = [ROOT / "app.py", *(ROOT / "pages" / name for name in (
+        "1_Stimuli.py", "2_Ratings.py", "4_Agreement.py", "5_Confusion.py", "6_Circumplex.py",
+        "7_Model_diversity.py"))]
     code = (
+        "from db.engine import make_engine, make_sessionmaker\n"
+        "from core.workflows.demo import load_demo\n"
+        "with make_sessionmaker(make_engine())() as session, session.begin():\n"
+        "    load_demo(session)\n"
         "from streamlit.testing.v1 import AppTest\n"
         f"for page in {[str(p) for p in pages]!r}:\n"
         "    at = AppTest.from_file(page, default_timeout=240).run()\n"

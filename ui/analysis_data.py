@@ -20,6 +20,7 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.agreement.report import build_report
+from core.reporting import exports
 from core.workflows.catalog import describe_models
 from db import analysis as db_analysis
 from db.ratings import list_batches
@@ -188,7 +189,7 @@ def report(
 
 @st.cache_data(show_spinner=False, max_entries=MAX_CACHED_CHARTS)
 def _chart_spec(key: tuple, _build: Callable[[], alt.TopLevelMixin]) -> dict:
-    return _build().to_dict()
+    return exports.chart_spec(_build())
 
 
 def chart_spec(key: tuple, build: Callable[[], alt.TopLevelMixin]) -> dict:

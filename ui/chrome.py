@@ -183,6 +183,14 @@ def _remembered_study(ids: list[int]) -> int | None:
     return named if named in ids else None
 
 
+def _unknown_study_in_address(ids: list[int]) -> str | None:
+    """The address's ``?study=`` value when it names no study here (a stale or foreign link)."""
+    if st.session_state.get(STUDY_KEY) in ids:
+        return None
+    named = st.query_params.get(STUDY_PARAM, "")
+    return named if named and named not in {str(i) for i in ids} else None
+
+
 def page_setup(title: str, *, needs_study: bool = True) -> tuple[sessionmaker[Session], int | None]:
     """Configure the page, gate it, and return the session factory and selected study id.
 
@@ -198,9 +206,10 @@ def page_setup(title: str, *, needs_study: bool = True) -> tuple[sessionmaker[Se
         all_studies = _scoped(list_studies(session), config)
     studies = {s.id: s.name for s in all_studies}
     demo_ids = {s.id for s in all_studies if s.is_demo}
-    study_id = None
+    study_id = unknown = None
     if studies:
         ids = list(studies)
+        unknown = _unknown_study_in_address(ids)
         current = _remembered_study(ids)
         study_id = st.sidebar.selectbox(
             "Study",
@@ -213,6 +222,9 @@ def page_setup(title: str, *, needs_study: bool = True) -> tuple[sessionmaker[Se
         if study_id in demo_ids:
             st.sidebar.warning("Synthetic demo study: generated faces, ratings and model outputs.")
     st.title(plain(title))
+    if unknown is not None:
+        st.warning(f"The link names study {plain(unknown)}, which does not exist here (deleted, or a "
+                   f"link from another installation); showing {plain(studies[study_id])} instead.")
     if needs_study and study_id is None:
         st.info("No study yet. Create one or load the demo study on the Home page.")
         st.stop()

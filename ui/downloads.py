@@ -19,7 +19,6 @@ from core.agreement import TIE_POLICIES
 from core.agreement.reliability import UNEQUAL_RATER_POLICIES
 from core.agreement.report import TABLES
 from core.reporting import exports
-from core.reporting.charts import model_label
 from sqlalchemy.orm import Session, sessionmaker
 
 from ui import analysis_data as data
@@ -43,6 +42,9 @@ UNEQUAL_HELP = {
 }
 
 
+SINGULAR = {"batches": "batch", "models": "model"}
+
+
 def _remembered(name: str, default: object) -> object:
     return st.session_state.get(STATE_PREFIX + name, default)
 
@@ -61,21 +63,67 @@ def display_frame(table: pd.DataFrame, digits: int = DISPLAY_DIGITS) -> pd.DataF
     return exports.with_estimate_text(table, digits)
 
 
+@dataclass(frozen=True)
+class Contents:
+    """Which rating batches and models the current page's numbers (and downloads) contain."""
+
+    batches: tuple[int, ...]
+    models: tuple[str, ...]
+
+    def note(self) -> str:
+        batches = ", ".join(f"#{b}" for b in self.batches) or "none"
+        return f"Rating batches {batches}; models: {', '.join(self.models) or 'none'}."
+
+    def tag(self) -> str:
+        """A file-name part: ``batches-1-2``."""
+        return "batches-" + "-".join(map(str, self.batches))
+
+    def sheet(self) -> pd.DataFrame:
+        return pd.DataFrame({"contains": ["rating batch"] * len(self.batches) + ["model"] * len(self.models),
+                             "id": [*map(str, self.batches), *self.models]})
+
+
+def current_contents() -> Contents | None:
+    return _remembered("contents", None)
+
+
+def _stem(name: str) -> str:
+    contents = current_contents()
+    return slug(name) + (f"_{contents.tag()}" if contents else "")
+
+
+def _with_contents_sheet(sheets: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    contents = current_contents()
+    return {**sheets, "contents": contents.sheet()} if contents else dict(sheets)
+
+
+def _latex(table: pd.DataFrame, caption: str, stem: str) -> str:
+    contents = current_contents()
+    note = f"% {contents.note()}\n" if contents else ""
+    return note + exports.to_latex(table, caption=caption, label=f"tab:{slug(stem)}")
+
+
 def table_downloads(table: pd.DataFrame, name: str, *, caption: str, key: str) -> None:
-    """CSV, XLSX and LaTeX download buttons for one table."""
-    stem = slug(name)
-    csv, xlsx, tex = st.columns(3)
+    """CSV, XLSX and LaTeX download buttons for one table; each names the batches it holds
+    (file name, a ``contents`` sheet, a LaTeX comment)."""
+    stem = _stem(name)
+    csv, xlsx, tex, tex_full = st.columns(4)
     csv.download_button(
         "CSV", lambda: exports.to_csv_bytes(table), file_name=f"{stem}.csv", mime=CSV_MIME,
         key=f"{key}-csv", on_click="ignore", icon=":material/download:",
     )
     xlsx.download_button(
-        "XLSX", lambda: exports.to_xlsx_bytes({name: table}), file_name=f"{stem}.xlsx",
+        "XLSX", lambda: exports.to_xlsx_bytes(_with_contents_sheet({name: table})), file_name=f"{stem}.xlsx",
         mime=XLSX_MIME, key=f"{key}-xlsx", on_click="ignore", icon=":material/download:",
     )
     tex.download_button(
-        "LaTeX", lambda: exports.to_latex(table, caption=caption, label=f"tab:{stem}"),
+        "LaTeX", lambda: _latex(exports.compact_table(table), caption, name),
         file_name=f"{stem}.tex", mime=TEX_MIME, key=f"{key}-tex", on_click="ignore",
+        icon=":material/download:", help="Paper table: model, estimate [95% CI], n",
+    )
+    tex_full.download_button(
+        "LaTeX (all columns)", lambda: _latex(table, caption, name),
+        file_name=f"{stem}_full.tex", mime=TEX_MIME, key=f"{key}-tex-full", on_click="ignore",
         icon=":material/download:",
     )
 
@@ -121,8 +169,8 @@ def workbook_download(tables: Mapping[str, pd.DataFrame], name: str, *, key: str
     if not non_empty:
         return
     st.download_button(
-        f"All tables (XLSX, {len(non_empty)} sheets)", lambda: exports.to_xlsx_bytes(non_empty),
-        file_name=f"{slug(name)}.xlsx", mime=XLSX_MIME, key=key, on_click="ignore",
+        f"All tables (XLSX, {len(non_empty)} sheets)", lambda: exports.to_xlsx_bytes(_with_contents_sheet(non_empty)),
+        file_name=f"{_stem(name)}.xlsx", mime=XLSX_MIME, key=key, on_click="ignore",
         icon=":material/download:",
     )
 
@@ -143,7 +191,7 @@ def chart_downloads(chart: exports.ChartLike, name: str, *, key: str) -> None:
 
 def show_chart(chart: exports.ChartLike, name: str, *, key: str) -> None:
     """Render a chart (or its cached Vega-Lite spec) with SVG/PNG downloads below it."""
-    spec = chart if isinstance(chart, dict) else chart.to_dict()
+    spec = exports.chart_spec(chart)
     st.vega_lite_chart(spec=spec, width="content", key=f"{key}-chart")
     chart_downloads(spec, name, key=key)
 
@@ -153,10 +201,8 @@ def batch_filter(batches: pd.DataFrame, *, key: str) -> tuple[int, ...] | None:
     if batches.empty:
         return None
     labels = {int(row.batch_id): f"#{row.batch_id} {row.file} ({row.ratings} ratings)" for row in batches.itertuples()}
-    remembered = _remembered("batches", None)
-    default = [b for b in (remembered or labels) if b in labels] or list(labels)
-    chosen = st.sidebar.multiselect(
-        "Rating batches", list(labels), default=default, format_func=labels.get, key=key,
+    chosen = _filter_multiselect(
+        "batches", "Rating batches", list(labels), key=key, format_func=labels.get,
         help="Excluded and deleted batches are never analysed (manage them on the Ratings page).",
     )
     if not chosen:
@@ -166,6 +212,31 @@ def batch_filter(batches: pd.DataFrame, *, key: str) -> tuple[int, ...] | None:
     return value
 
 
+def _filter_multiselect(kind: str, label: str, options: list, *, key: str, **widget: object) -> list:
+    """A sidebar multiselect where "all" stays all when batches or models are added later (by a
+    coauthor, in another session); a narrower choice stays, and the newcomers are announced."""
+    remembered = _remembered(kind, None)
+    seen = _remembered(f"{kind}-seen", None)
+    new = [option for option in options if seen is not None and option not in seen]
+    _remember(f"{kind}-seen", tuple(options))
+    if key not in st.session_state or (remembered is None and new):
+        st.session_state[key] = [o for o in (remembered or options) if o in options] or list(options)
+    elif new:
+        word = kind if len(new) > 1 else SINGULAR[kind]
+        st.sidebar.info(f"{len(new)} new {plain(word)} since you opened this page.")
+        st.sidebar.button("Include", key=f"{key}-include", on_click=_include, args=(key, new))
+    return st.sidebar.multiselect(plain(label), options, key=key, **widget)
+
+
+def chip_label(model_id: str, pipeline: str | None) -> str:
+    """The model id first: a sidebar chip cuts long text at the end, and ids are unique."""
+    return f"{model_id} ({pipeline})" if pipeline and pipeline != "nan" else str(model_id)
+
+
+def _include(key: str, new: list) -> None:
+    st.session_state[key] = [*st.session_state.get(key, []), *new]
+
+
 def model_filter(
     model_ids: Sequence[str], pipelines: Mapping[str, str] | None = None, *, key: str
 ) -> tuple[str, ...] | None:
@@ -173,11 +244,8 @@ def model_filter(
     if not model_ids:
         return None
     pipelines = pipelines or {}
-    remembered = _remembered("models", None)
-    default = [m for m in (remembered or model_ids) if m in model_ids] or list(model_ids)
-    chosen = st.sidebar.multiselect(
-        "Models", list(model_ids), default=default, key=key,
-        format_func=lambda m: model_label(m, pipelines.get(m)),
+    chosen = _filter_multiselect(
+        "models", "Models", list(model_ids), key=key, format_func=lambda m: chip_label(m, pipelines.get(m)),
     )
     if not chosen:
         st.sidebar.warning("No model selected: showing all models.")
@@ -272,6 +340,9 @@ def analysis_context(
     if page_filters is not None:
         filters = page_filters(frames, filters, pipelines)
     settings = settings_widgets(key=f"{key}-settings")
+    _remember("contents", Contents(
+        tuple(filters.batch_ids or sorted(int(b) for b in batches["batch_id"])) if not batches.empty else (),
+        tuple(filters.model_ids or model_ids)))
     key = data.report_key(factory, study_id, filters, settings)
     tables = data.report(factory, study_id, filters, settings, key)
     return AnalysisContext(tables, frames, filters, settings, {**pipelines, **data.pipelines(tables)}, key)
@@ -290,8 +361,9 @@ def html_report_download(context: AnalysisContext, title: str) -> None:
     from core.reporting.html_report import render_html, report_figures
 
     def page() -> str:
-        manifest = {"batches": context.filters.batch_ids or "all active",
-                    "models": context.filters.model_ids or "all with predictions",
+        contents = current_contents()
+        manifest = {"batches": list(contents.batches) if contents else "all active",
+                    "models": list(contents.models) if contents else "all with predictions",
                     "boot": context.settings.n_boot, "seed": context.settings.seed,
                     "ties": context.settings.ties, "unequal": context.settings.unequal}
         figures = report_figures(context.tables, context.frames.predictions)

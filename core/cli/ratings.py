@@ -40,7 +40,8 @@ from db.ratings import (
     list_batches,
     stimulus_index,
 )
-from db.stimuli import AmbiguousKeyError
+from core.ratings.stimulus_keys import KEY_MODES
+from db.stimuli import AmbiguousKeyError, key_mode_suggestion, set_key_mode
 
 ERRORS_SHOWN = 30
 
@@ -99,6 +100,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ratings.add_argument("--by", default="", help="who uploads (stored as provenance)")
     ratings.add_argument(
+        "--stimulus-key", choices=list(KEY_MODES),
+        help="match the file's stimulus ids by file name, stem (survey tools: neutral_001) or "
+        "relative path; saved for the study",
+    )
+    ratings.add_argument(
+        "--ignore-case", action=argparse.BooleanOptionalAction,
+        help="with --stimulus-key: ignore upper/lower case in stimulus ids (default: the study's setting)",
+    )
+    ratings.add_argument(
         "--dry-run", action="store_true", help="detect and validate only; store nothing"
     )
     ratings.set_defaults(handler=run_import_ratings)
@@ -125,6 +135,11 @@ def run_import_ratings(args: argparse.Namespace) -> int:
         if study is None:
             return _fail(f"no study named {args.study!r}; create it with import-stimuli --create")
         try:
+            if args.stimulus_key:
+                folded = study.key_case_insensitive if args.ignore_case is None else args.ignore_case
+                with factory.begin() as writer:
+                    set_key_mode(writer, study.id, args.stimulus_key, folded, actor=Role.OPERATOR)
+                session.rollback()  # end the read snapshot: the next reads see the new setting
             index = stimulus_index(session, study.id)
             mapping = _mapping(args, frame, index, codes)
             values = numeric_values(frame, mapping, index)
@@ -140,7 +155,9 @@ def run_import_ratings(args: argparse.Namespace) -> int:
             return _fail("cannot apply the mapping:\n  " + "\n  ".join(problems))
         _report_errors(prepared, frame, args)
         _print_repeats(repeats_for_import(session, study.id, prepared), args.repeats)
+        _suggest_key_mode(session, study, prepared)
         if args.dry_run:
+            session.rollback()
             print(f"dry run: {len(prepared.ratings)} valid ratings, nothing stored")
             return 0 if prepared.ok else 1
         try:
@@ -253,6 +270,21 @@ def _report_errors(prepared: PreparedRatings, frame, args: argparse.Namespace) -
         target = args.rejected or args.file.with_name(args.file.name + ".rejected.csv")
         target.write_bytes(to_csv_bytes(rejected_rows_table(frame, prepared.errors)))
         print(f"rejected rows with reasons written to {target}")
+
+
+def _suggest_key_mode(session, study: Study, prepared: PreparedRatings) -> None:
+    """Name the flags under which every unknown stimulus id would match one stimulus."""
+    known, unknown = prepared.stimulus_ids()
+    suggestion = key_mode_suggestion(session, study.id, known, unknown) if unknown else None
+    if suggestion is None:
+        return
+    flags = f"--stimulus-key {suggestion.mode}"
+    if suggestion.case_insensitive != study.key_case_insensitive:
+        flags += " --ignore-case" if suggestion.case_insensitive else " --no-ignore-case"
+    raw, path = next(iter(suggestion.matches.items()))
+    print(f"hint: all {len(unknown)} unknown stimulus ids match exactly one stimulus by "
+          f"{suggestion.describe()} (e.g. {raw!r} -> {path!r}); rerun with {flags} "
+          "(saved for the study)", file=sys.stderr)
 
 
 def run_list_batches(args: argparse.Namespace) -> int:

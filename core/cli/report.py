@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="models averaged into the all-pipelines consensus model (default: the "
                              "first model of each pipeline; give none to leave it out)")
     report.add_argument("--no-figures", action="store_true", help="skip SVG/PNG figures")
+    report.add_argument("--latex-full", action="store_true",
+                        help="LaTeX tables with every column (default: model, estimate [CI], n)")
     report.add_argument("--html", action="store_true",
                         help="also write DIR/report.html: every table and figure in one offline HTML file")
     report.set_defaults(handler=run_report)
@@ -58,6 +60,7 @@ def run_report(args: argparse.Namespace) -> int:
         study=args.study, out=args.out, boot=args.boot, seed=args.seed, models=args.models,
         batches=args.batches, ties=args.ties, unequal=args.unequal, subgroups=args.subgroups,
         consensus_of=args.consensus_of, figures=not args.no_figures, html=args.html,
+        latex_full=args.latex_full,
     )
     try:
         written = write_study_report(make_sessionmaker(make_engine(args.db)), options, _progress)

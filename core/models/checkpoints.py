@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+from core.io.network import is_offline
 from core.io.paths import data_dir
 from core.models.spec import CheckpointFile, ModelSpec
 
@@ -38,6 +39,10 @@ State = Literal["ready", "missing", "mismatch", "unverified"]
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message says which file and what to do."""
+
+
+class NoConnectionError(CheckpointError):
+    """A download that could not reach its server; a local copy can still be registered."""
 
 
 @dataclass(frozen=True)
@@ -362,6 +367,10 @@ def _download_one(spec: ModelSpec, slot: CheckpointFile, folder: Path, progress:
         _install(spec, slot, tmp, slot.url, "pinned on first download")
         return done
     except OSError as exc:
+        if is_offline(exc):
+            raise NoConnectionError(
+                f"model {spec.id!r}: no internet connection ({slot.url} unreachable); register a local "
+                f"copy of {slot.name} instead") from exc
         raise CheckpointError(f"model {spec.id!r}: downloading {slot.name} from {slot.url} failed: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)

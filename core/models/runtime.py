@@ -1,20 +1,25 @@
 """Network runners shared by adapters: an ONNX Runtime session and a torch module wrapper.
 
 Both take a float32 NCHW numpy batch and return named numpy outputs, so adapters and card models
-decode the same way whatever the file format.
+decode the same way whatever the file format. torch and onnxruntime are imported when a network
+is built, so listing the model specs costs no model runtime.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def onnx_providers(device: str) -> list[str]:
     """CUDA first when asked for and available in this onnxruntime build, CPU always last."""
+    import onnxruntime as ort
+
     available = ort.get_available_providers()
     wanted = ["CUDAExecutionProvider"] if device.startswith("cuda") else []
     return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
@@ -24,6 +29,8 @@ class OnnxNet:
     """An ONNX model with one image input; outputs returned by their graph names."""
 
     def __init__(self, path: Path, device: str = "cpu", input_name: str | None = None) -> None:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=onnx_providers(device))
@@ -48,19 +55,25 @@ class TorchNet:
     """A torch module in eval mode on a device, optionally in half precision."""
 
     def __init__(self, module: torch.nn.Module, device: str = "cpu", half: bool = False) -> None:
+        import torch
+
         self.device = torch.device(device)
         self.dtype = torch.float16 if half else torch.float32
         self.module = module.to(self.device, self.dtype).eval()
         self.precision = "fp16" if half else "fp32"
 
-    @torch.inference_mode()
     def run(self, batch: np.ndarray) -> object:
-        tensor = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device, self.dtype)
-        return self.module(tensor)
+        import torch
+
+        with torch.inference_mode():
+            tensor = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device, self.dtype)
+            return self.module(tensor)
 
     def release(self) -> None:
         self.module = None
         if self.device.type == "cuda":
+            import torch
+
             torch.cuda.empty_cache()
 
 

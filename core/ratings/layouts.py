@@ -197,6 +197,11 @@ class PreparedRatings:
     def ok(self) -> bool:
         return self.errors.empty
 
+    def stimulus_ids(self) -> tuple[list[str], list[str]]:
+        """The stimulus ids as the file writes them: (matched, unknown)."""
+        unknown = self.errors.loc[self.errors["kind"] == "unknown_stimulus", "value"]
+        return sorted(set(self.ratings["stimulus_key"].astype(str))), sorted(set(unknown.astype(str)))
+
 
 # ---------------------------------------------------------------- header and column detection
 

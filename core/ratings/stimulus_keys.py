@@ -7,6 +7,8 @@ core.workflows.stimuli re-exports these names.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from core.io.images import IMAGE_SUFFIXES
@@ -48,3 +50,51 @@ def lookup_key(raw_id: object, mode: str, case_insensitive: bool) -> str:
     if mode == "stem" and clean.lower().endswith(IMAGE_SUFFIXES):
         clean = PurePosixPath(clean).stem
     return clean.casefold() if case_insensitive else clean
+
+
+@dataclass(frozen=True)
+class KeySuggestion:
+    """Another way of naming stimuli under which every id of a rating file matches one stimulus."""
+
+    mode: str
+    case_insensitive: bool
+    matches: dict[str, str]  # each id that is unknown now -> the stored path it would name
+
+    def describe(self) -> str:
+        how = KEY_MODES[self.mode].split(" (")[0]
+        return how + (", ignoring upper/lower case" if self.case_insensitive else "")
+
+
+def suggest_key_mode(
+    paths: Iterable[str], ids: Iterable[str], unknown: Iterable[str], mode: str, case_insensitive: bool
+) -> KeySuggestion | None:
+    """The closest key mode (same case rule first) under which each of ``ids`` names exactly one of
+    ``paths`` and no two paths share a key; None when there is none or nothing is ``unknown``.
+
+    Survey tools write stems (``neutral_001``) where a study stores file names (``neutral_001.jpg``).
+    """
+    paths, ids, unknown = list(paths), set(map(str, ids)), set(map(str, unknown))
+    if not unknown:
+        return None
+    for folded in (case_insensitive, not case_insensitive):
+        for candidate in KEY_MODES:
+            if (candidate, folded) == (mode, case_insensitive):
+                continue
+            named = _paths_by_key(paths, candidate, folded)
+            if named is None:
+                continue
+            found = {raw: named.get(lookup_key(raw, candidate, folded)) for raw in ids | unknown}
+            if all(found.values()):
+                return KeySuggestion(candidate, folded, {raw: found[raw] for raw in sorted(unknown)})
+    return None
+
+
+def _paths_by_key(paths: list[str], mode: str, case_insensitive: bool) -> dict[str, str] | None:
+    """Key -> path under ``mode``; None when two paths share a key (the mode would be ambiguous)."""
+    named: dict[str, str] = {}
+    for path in paths:
+        key = lookup_key(stimulus_key(path, mode, case_insensitive), mode, case_insensitive)
+        if key in named:
+            return None
+        named[key] = path
+    return named

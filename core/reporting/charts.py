@@ -419,9 +419,11 @@ def forest_plot(
         _tooltip_number("ci_high", "CI high"),
     ] + ([alt.Tooltip("n:Q")] if "n" in data else [])
     layers: list[alt.Chart] = []
+    band_label = ceiling.get("label", "human ceiling") if ceiling is not None else ""
+    legend = _forest_legend(band_label, human_scores is not None and not human_scores.empty)
     if ceiling is not None:
         band = pd.DataFrame([{k: ceiling.get(k) for k in ("estimate", "ci_low", "ci_high")}])
-        band["what"] = ceiling.get("label", "human ceiling")
+        band["what"] = band_label
         ceiling_base = alt.Chart(inline(band))
         band_tooltip = [
             alt.Tooltip("what:N", title=""),
@@ -430,23 +432,24 @@ def forest_plot(
             _tooltip_number("ci_high", "high"),
         ]
         layers.append(
-            ceiling_base.mark_rect(color=CEILING_COLOR, opacity=0.45).encode(
-                x=alt.X("ci_low:Q", scale=x_scale), x2="ci_high:Q", tooltip=band_tooltip
+            ceiling_base.mark_rect(opacity=0.45).encode(
+                x=alt.X("ci_low:Q", scale=x_scale), x2="ci_high:Q", tooltip=band_tooltip, color=legend
             )
         )
+        median = band.assign(what=MEDIAN_LABEL)
         layers.append(
-            ceiling_base.mark_rule(color="#3182bd", strokeDash=[5, 3], size=2).encode(
-                x="estimate:Q", tooltip=band_tooltip
+            alt.Chart(inline(median)).mark_rule(strokeDash=[5, 3], size=2).encode(
+                x="estimate:Q", tooltip=band_tooltip, color=legend
             )
         )
     if human_scores is not None and not human_scores.empty:
         _require(human_scores, ["estimate"], "forest_plot human_scores")
         columns = ["estimate"] + (["rater"] if "rater" in human_scores else [])
         layers.append(
-            alt.Chart(inline(human_scores[columns]))
-            .mark_rule(color=HUMAN_COLOR, opacity=0.35, strokeWidth=1)
+            alt.Chart(inline(human_scores[columns].assign(what=RATERS_LABEL)))
+            .mark_rule(opacity=0.35, strokeWidth=1)
             .encode(
-                x=alt.X("estimate:Q", scale=x_scale),
+                x=alt.X("estimate:Q", scale=x_scale), color=legend,
                 tooltip=[alt.Tooltip("rater:N"), _tooltip_number("estimate")] if "rater" in columns else [],
             )
         )
@@ -455,6 +458,21 @@ def forest_plot(
     layers.append(base.mark_point(filled=True, size=70, color="black").encode(x="estimate:Q"))
     height = max(90, 30 * len(order))
     return finished(alt.layer(*layers), title=title or metric, width=420, height=height)
+
+
+MEDIAN_LABEL = "median of the human raters"
+RATERS_LABEL = "each human rater (vs the others)"
+
+
+def _forest_legend(band_label: str, with_raters: bool) -> alt.Color:
+    """One legend for the human reference lines of a forest plot (band, median, each rater)."""
+    entries = ([(band_label, CEILING_COLOR), (MEDIAN_LABEL, "#3182bd")] if band_label else [])
+    entries += [(RATERS_LABEL, HUMAN_COLOR)] if with_raters else []
+    return alt.Color(
+        "what:N", title=None,
+        scale=alt.Scale(domain=[e[0] for e in entries], range=[e[1] for e in entries]),
+        legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0),
+    )
 
 
 def subgroup_gap_chart(
@@ -489,7 +507,8 @@ def subgroup_gap_chart(
     base = alt.Chart(inline(data)).encode(
         y=alt.Y("label:N", sort=order, title=None, axis=NAMES),
         yOffset=alt.YOffset("group:N"),
-        color=alt.Color("group:N", title=group_col),
+        # Legend below the panels: on the right it widened the figure past the page and was cut.
+        color=alt.Color("group:N", title=group_col, legend=alt.Legend(orient="bottom", columns=4, labelLimit=0)),
         tooltip=tooltip,
     )
     per_group = (

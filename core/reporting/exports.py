@@ -12,13 +12,15 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
-import altair as alt
 import numpy as np
 import pandas as pd
-import vl_convert
 
 from core.io import spreadsheet
+
+if TYPE_CHECKING:
+    import altair as alt
 
 ESTIMATE_COLUMNS = ("estimate", "ci_low", "ci_high")
 MISSING = "--"
@@ -106,6 +108,24 @@ def _column_alignment(series: pd.Series) -> str:
     return "r" if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series) else "l"
 
 
+# Columns that say which estimate a row is, in the order a paper table reads them.
+MODEL_COLUMNS = ("model_name", "model_id")
+ROW_NAME_COLUMNS = ("rater", "dimension", "metric", "reference", "scope", "category", "label", "level",
+                    "group", "panel")
+
+
+def compact_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's default: what names the row (only the naming columns that vary, plus the
+    model), the estimate with its CI, and n; the full table stays one option away."""
+    if "estimate" not in table.columns:
+        return table
+    model = [c for c in MODEL_COLUMNS if c in table.columns][:1]
+    varying = [c for c in ROW_NAME_COLUMNS if c in table.columns and table[c].nunique(dropna=False) > 1]
+    names = model + varying
+    estimate = [c for c in ESTIMATE_COLUMNS if c in table.columns]
+    return table[names + estimate + (["n"] if "n" in table.columns else [])]
+
+
 def to_latex(table: pd.DataFrame, caption: str, label: str, *, digits: int = 2) -> str:
     """A booktabs ``table`` environment; estimates with their CI in one cell.
 
@@ -139,26 +159,39 @@ def to_latex(table: pd.DataFrame, caption: str, label: str, *, digits: int = 2) 
 
 def _vegalite_version() -> str:
     """The Vega-Lite version of Altair's schema (e.g. ``v6.4``), so rendering matches the app."""
+    import altair as alt  # charts only: table exports skip altair's import
+
     major, minor = alt.SCHEMA_VERSION.lstrip("v").split(".")[:2]
     return f"v{major}.{minor}"
 
 
-ChartLike = alt.TopLevelMixin | dict
+ChartLike = Union["alt.TopLevelMixin", dict]
 """An Altair chart or its Vega-Lite spec (``chart.to_dict()``, e.g. cached by the UI)."""
 
 
-def _spec(chart: ChartLike) -> dict:
-    return chart if isinstance(chart, dict) else chart.to_dict()
+def chart_spec(chart: ChartLike) -> dict:
+    """The Vega-Lite spec without Altair's JSON-schema validation, which costs more than building
+    the chart; tests/test_charts.py validates every report figure instead."""
+    return chart if isinstance(chart, dict) else chart.to_dict(validate=False)
 
 
 def chart_to_svg(chart: ChartLike) -> str:
     """The chart as an SVG document."""
-    return vl_convert.vegalite_to_svg(_spec(chart), vl_version=_vegalite_version())
+    import vl_convert
+
+    return vl_convert.vegalite_to_svg(chart_spec(chart), vl_version=_vegalite_version())
+
+
+def svg_to_png(svg: str, scale: float = 2) -> bytes:
+    """Rasterise an SVG from :func:`chart_to_svg` (what ``vegalite_to_png`` does after compiling)."""
+    import vl_convert
+
+    return vl_convert.svg_to_png(svg, scale=scale)
 
 
 def chart_to_png(chart: ChartLike, scale: float = 2) -> bytes:
     """The chart as PNG bytes; ``scale=2`` gives print resolution for a single-column figure."""
-    return vl_convert.vegalite_to_png(_spec(chart), vl_version=_vegalite_version(), scale=scale)
+    return svg_to_png(chart_to_svg(chart), scale=scale)
 
 
 def save_chart(chart: ChartLike, stem: Path) -> list[Path]:
@@ -166,6 +199,7 @@ def save_chart(chart: ChartLike, stem: Path) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     svg, png = stem.parent / f"{stem.name}.svg", stem.parent / f"{stem.name}.png"
-    svg.write_text(chart_to_svg(chart), encoding="utf-8")
-    png.write_bytes(chart_to_png(chart))
+    drawing = chart_to_svg(chart)
+    svg.write_text(drawing, encoding="utf-8")
+    png.write_bytes(svg_to_png(drawing))
     return [svg, png]

@@ -22,7 +22,7 @@ import pandas as pd
 import vl_convert
 
 from core.reporting import charts
-from core.reporting.exports import _vegalite_version, with_estimate_text
+from core.reporting.exports import _vegalite_version, chart_spec, with_estimate_text
 
 DIGITS = 3
 COLLAPSE_ROWS = 40  # longer tables start folded so the page stays readable
@@ -231,7 +231,7 @@ def render_html(
 
 
 def _figure_html(index: int, figure: Figure) -> str:
-    spec = figure.chart.to_dict() if hasattr(figure.chart, "to_dict") else figure.chart
+    spec = chart_spec(figure.chart)
     return (
         f'<figure><div class="chart" id="chart-{index}" data-spec="spec-{index}"></div>'
         f"<figcaption>{_e(figure.title)}</figcaption></figure>\n"

@@ -46,9 +46,10 @@ LATEX_TABLES: dict[str, tuple[str, dict[str, object], list[str], str]] = {
 
 def write_report(
     tables: dict[str, pd.DataFrame], out: Path, *, figures: bool = True,
-    predictions: pd.DataFrame | None = None,
+    predictions: pd.DataFrame | None = None, latex_full: bool = False,
 ) -> list[Path]:
-    """Write the tables (CSV, one XLSX), LaTeX tables and figures of ``tables`` under ``out``."""
+    """Write the tables (CSV, one XLSX), LaTeX tables (compact unless ``latex_full``) and figures
+    of ``tables`` under ``out``."""
     from core.reporting import exports
 
     out = Path(out)
@@ -66,6 +67,7 @@ def write_report(
         table = _latex_rows(tables.get(source, pd.DataFrame()), filters, columns)
         if table.empty:
             continue
+        table = table if latex_full else exports.compact_table(table)
         path = out / "latex" / f"{name}.tex"
         path.write_text(exports.to_latex(table, caption, f"tab:{name.replace('_', '-')}"), encoding="utf-8")
         written.append(path)

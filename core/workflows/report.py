@@ -41,6 +41,7 @@ class ReportOptions:
     consensus_of: list[str] | None = None
     figures: bool = True
     html: bool = False
+    latex_full: bool = False
     warnings: list[str] = field(default_factory=list, compare=False)
 
 
@@ -75,7 +76,8 @@ def write_study_report(
         consensus_of=options.consensus_of, progress=progress,
     )
     out = Path(options.out)
-    written = write_report(tables, out, figures=options.figures, predictions=predictions)
+    written = write_report(tables, out, figures=options.figures, predictions=predictions,
+                           latex_full=options.latex_full)
     written += write_methods(tables, out, models, n_boot=options.boot, seed=options.seed)
     described = manifest(_parameters(options, study.id), ratings, predictions)
     (out / "manifest.json").write_text(json.dumps(described, indent=2), encoding="utf-8")
@@ -87,7 +89,7 @@ def write_study_report(
 
 def _parameters(options: ReportOptions, study_id: int) -> dict:
     parameters = asdict(options)
-    for key in ("out", "figures", "html", "warnings"):
+    for key in ("out", "figures", "html", "latex_full", "warnings"):
         parameters.pop(key)
     return {"study": options.study, "study_id": study_id, **parameters}
 

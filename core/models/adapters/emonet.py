@@ -30,18 +30,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from core.faces.crops import Face
 from core.models.adapters.base import ModelOutput
-from core.models.nets.emonet import EmoNet
-from core.models.nets.state_dict import load_strict
 from core.models.preprocess import ensure_rgb, normalise
 from core.models.runtime import TorchNet, to_numpy
 from core.models.spec import CheckpointFile, ModelSpec, Preprocessing
 from core.models.variants import make_variant
+
+if TYPE_CHECKING:
+    from core.models.nets.emonet import EmoNet
 
 INPUT_SIDE = 256
 # DataAugmentor: scale = (w + h) / 220 and the crop side is 200 * scale.
@@ -205,10 +207,14 @@ class EmoNetAdapter:
 
 
 def build_network(spec: ModelSpec) -> EmoNet:
+    from core.models.nets.emonet import EmoNet  # torch: only when a network is built
+
     return EmoNet(n_expression=len(spec.native_labels))
 
 
 def load(spec: ModelSpec, paths: list[Path], device: str, half: bool) -> EmoNetAdapter:
     """Build EmoNet, load the verified state_dict strictly, move it to ``device``."""
+    from core.models.nets.state_dict import load_strict
+
     net = load_strict(build_network(spec), paths[0])
     return EmoNetAdapter(spec, TorchNet(net, device, half))

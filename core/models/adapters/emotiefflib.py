@@ -32,21 +32,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-import timm
-import torch
-from onnx import numpy_helper
 
 from core.faces.crops import Face
 from core.models.adapters.base import ModelOutput
-from core.models.nets.mobilefacenet import MobileFaceNetHead
-from core.models.pickle_weights import read_pickled_module
 from core.models.preprocess import prepare_face
 from core.models.runtime import OnnxNet, TorchNet, to_numpy
 from core.models.spec import CheckpointFile, ModelSpec, Preprocessing
 from core.models.variants import make_variant
+
+if TYPE_CHECKING:
+    import torch
 
 REPO = "https://github.com/sb-ai-lab/EmotiEffLib"
 COMMIT = "f1df0e8548c666d268826e50b7de107fd5553e9d"
@@ -198,6 +196,9 @@ class EmotiEffLibAdapter:
 
 def check_onnx_head(path: Path, feature_dim: int) -> None:
     """The graph's last node must be the Gemm mapping ``feature_dim`` features to 10 outputs."""
+    import onnx
+    from onnx import numpy_helper
+
     graph = onnx.load(str(path)).graph
     names = ([i.name for i in graph.input], [o.name for o in graph.output])
     if names != (["input"], ["output"]):
@@ -214,6 +215,10 @@ def check_onnx_head(path: Path, feature_dim: int) -> None:
 
 def build_network(spec: ModelSpec) -> torch.nn.Module:
     """The architecture of ``spec`` with random weights (timm 1.x or our MobileFaceNet)."""
+    import timm
+
+    from core.models.nets.mobilefacenet import MobileFaceNetHead
+
     if spec.options.get("arch") == "mobilefacenet":
         return MobileFaceNetHead(N_OUTPUTS)
     return timm.create_model(spec.options["timm_arch"], pretrained=False, num_classes=N_OUTPUTS)
@@ -227,6 +232,8 @@ def _normalise_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def load_pickled(spec: ModelSpec, path: Path) -> torch.nn.Module:
     """Rebuild the network from an official (hash-verified) pickled module, strictly."""
+    from core.models.pickle_weights import read_pickled_module
+
     origin, state = read_pickled_module(path)
     network = build_network(spec)
     try:

@@ -29,17 +29,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from core.faces.crops import Face
 from core.models.adapters.base import ModelOutput
-from core.models.nets.esr9 import ESR9, N_BRANCHES
 from core.models.preprocess import prepare_face
 from core.models.runtime import TorchNet, to_numpy
 from core.models.spec import CheckpointFile, ModelSpec, Preprocessing
 from core.models.variants import make_variant
+
+if TYPE_CHECKING:
+    import torch
+
+    from core.models.nets.esr9 import ESR9
 
 REPO = "https://github.com/siqueira-hc/Efficient-Facial-Feature-Learning-with-Wide-Ensemble-based-Convolutional-Neural-Networks"
 COMMIT = "5980cbf51bd2c4c64b6288d6c708e910479df025"
@@ -143,6 +147,8 @@ def use_per_image_statistics(net: ESR9) -> ESR9:
     Dropping the running buffers makes torch use batch statistics even in eval mode and update
     nothing, so the loaded network stays as loaded and repeated calls give the same output.
     """
+    import torch
+
     for branch in net.branches:
         for module in branch.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -202,6 +208,8 @@ class ESR9Adapter:
 
 
 def _load_strict(module: torch.nn.Module, path: Path) -> None:
+    import torch
+
     state = torch.load(path, map_location="cpu", weights_only=True)
     try:
         module.load_state_dict(state, strict=True)
@@ -211,6 +219,8 @@ def _load_strict(module: torch.nn.Module, path: Path) -> None:
 
 def load(spec: ModelSpec, paths: list[Path], device: str, half: bool) -> ESR9Adapter:
     """Build ESR-9 from the base file and the nine branch files (verified paths, spec order)."""
+    from core.models.nets.esr9 import ESR9, N_BRANCHES  # torch: only when a network is built
+
     if len(paths) != 1 + N_BRANCHES:
         raise ValueError(f"ESR-9 needs {1 + N_BRANCHES} files, got {len(paths)}")
     net = ESR9()

@@ -38,12 +38,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from torchvision.transforms import functional as tvf
 
 from core.faces.crops import Face
 from core.models.adapters.base import ModelOutput
-from core.models.nets.resnet50_ferplus import AU_COUNT, VA_BINS, MultitaskCNN
-from core.models.nets.state_dict import load_strict
 from core.models.preprocess import ensure_rgb, normalise
 from core.models.runtime import TorchNet, to_numpy
 from core.models.spec import CheckpointFile, ModelSpec, Preprocessing
@@ -56,7 +53,8 @@ AU_NAMES: tuple[str, ...] = ("AU1", "AU2", "AU4", "AU6", "AU12", "AU15", "AU20",
 ENSEMBLE_AU_THRESHOLDS: tuple[float, ...] = (
     0.1448537, 0.03918985, 0.13766725, 0.02652811, 0.40589422, 0.15572545, 0.04808964, 0.10848708,
 )
-STUDENT_AU_THRESHOLDS: tuple[float, ...] = (0.5,) * AU_COUNT
+STUDENT_AU_THRESHOLDS: tuple[float, ...] = (0.5,) * len(AU_NAMES)
+VA_BINS = 20  # bins per dimension of the network's V/A head (nets.resnet50_ferplus.VA_BINS)
 VA_BIN_VALUES = np.linspace(-1.0, 1.0, VA_BINS)
 MAX_FACE_TO_IMAGE = 4.0  # landmarks implying a face far larger than the image are rejected
 HOMEPAGE = "https://github.com/wtomin/Multitask-Emotion-Recognition-with-Incomplete-Labels"
@@ -195,6 +193,8 @@ def jpeg_round_trip(face_rgb: np.ndarray, side: int) -> np.ndarray:
 
 def resize_center_crop(face_rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """torchvision Resize(short side) then CenterCrop on a PIL image, exactly as in training."""
+    from torchvision.transforms import functional as tvf
+
     image = tvf.resize(Image.fromarray(face_rgb), prep.resize_short_side,
                        interpolation=tvf.InterpolationMode.BILINEAR)
     return np.asarray(tvf.center_crop(image, list(prep.input_size)))
@@ -285,4 +285,7 @@ class MultitaskCNNAdapter:
 
 def load(spec: ModelSpec, paths: list[Path], device: str, half: bool) -> MultitaskCNNAdapter:
     """Build one network per verified student file, each loaded strictly."""
+    from core.models.nets.resnet50_ferplus import MultitaskCNN
+    from core.models.nets.state_dict import load_strict
+
     return MultitaskCNNAdapter(spec, [TorchNet(load_strict(MultitaskCNN(), path), device, half) for path in paths])
