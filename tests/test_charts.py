@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.access import Role
 from core.reporting import charts
 from core.reporting.exports import chart_to_svg
 
@@ -322,7 +323,7 @@ def test_every_report_figure_is_valid_vega_lite(sessions) -> None:
     from db.analysis import load_predictions, load_ratings, load_stimuli
 
     with sessions.begin() as session:
-        study_id = load_demo(session)
+        study_id = load_demo(session, actor=Role.OPERATOR)
         ratings, stimuli = load_ratings(session, study_id), load_stimuli(session, study_id)
         predictions, models = load_predictions(session, study_id), describe_models(session)
     figures = report_figures(build_report(ratings, predictions, stimuli, models, n_boot=0), predictions)

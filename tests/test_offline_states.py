@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.access import Role
 from core.io.network import is_offline
 from core.models import checkpoints, registry
 from tests.markdown_text import shown
@@ -65,7 +66,7 @@ def test_run_tab_without_checkpoints_points_to_import_predictions(sessions) -> N
     from db.queries import get_or_create_study
 
     with sessions.begin() as session:
-        get_or_create_study(session, "Pilot")
+        get_or_create_study(session, "Pilot", actor=Role.OPERATOR)
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception
     assert any("No model has its checkpoint yet" in text and "Import predictions" in text
@@ -76,7 +77,7 @@ def test_missing_mtcnn_weights_tell_a_browser_user_what_to_click(sessions) -> No
     from db.queries import get_or_create_study
 
     with sessions.begin() as session:
-        get_or_create_study(session, "Pilot")
+        get_or_create_study(session, "Pilot", actor=Role.OPERATOR)
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     next(box for box in at.selectbox if box.label == "Face detector").select("mtcnn").run()
     warning = next(shown(w.value) for w in at.warning if "MTCNN" in w.value)

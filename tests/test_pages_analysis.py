@@ -217,11 +217,11 @@ def test_a_batch_added_while_the_page_is_open_is_included(sessions, with_models:
     """Issue 10 item 3: "all batches" means all, including one a coauthor adds later."""
     with sessions.begin() as session:
         later = max(b.id for b in list_batches(session, with_models))
-        set_excluded(session, later, True)
+        set_excluded(session, later, True, actor=Role.OPERATOR)
     at = run_page("4_Agreement", with_models)
     assert "3 raters" in at.caption[0].value
     with sessions.begin() as session:
-        set_excluded(session, later, False)  # back in the analysis, as a new upload would be
+        set_excluded(session, later, False, actor=Role.OPERATOR)  # back in the analysis, as a new upload would be
     at.run()
     assert "6 raters" in at.caption[0].value
     assert later in next(m for m in at.multiselect if m.label == "Rating batches").value

@@ -183,7 +183,7 @@ def test_stimuli_page_key_mode_setting(sessions, study_id) -> None:
 
 def test_an_unknown_study_in_the_address_is_named(sessions) -> None:
     with sessions.begin() as session:
-        get_or_create_study(session, "Only study")
+        get_or_create_study(session, "Only study", actor=Role.OPERATOR)
     at = AppTest.from_file(HOME, default_timeout=60)
     at.query_params["study"] = "999"
     at.run()

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from core.access import Role
 from core.ratings.stimulus_keys import suggest_key_mode
 from db.models import Rating, Stimulus, Study
 from db.queries import get_or_create_study
@@ -58,7 +59,7 @@ def thumbnail() -> bytes:
 @pytest.fixture
 def study(sessions) -> int:
     with sessions.begin() as session:
-        study_id = get_or_create_study(session, "Survey").id
+        study_id = get_or_create_study(session, "Survey", actor=Role.OPERATOR).id
         for number, path in enumerate(PATHS, 1):
             session.add(Stimulus(study_id=study_id, path=path, sha256=f"{number:064x}",
                                  media_type="image/jpeg", width=4, height=4, thumbnail=thumbnail()))
