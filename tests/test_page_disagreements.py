@@ -124,11 +124,6 @@ def test_the_page_modules_import_no_model_runtime() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known: ui.analysis_data._frames -> core.workflows.catalog.describe_models -> "
-    "core.models.registry.builtin_specs imports every adapter module, which import torch, timm "
-    "and onnx at module level; this affects every analysis page (4-9) until the specs are "
-    "importable without their runtimes"))
 def test_the_rendered_page_imports_no_model_runtime(demo_study) -> None:
     code = (
         "from streamlit.testing.v1 import AppTest\n"

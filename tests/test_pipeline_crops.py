@@ -21,6 +21,7 @@ from torchvision import transforms
 
 from core.faces import fan68
 from core.faces.crops import Face
+from core.faces.detection import HAAR_VERSION
 from core.io.storage import store_bytes
 from core.models import checkpoints, registry
 from core.models.adapters import emonet as emonet_adapter
@@ -208,7 +209,7 @@ def test_every_emonet_prediction_says_which_crop_it_got(data_dir, sessions) -> N
     with sessions() as session:
         notes = {row.stimulus_sha256: (row.detector, row.extras["crop"]) for row in session.scalars(select(Prediction))}
         table = latest_predictions(session, study_id).set_index("stimulus")
-    detected = [note for detector, note in notes.values() if detector == "haar-v1"]
+    detected = [note for detector, note in notes.values() if detector == HAAR_VERSION]
     assert len(detected) == 1 and detected[0].startswith("fallback") and "not installed" in detected[0]
     assert sum("whole image" in note for _, note in notes.values()) == 2
     assert table.loc["astronaut.png", "note"] == detected[0]

@@ -17,7 +17,8 @@ from db.queries import get_or_create_study
 from ui.chrome import PASSWORD_KEY, ROLE_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["app.py", *sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))]
+# Home runs through the app.py router (its page links need st.navigation).
+PAGES = ["app.py", *sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py") if p.name != "0_Home.py")]
 PASSWORDS = {"owner": "o-pass", "coauthor": "c-pass", "reviewer": "r-pass"}
 HASHES = {role: hash_password(password) for role, password in PASSWORDS.items()}
 # Buttons a reviewer may press: none of them writes.

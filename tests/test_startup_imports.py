@@ -98,12 +98,13 @@ def test_listing_the_models_imports_no_model_runtime(data_dir: Path) -> None:
 def test_pages_that_run_no_model_do_not_import_torch(data_dir: Path) -> None:
     pages = [ROOT / "app.py", *(ROOT / "pages" / name for name in (
         "1_Stimuli.py", "2_Ratings.py", "4_Agreement.py", "5_Confusion.py", "6_Circumplex.py",
-        "7_Model_diversity.py"))]
+        "7_Model_diversity.py", "8_Across_pipelines.py", "9_Disagreements.py"))]
     code = (
         "from db.engine import make_engine, make_sessionmaker\n"
+        "from core.access import Role\n"
         "from core.workflows.demo import load_demo\n"
         "with make_sessionmaker(make_engine())() as session, session.begin():\n"
-        "    load_demo(session)\n"
+        "    load_demo(session, actor=Role.OPERATOR)\n"
         "from streamlit.testing.v1 import AppTest\n"
         f"for page in {[str(p) for p in pages]!r}:\n"
         "    at = AppTest.from_file(page, default_timeout=240).run()\n"
