@@ -28,12 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.ratings.scales import PRESETS  # noqa: E402  (after the path: run as a script)
-from tests.browser_app import (CHROMIUM, VIEWPORT, app_env, launch_chromium,  # noqa: E402
-                               running_app)
+from tests.browser_app import (CHROMIUM, DEMO_STIMULI, VIEWPORT, app_env,  # noqa: E402
+                               launch_chromium, running_app)
 
 CHART = ".vega-embed canvas, .vega-embed svg.marks"
 TARGETS = {"home_s": 3.0, "agreement_chart_s": 4.0, "wizard_rerun_s": 1.0, "idle_cpu_percent": 2.0}
-STIMULI = ["neutral_01.png", "happiness_01.png", "sadness_01.png", "surprise_01.png"]
 
 
 def load_demo(data: Path) -> None:
@@ -69,7 +68,7 @@ def measure_agreement(page, url: str) -> tuple[float, float]:
 
 def rating_file(folder: Path) -> Path:
     rows = [f"B{rater},{name},{(rater + index) % 9 + 1}"
-            for rater in range(1, 4) for index, name in enumerate(STIMULI)]
+            for rater in range(1, 4) for index, name in enumerate(DEMO_STIMULI)]
     path = folder / "bench_ratings.csv"
     path.write_text("participant,image,valence\n" + "\n".join(rows) + "\n")
     return path

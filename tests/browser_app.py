@@ -96,3 +96,26 @@ def choose(page, label: str, option: str) -> None:
         page.keyboard.press("Escape")
         page.wait_for_timeout(500)
     raise AssertionError(f"could not choose {option!r} in {label!r}")
+
+
+DEMO_STIMULI = ("neutral_01.png", "happiness_01.png", "sadness_01.png", "surprise_01.png")
+
+
+def write_demo_ratings(path: Path, rater_prefix: str) -> Path:
+    """A long rating file: three raters (``rater_prefix`` + 1..3) on four demo stimuli, valence
+    and arousal on 1..9 (12 rows)."""
+    rows = [f"{rater_prefix}{rater},{name},{(rater + index) % 9 + 1},{(rater * index) % 9 + 1}"
+            for rater in range(1, 4) for index, name in enumerate(DEMO_STIMULI)]
+    path.write_text("participant,image,valence,arousal\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def fill_rating_wizard(page, ratings: Path) -> None:
+    """Upload a :func:`write_demo_ratings` file in the open Ratings wizard and pick SAM 1-9 for
+    both columns, until the wizard finds every row valid."""
+    page.locator("input[type=file]").first.set_input_files(str(ratings))
+    page.get_by_text("12 data rows, 4 columns").wait_for()
+    choose(page, "valence scale", "SAM 1-9 (1..9)")
+    page.get_by_role("combobox", name="arousal scale").wait_for()
+    choose(page, "arousal scale", "SAM 1-9 (1..9)")
+    page.get_by_text("Every row is valid.").wait_for()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_app import CHROMIUM, VIEWPORT, choose, launch_chromium, running_app
+from tests.browser_app import (CHROMIUM, VIEWPORT, fill_rating_wizard, launch_chromium, running_app,
+                               write_demo_ratings)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -86,11 +87,7 @@ def test_main_flow_demo_upload_and_agreement(page, app_url: str, tmp_path: Path)
 def test_ratings_upload_wizard(page, app_url: str, tmp_path: Path) -> None:
     """A long rating file for the demo study's stimuli: columns detected, both scales chosen in
     their dropdowns, confirmed, and listed as a new batch."""
-    stimuli = ["neutral_01.png", "happiness_01.png", "sadness_01.png", "surprise_01.png"]
-    rows = [f"B{rater},{name},{(rater + index) % 9 + 1},{(rater * index) % 9 + 1}"
-            for rater in range(1, 4) for index, name in enumerate(stimuli)]
-    ratings = tmp_path / "browser_wizard_ratings.csv"
-    ratings.write_text("participant,image,valence,arousal\n" + "\n".join(rows) + "\n")
+    ratings = write_demo_ratings(tmp_path / "browser_wizard_ratings.csv", rater_prefix="B")
 
     page.goto(app_url)
     no_study = page.get_by_text("load the demo study to begin")
@@ -102,12 +99,7 @@ def test_ratings_upload_wizard(page, app_url: str, tmp_path: Path) -> None:
     # A fresh page load, not a sidebar click that can land while the Home page still reruns.
     page.goto(f"{app_url}/Ratings")
     page.get_by_role("tab", name="Upload ratings").wait_for()
-    page.locator("input[type=file]").first.set_input_files(str(ratings))
-    page.get_by_text("12 data rows, 4 columns").wait_for()
-    choose(page, "valence scale", "SAM 1-9 (1..9)")
-    page.get_by_role("combobox", name="arousal scale").wait_for()
-    choose(page, "arousal scale", "SAM 1-9 (1..9)")
-    page.get_by_text("Every row is valid.").wait_for()
+    fill_rating_wizard(page, ratings)
     _shot(page, "6-ratings-wizard")
     page.get_by_role("button", name="Import 12 ratings").click()
     page.get_by_text("browser_wizard_ratings.csv: batch #").wait_for()

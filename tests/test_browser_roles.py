@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from core.io.images import BLURRED_SIDE
-from tests.browser_app import (CHROMIUM, ROOT, VIEWPORT, app_env, choose, launch_chromium,
-                               running_app)
+from tests.browser_app import (CHROMIUM, ROOT, VIEWPORT, app_env, fill_rating_wizard,
+                               launch_chromium, running_app, write_demo_ratings)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -150,20 +150,11 @@ def _shot(page, folder: Path, name: str) -> None:
 
 
 def test_coauthor_uploads_a_rating_batch(page, app_url: str, tmp_path: Path) -> None:
-    stimuli = ["neutral_01.png", "happiness_01.png", "sadness_01.png", "surprise_01.png"]
-    rows = [f"C{rater},{name},{(rater + index) % 9 + 1},{(rater * index) % 9 + 1}"
-            for rater in range(1, 4) for index, name in enumerate(stimuli)]
-    ratings = tmp_path / "coauthor_ratings.csv"
-    ratings.write_text("participant,image,valence,arousal\n" + "\n".join(rows) + "\n")
+    ratings = write_demo_ratings(tmp_path / "coauthor_ratings.csv", rater_prefix="C")
 
     _log_in(page, f"{app_url}/Ratings", "coauthor")
     page.get_by_role("tab", name="Upload ratings").click()
-    page.locator("input[type=file]").first.set_input_files(str(ratings))
-    page.get_by_text("12 data rows, 4 columns").wait_for()
-    choose(page, "valence scale", "SAM 1-9 (1..9)")
-    page.get_by_role("combobox", name="arousal scale").wait_for()
-    choose(page, "arousal scale", "SAM 1-9 (1..9)")
-    page.get_by_text("Every row is valid.").wait_for()
+    fill_rating_wizard(page, ratings)
     _shot(page, tmp_path, "coauthor-1-ratings-wizard")
     page.get_by_role("button", name="Import 12 ratings").click()
     page.get_by_text("coauthor_ratings.csv: batch #").wait_for()
