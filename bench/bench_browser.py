@@ -17,27 +17,50 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.ratings.scales import PRESETS  # noqa: E402  (after the path: run as a script)
-from tests.browser_app import (CHROMIUM, DEMO_STIMULI, VIEWPORT, app_env,  # noqa: E402
-                               launch_chromium, running_app)
-
+CHROMIUM = "/usr/bin/chromium"
 CHART = ".vega-embed canvas, .vega-embed svg.marks"
 TARGETS = {"home_s": 3.0, "agreement_chart_s": 4.0, "wizard_rerun_s": 1.0, "idle_cpu_percent": 2.0}
+STIMULI = ["neutral_01.png", "happiness_01.png", "sadness_01.png", "surprise_01.png"]
 
 
-def load_demo(data: Path) -> None:
-    subprocess.run([sys.executable, "-m", "core", "demo"], cwd=ROOT, env=app_env(data), check=True,
-                   capture_output=True)
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(data: Path) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "FACEAGREE_DATA_DIR": str(data), "FACEAGREE_DB_URL": f"sqlite:///{data / 'app.sqlite'}"}
+    subprocess.run([sys.executable, "-m", "core", "demo"], cwd=ROOT, env=env, check=True, capture_output=True)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return server, url
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    raise SystemExit("streamlit did not become healthy within 60 s")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -68,7 +91,7 @@ def measure_agreement(page, url: str) -> tuple[float, float]:
 
 def rating_file(folder: Path) -> Path:
     rows = [f"B{rater},{name},{(rater + index) % 9 + 1}"
-            for rater in range(1, 4) for index, name in enumerate(DEMO_STIMULI)]
+            for rater in range(1, 4) for index, name in enumerate(STIMULI)]
     path = folder / "bench_ratings.csv"
     path.write_text("participant,image,valence\n" + "\n".join(rows) + "\n")
     return path
@@ -102,21 +125,26 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as folder:
-        load_demo(Path(folder))
-        with running_app(Path(folder)) as app, sync_playwright() as playwright:
-            url = app.url
-            browser = launch_chromium(playwright)
-            page = browser.new_page(viewport=VIEWPORT)
-            page.set_default_timeout(60_000)
-            home = [measure_home(page, url) for _ in range(args.runs)]
-            first_content, chart = measure_agreement(page, url)
-            wizard = measure_wizard(page, url, rating_file(Path(folder)))
-            page.goto(url)
-            page.get_by_text("What to do next").wait_for()
-            before = cpu_seconds(app.pid)
-            time.sleep(args.idle_s)
-            idle = 100 * (cpu_seconds(app.pid) - before) / args.idle_s
-            browser.close()
+        server, url = start_server(Path(folder))
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM,
+                    args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.set_default_timeout(60_000)
+                home = [measure_home(page, url) for _ in range(args.runs)]
+                first_content, chart = measure_agreement(page, url)
+                wizard = measure_wizard(page, url, rating_file(Path(folder)))
+                page.goto(url)
+                page.get_by_text("What to do next").wait_for()
+                before = cpu_seconds(server.pid)
+                time.sleep(args.idle_s)
+                idle = 100 * (cpu_seconds(server.pid) - before) / args.idle_s
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
     results = {
         "home_s": statistics.median(home), "home_first_load_s": home[0],
         "agreement_first_content_s": first_content, "agreement_chart_s": chart,
