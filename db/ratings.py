@@ -164,16 +164,9 @@ def import_batch(
     rejected row numbers are returned and noted on the batch.
     """
     require(actor, Action.UPLOAD_RATINGS)
-    sha = sha256_bytes(data)
-    duplicate = None if allow_duplicate else find_duplicate_file(session, study_id, sha)
-    if duplicate is not None:
-        raise DuplicateFileError(duplicate)
-    _check_importable(prepared, partial)
-    refuse_repeats(session, study_id, prepared)
-    store_bytes(data)
-    batch = _new_batch(study_id, prepared, file_name, sha, uploaded_by, allow_duplicate)
-    session.add(batch)
-    _flush_guarded(session, study_id, sha)
+    batch = _add_batch(
+        session, study_id, prepared, file_name, data, uploaded_by, allow_duplicate, partial
+    )
     ratings = _batch_ratings(prepared, batch.id)
     for start in range(0, len(ratings), INSERT_CHUNK):
         chunk = ratings.iloc[start:start + INSERT_CHUNK]
@@ -265,21 +258,30 @@ def _claim_batch(
     data: bytes, uploaded_by: str, allow_duplicate: bool, partial: bool,
 ) -> int:
     """The new batch, still importing, in a short transaction that takes the file's guard."""
-    sha = sha256_bytes(data)
     with factory.begin() as session:
-        duplicate = None if allow_duplicate else find_duplicate_file(session, study_id, sha)
-        if duplicate is not None:
-            raise DuplicateFileError(duplicate)
-        _check_importable(prepared, partial)
-        refuse_repeats(session, study_id, prepared)
-        store_bytes(data)
-        batch = _new_batch(
-            study_id, prepared, file_name, sha, uploaded_by, allow_duplicate,
+        return _add_batch(
+            session, study_id, prepared, file_name, data, uploaded_by, allow_duplicate, partial,
             import_state=IMPORTING, import_heartbeat=utcnow(),
-        )
-        session.add(batch)
-        _flush_guarded(session, study_id, sha)
-        return batch.id
+        ).id
+
+
+def _add_batch(
+    session: Session, study_id: int, prepared: PreparedRatings, file_name: str, data: bytes,
+    uploaded_by: str, allow_duplicate: bool, partial: bool, **state: Any,
+) -> RatingBatch:
+    """The refusals of :func:`import_batch`, then the file stored and its batch row flushed
+    (taking the file's guard), with no ratings yet."""
+    sha = sha256_bytes(data)
+    duplicate = None if allow_duplicate else find_duplicate_file(session, study_id, sha)
+    if duplicate is not None:
+        raise DuplicateFileError(duplicate)
+    _check_importable(prepared, partial)
+    refuse_repeats(session, study_id, prepared)
+    store_bytes(data)
+    batch = _new_batch(study_id, prepared, file_name, sha, uploaded_by, allow_duplicate, **state)
+    session.add(batch)
+    _flush_guarded(session, study_id, sha)
+    return batch
 
 
 def _touch_import(session: Session, batch_id: int, state: str = IMPORTING) -> None:

@@ -4,61 +4,25 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.browser_app import (CHROMIUM, VIEWPORT, fill_rating_wizard, launch_chromium, running_app,
+                               write_demo_ratings)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
 # The sidebar note shown once the demo study exists ("Loading the synthetic demo study…" would
 # match a looser text while it is still being built).
 DEMO_LOADED = "generated faces, ratings and model outputs"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("browser-data")
-    port = _free_port()
-    env = {**os.environ, "FACEAGREE_DATA_DIR": str(data),
-           "FACEAGREE_DB_URL": f"sqlite:///{data / 'app.sqlite'}"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail("streamlit did not become healthy within 60 s")
-    yield url
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:  # a script still running after a failed step
-        server.kill()
-        server.wait()
+    with running_app(tmp_path_factory.mktemp("browser-data")) as app:
+        yield app.url
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +32,8 @@ def page(app_url: str):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(60_000)
         yield page
         browser.close()
@@ -124,34 +84,10 @@ def test_main_flow_demo_upload_and_agreement(page, app_url: str, tmp_path: Path)
     _shot(page, "5-circumplex")
 
 
-def _choose(page, label: str, option: str) -> None:
-    """Pick in a Streamlit selectbox (a react-aria combobox, not BaseWeb): open it by its label,
-    click the option, and check the box shows it. A click that lands while the page is still
-    laying out or rerunning may not open the list or may be lost, so try again."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
-
-    box = page.get_by_role("combobox", name=label).first
-    for _ in range(5):
-        box.click()
-        try:
-            page.get_by_role("option", name=option).first.click(timeout=3_000)
-            expect(box).to_have_value(option, timeout=5_000)
-            return
-        except (AssertionError, PlaywrightTimeout):
-            pass
-        page.keyboard.press("Escape")
-        page.wait_for_timeout(500)
-    raise AssertionError(f"could not choose {option!r} in {label!r}")
-
-
 def test_ratings_upload_wizard(page, app_url: str, tmp_path: Path) -> None:
     """A long rating file for the demo study's stimuli: columns detected, both scales chosen in
     their dropdowns, confirmed, and listed as a new batch."""
-    stimuli = ["neutral_01.png", "happiness_01.png", "sadness_01.png", "surprise_01.png"]
-    rows = [f"B{rater},{name},{(rater + index) % 9 + 1},{(rater * index) % 9 + 1}"
-            for rater in range(1, 4) for index, name in enumerate(stimuli)]
-    ratings = tmp_path / "browser_wizard_ratings.csv"
-    ratings.write_text("participant,image,valence,arousal\n" + "\n".join(rows) + "\n")
+    ratings = write_demo_ratings(tmp_path / "browser_wizard_ratings.csv", rater_prefix="B")
 
     page.goto(app_url)
     no_study = page.get_by_text("load the demo study to begin")
@@ -163,12 +99,7 @@ def test_ratings_upload_wizard(page, app_url: str, tmp_path: Path) -> None:
     # A fresh page load, not a sidebar click that can land while the Home page still reruns.
     page.goto(f"{app_url}/Ratings")
     page.get_by_role("tab", name="Upload ratings").wait_for()
-    page.locator("input[type=file]").first.set_input_files(str(ratings))
-    page.get_by_text("12 data rows, 4 columns").wait_for()
-    _choose(page, "valence scale", "SAM 1-9 (1..9)")
-    page.get_by_role("combobox", name="arousal scale").wait_for()
-    _choose(page, "arousal scale", "SAM 1-9 (1..9)")
-    page.get_by_text("Every row is valid.").wait_for()
+    fill_rating_wizard(page, ratings)
     _shot(page, "6-ratings-wizard")
     page.get_by_role("button", name="Import 12 ratings").click()
     page.get_by_text("browser_wizard_ratings.csv: batch #").wait_for()

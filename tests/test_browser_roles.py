@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from core.io.images import BLURRED_SIDE
-from tests.conftest import ROOT
+from tests.browser_app import (CHROMIUM, ROOT, VIEWPORT, app_env, fill_rating_wizard,
+                               launch_chromium, running_app, write_demo_ratings)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
 DEMO_STUDY = "Demo (synthetic)"
 OTHER_STUDY = "Other study"
 PASSWORDS = {"coauthor": "coauthor-pass-1", "reviewer": "reviewer-pass-1"}
@@ -66,21 +62,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     """The demo study and a second study made by the CLI; hashes from `core hash-password`."""
     from PIL import Image
 
     data = tmp_path_factory.mktemp("roles-data")
-    env = {**os.environ, "FACEAGREE_DATA_DIR": str(data),
-           "FACEAGREE_DB_URL": f"sqlite:///{data / 'app.sqlite'}"}
-    setup = Deployment(data, data / "secrets.toml", env)
+    setup = Deployment(data, data / "secrets.toml", app_env(data))
     setup.cli("demo")
     faces = tmp_path_factory.mktemp("other-faces")
     for shade in (60, 180):
@@ -97,31 +85,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
 @pytest.fixture(scope="module")
 def app_url(deployment: Deployment) -> Iterator[str]:
     """The app with the temporary secrets file (`secrets.files`), never the repository's."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--secrets.files", str(deployment.secrets)],
-        cwd=ROOT, env=deployment.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail("streamlit did not become healthy within 60 s")
-    yield url
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:  # a script still running after a failed step
-        server.kill()
-        server.wait()
+    with running_app(deployment.data, ["--secrets.files", str(deployment.secrets)]) as app:
+        yield app.url
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +96,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()
 
@@ -142,7 +104,7 @@ def browser():
 @pytest.fixture
 def page(browser):
     """A fresh browser context per test: no session or cookie carries from one role to another."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.set_default_timeout(60_000)
     yield page
@@ -187,39 +149,12 @@ def _shot(page, folder: Path, name: str) -> None:
     print(f"screenshot: {path}")
 
 
-def _choose(page, label: str, option: str) -> None:
-    """Pick in a Streamlit selectbox; a click that lands during a rerun may be lost, so retry."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
-
-    box = page.get_by_role("combobox", name=label).first
-    for _ in range(5):
-        box.click()
-        try:
-            page.get_by_role("option", name=option).first.click(timeout=3_000)
-            expect(box).to_have_value(option, timeout=5_000)
-            return
-        except (AssertionError, PlaywrightTimeout):
-            pass
-        page.keyboard.press("Escape")
-        page.wait_for_timeout(500)
-    raise AssertionError(f"could not choose {option!r} in {label!r}")
-
-
 def test_coauthor_uploads_a_rating_batch(page, app_url: str, tmp_path: Path) -> None:
-    stimuli = ["neutral_01.png", "happiness_01.png", "sadness_01.png", "surprise_01.png"]
-    rows = [f"C{rater},{name},{(rater + index) % 9 + 1},{(rater * index) % 9 + 1}"
-            for rater in range(1, 4) for index, name in enumerate(stimuli)]
-    ratings = tmp_path / "coauthor_ratings.csv"
-    ratings.write_text("participant,image,valence,arousal\n" + "\n".join(rows) + "\n")
+    ratings = write_demo_ratings(tmp_path / "coauthor_ratings.csv", rater_prefix="C")
 
     _log_in(page, f"{app_url}/Ratings", "coauthor")
     page.get_by_role("tab", name="Upload ratings").click()
-    page.locator("input[type=file]").first.set_input_files(str(ratings))
-    page.get_by_text("12 data rows, 4 columns").wait_for()
-    _choose(page, "valence scale", "SAM 1-9 (1..9)")
-    page.get_by_role("combobox", name="arousal scale").wait_for()
-    _choose(page, "arousal scale", "SAM 1-9 (1..9)")
-    page.get_by_text("Every row is valid.").wait_for()
+    fill_rating_wizard(page, ratings)
     _shot(page, tmp_path, "coauthor-1-ratings-wizard")
     page.get_by_role("button", name="Import 12 ratings").click()
     page.get_by_text("coauthor_ratings.csv: batch #").wait_for()

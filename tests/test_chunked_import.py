@@ -35,7 +35,7 @@ from db.ratings import (
 )
 from db.stimuli import raters_per_stimulus, setup_progress
 from db.versions import analysis_version
-from tests.test_write_locks import add_stimuli, insert_batch, worker
+from tests.test_write_locks import add_stimuli, insert_batch, insert_pilot_study, worker
 
 SAM = {"valence": PRESETS["sam9"], "arousal": PRESETS["sam9"]}
 MAX_WRITER_WAIT_S = 1.0
@@ -214,13 +214,7 @@ def test_migration_0006_makes_every_existing_batch_active_and_keeps_every_row(db
     engine = make_engine(db_url, migrate=False)
     upgrade(engine, "0003")
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO study (id, name, description, is_demo, stimulus_key, key_case_insensitive,"
-            " created_at) VALUES (1, 'pilot', '', 0, 'name', 1, '2026-01-01')"))
-        connection.execute(text(
-            "INSERT INTO stimulus (id, study_id, path, sha256, media_type, width, height, thumbnail,"
-            " precropped, created_at) VALUES (1, 1, 'a.png', 'abc', 'image/png', 1, 1, x'00', 0,"
-            " '2026-01-01')"))
+        insert_pilot_study(connection)
         for batch_id, sha, deleted in ((1, "f", False), (2, "g", True), (3, "h", False)):
             insert_batch(connection, batch_id, sha, deleted)
             connection.execute(text("UPDATE rating_batch SET dedupe_sha256 = sha256"))

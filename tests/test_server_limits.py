@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,17 +25,13 @@ import websockets
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
+from tests.browser_app import free_port
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 XSRF_COOKIE = "_streamlit_xsrf"
 STIMULUS_ZIP_MB = 500  # the largest upload the README promises (2,000 face JPEGs)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

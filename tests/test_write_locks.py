@@ -113,6 +113,17 @@ def test_a_writer_waits_little_while_a_big_zip_imports(sessions, db_url, tmp_pat
     assert max(waits) < MAX_WRITER_WAIT_S, f"longest wait {max(waits):.2f} s"
 
 
+def insert_pilot_study(connection) -> None:
+    """Study 1 with stimulus 1 in raw SQL, for migration tests that start at an old schema."""
+    connection.execute(text(
+        "INSERT INTO study (id, name, description, is_demo, stimulus_key, key_case_insensitive,"
+        " created_at) VALUES (1, 'pilot', '', 0, 'name', 1, '2026-01-01')"))
+    connection.execute(text(
+        "INSERT INTO stimulus (id, study_id, path, sha256, media_type, width, height, thumbnail,"
+        " precropped, created_at) VALUES (1, 1, 'a.png', 'abc', 'image/png', 1, 1, x'00', 0,"
+        " '2026-01-01')"))
+
+
 def insert_batch(connection, batch_id: int, sha: str, deleted: bool = False) -> None:
     connection.execute(text(
         "INSERT INTO rating_batch (id, study_id, file_name, sha256, uploaded_by, uploaded_at,"
@@ -132,13 +143,7 @@ def test_migration_0003_keeps_duplicates_imported_before_the_index(db_url: str) 
     engine = make_engine(db_url, migrate=False)
     upgrade(engine, "0002")
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO study (id, name, description, is_demo, stimulus_key, key_case_insensitive,"
-            " created_at) VALUES (1, 'pilot', '', 0, 'name', 1, '2026-01-01')"))
-        connection.execute(text(
-            "INSERT INTO stimulus (id, study_id, path, sha256, media_type, width, height, thumbnail,"
-            " precropped, created_at) VALUES (1, 1, 'a.png', 'abc', 'image/png', 1, 1, x'00', 0,"
-            " '2026-01-01')"))
+        insert_pilot_study(connection)
         for batch_id, sha, deleted in ((1, "f", False), (2, "f", False), (3, "f", False),
                                        (4, "f", True), (5, "g", False)):
             insert_batch(connection, batch_id, sha, deleted)
