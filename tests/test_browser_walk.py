@@ -185,9 +185,9 @@ def open_agreement(page, url: str) -> None:
 def sees_new_batch(page, batch: Path) -> None:
     """Back on Agreement through the sidebar (same session): the batch is included or announced."""
     sidebar = page.get_by_test_id("stSidebar")
-    sidebar.get_by_role("link", name="Ratings").click()
+    sidebar.get_by_role("link", name="Ratings", exact=True).click()
     page.get_by_role("tab", name="Batches").wait_for()
-    sidebar.get_by_role("link", name="Agreement").click()
+    sidebar.get_by_role("link", name="Agreement", exact=True).click()
     page.get_by_text(AGREEMENT_READY).first.wait_for(timeout=240_000)
     sidebar.get_by_text(batch.name).or_(sidebar.get_by_text("1 new batch since you opened this page")).first.wait_for()
 
@@ -195,7 +195,8 @@ def sees_new_batch(page, batch: Path) -> None:
 def import_predictions(page, url: str, predictions: Path) -> None:
     page.goto(f"{url}/Models")
     page.get_by_role("tab", name="Import predictions").click()
-    page.locator("input[type=file]").first.set_input_files(str(predictions))
+    panel = page.get_by_role("tabpanel", name="Import predictions")
+    panel.locator("input[type=file]").set_input_files(str(predictions))
     page.get_by_text(f"All {len(STEMS)} rows are valid.").wait_for()
     page.get_by_label("Model id").fill("facereader-9")
     page.get_by_label("Display name").click()  # leaves the id field so Streamlit takes its value
@@ -205,6 +206,15 @@ def import_predictions(page, url: str, predictions: Path) -> None:
 
 def test_first_hour_walk(browser, app_url: str, tmp_path: Path) -> None:
     owner = new_session(browser)
+    try:
+        walk(browser, owner, app_url, tmp_path)
+    except Exception:
+        _shot(owner, tmp_path, "walk-failed")
+        print(f"screenshots: {tmp_path}")
+        raise
+
+
+def walk(browser, owner, app_url: str, tmp_path: Path) -> None:
     create_study(owner, app_url)
     upload_faces(owner, app_url, write_face_zip(tmp_path / "faces.zip"))
     _shot(owner, tmp_path, "walk-1-stimuli")
