@@ -236,7 +236,7 @@ def walk(browser, owner, app_url: str, tmp_path: Path) -> None:
     open_agreement(owner, app_url)
     owner.get_by_text("facereader-9").first.wait_for()
     with owner.expect_download() as download_info:
-        owner.get_by_role("tabpanel", name="Human ceiling").get_by_role("button", name="CSV").first.click()
+        owner.get_by_role("tabpanel", name="Human ceiling").get_by_role("button", name="CSV", exact=True).first.click()
     download = download_info.value
     _shot(owner, tmp_path, "walk-5-agreement-tables")
     assert re.search(r"batches-\d+-\d+-\d+\.csv$", download.suggested_filename), download.suggested_filename
