@@ -10,12 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import func, select
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.access import Role
+from core.ratings.layouts import detect_mapping
 from core.ratings.stimulus_keys import suggest_key_mode
 from db.models import Rating, Stimulus, Study
 from db.queries import get_or_create_study
@@ -39,6 +41,17 @@ def test_case_is_changed_only_when_needed() -> None:
     assert suggest_key_mode(PATHS, [], ["neutral_001"], "stem", False).case_insensitive is True
     exact = suggest_key_mode(PATHS, [], ["Neutral_001.jpg"], "stem", False)
     assert (exact.mode, exact.case_insensitive) == ("name", False)
+
+
+def test_survey_metadata_columns_are_left_out_of_a_wide_export() -> None:
+    """Qualtrics writes StartDate and "Duration (in seconds)" beside the ratings: read as stimuli
+    they would be two unknown ids that match nothing, and no key mode could be offered."""
+    frame = pd.DataFrame({"ResponseId": ["R_1"], "StartDate": ["2026-03-01"], "Duration (in seconds)": ["300"],
+                          "neutral_001_valence": ["5"], "neutral_001_emotion": ["neutral"]})
+    mapping = detect_mapping(frame)
+    assert mapping.layout == "wide_rater"
+    assert mapping.columns == {"rater": "ResponseId"}
+    assert mapping.ignored == ["StartDate", "Duration (in seconds)"]
 
 
 @pytest.mark.parametrize(("paths", "unknown"), [

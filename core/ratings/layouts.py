@@ -101,7 +101,13 @@ NON_RATING_COLUMNS = frozenset({
     "usage", "note", "notes", "comment", "comments", "timestamp", "date", "time", "duration",
     "set", "stimulus_set", "condition", "order", "trial", "intended", "intended_emotion",
     "gender", "poser_gender", "age", "age_group", "ethnicity", "unknown", "nf", "total",
+    # survey tools' response metadata (Qualtrics, LimeSurvey, SoSci Survey)
+    "startdate", "enddate", "recordeddate", "status", "ipaddress", "progress", "finished",
+    "recipientlastname", "recipientfirstname", "recipientemail", "externalreference",
+    "locationlatitude", "locationlongitude", "distributionchannel", "userlanguage",
+    "submitdate", "lastpage", "startlanguage", "seed", "interviewtime",
 })
+UNIT_NOTE = re.compile(r"_?\(.*\)$")  # "Duration (in seconds)" is a duration
 SEPARATORS = "_:.|/- "
 IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|webp|bmp|tiff?)$", re.IGNORECASE)
 
@@ -211,6 +217,11 @@ def header_token(text: object) -> str:
     return re.sub(r"[\s\-.]+", "_", normalise_token(str(text))).strip("_")
 
 
+def is_non_rating_column(header: object) -> bool:
+    """A column a wide file carries besides the ratings: notes, dates, survey metadata."""
+    return UNIT_NOTE.sub("", header_token(header)) in NON_RATING_COLUMNS
+
+
 def split_cell_header(header: str) -> tuple[str, str | None]:
     """Split a wide header into (stimulus or rater, dimension): ``img01.png:arousal`` ->
     (``img01.png``, ``arousal``), ``valence_img01`` -> (``img01``, ``valence``).
@@ -265,7 +276,7 @@ def detect_layout(
     if "rater" in roles and "stimulus" in roles and set(roles) & set(DIMENSIONS):
         return "long"
     id_column = _wide_id_column(frame, roles)
-    rest = [c for c in frame.columns if c != id_column and header_token(c) not in NON_RATING_COLUMNS]
+    rest = [c for c in frame.columns if c != id_column and not is_non_rating_column(c)]
     in_header = sum(_looks_like_stimulus(split_cell_header(c)[0], index) for c in rest)
     in_values = _share_stimuli(frame[id_column], index) * len(rest)
     with_dimension = sum(split_cell_header(c)[1] is not None for c in rest)
@@ -298,7 +309,7 @@ def detect_mapping(
         return mapping
     mapping.ignored = [
         c for c in frame.columns
-        if c != id_column and header_token(c) in NON_RATING_COLUMNS
+        if c != id_column and is_non_rating_column(c)
     ]
     return mapping
 
