@@ -98,7 +98,7 @@ def test_a_writer_waits_little_while_100k_ratings_import(sessions, db_url, tmp_p
     csv = rating_csv(tmp_path / "big.csv", 2000, 50)
     ready, go = tmp_path / "ready", tmp_path / "go"
     go.touch()
-    importer = worker("ratings", db_url, study_id, csv, ready, go)
+    importer = worker("ratings", db_url, study_id, csv, ready, go, 2000)  # 50 chunks: a long overlap
     while not ready.exists() and importer.poll() is None:
         time.sleep(0.01)
     waits, saw_half_import = [], 0
