@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -25,51 +20,23 @@ import websockets
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from tests.browser_app import free_port
+from tests.browser_app import running_app
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 XSRF_COOKIE = "_streamlit_xsrf"
 STIMULUS_ZIP_MB = 500  # the largest upload the README promises (2,000 face JPEGs)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[tuple[int, str]]:
-    """The app on a free port (address from .streamlit/config.toml), with a shared password."""
+    """The app on a free loopback port (tests/browser_app.py), with a shared password."""
     folder = tmp_path_factory.mktemp("server")
     secrets = folder / "secrets.toml"
     secrets.write_text('password = "right"\n')
-    port = free_port()
-    env = dict(os.environ, FACEAGREE_DATA_DIR=str(folder),
-               FACEAGREE_DB_URL=f"sqlite:///{folder / 'app.sqlite'}")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--secrets.files", str(secrets)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield port, _xsrf_cookie(port)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:  # a request still open keeps it shutting down
-            process.kill()
-            process.wait()
-
-
-def _xsrf_cookie(port: int) -> str:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            health = requests.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-            if health.ok:
-                return health.cookies[XSRF_COOKIE]
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("the app did not answer /_stcore/health")
+    with running_app(folder, ["--secrets.files", str(secrets)]) as app:
+        health = requests.get(f"{app.url}/_stcore/health", timeout=10)
+        yield int(app.url.rsplit(":", 1)[1]), health.cookies[XSRF_COOKIE]
 
 
 async def _with_session(port: int, xsrf: str, action):
