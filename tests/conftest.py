@@ -105,3 +105,18 @@ def mtcnn_weights(data_dir: Path, facenet_wheel: Path) -> Path:
 
     install_mtcnn_from_wheel(facenet_wheel)
     return mtcnn_dir()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright, one per test module (tests/browser_app.py)."""
+    from tests.browser_app import CHROMIUM, launch_chromium
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()

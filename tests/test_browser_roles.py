@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from core.io.images import BLURRED_SIDE
-from tests.browser_app import (CHROMIUM, ROOT, VIEWPORT, app_env, fill_rating_wizard,
-                               launch_chromium, running_app, write_demo_ratings)
+from tests.browser_app import (ROOT, VIEWPORT, app_env, fill_rating_wizard, running_app,
+                               write_demo_ratings)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -87,18 +87,6 @@ def app_url(deployment: Deployment) -> Iterator[str]:
     """The app with the temporary secrets file (`secrets.files`), never the repository's."""
     with running_app(deployment.data, ["--secrets.files", str(deployment.secrets)]) as app:
         yield app.url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_app import CHROMIUM, VIEWPORT, choose, launch_chromium, running_app
+from tests.browser_app import VIEWPORT, choose, running_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -91,18 +91,6 @@ def write_facereader_csv(path: Path) -> Path:
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with running_app(tmp_path_factory.mktemp("walk-data")) as app:
         yield app.url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 def new_session(browser):
