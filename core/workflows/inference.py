@@ -61,7 +61,9 @@ StopFlag = Callable[[], bool]
 # (spec, device, half) -> a loaded adapter; the UI passes a cached one, the CLI the registry's.
 AdapterSource = Callable[[ModelSpec, str, bool], Adapter]
 
-PREPARE_WORKERS = max(1, min(8, os.cpu_count() or 1))
+# Decoding and cropping release the GIL for most of their time: one thread per core keeps a GPU
+# fed (bench/bench_models.py measures preparation alone at 8 and 16 threads).
+PREPARE_WORKERS = max(1, min(32, os.cpu_count() or 1))
 
 
 class RunError(RuntimeError):
