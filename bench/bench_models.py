@@ -9,9 +9,10 @@ as after a face-stage run ("cached crops": the MTCNN box and landmarks of MODELS
   numpy/tensor conversion), repeated to cover the same number of images;
 - model stage: ``core.workflows.inference.run_spec`` over the stimuli with the model loaded (image
   decoding, crop and pixel pipeline on the prepare pool, forward, decode, per-batch DB commit).
-- preparation only: image decoding + crop + pixel pipeline for the same images on a thread pool
-  (8 and 16 threads, capped at the CPU count), without the network: the ceiling the model stage
-  cannot exceed, so "image preparation is never the bottleneck" reads prep img/s > bare img/s.
+- preparation only: image decoding + crop + pixel pipeline for the same images, without the
+  network, in both modes of core.workflows.preparation (a thread pool; DataLoader worker
+  processes, which the model stage uses on an accelerator): the ceiling the model stage cannot
+  exceed, so "image preparation is never the bottleneck" reads prep img/s > bare img/s.
 Target: model stage >= 0.8 x bare forward at the same batch size and device.
 EmotiEffLib models load from the official .pt pickle (torch; fp16 on CUDA) unless
 ``--emotiefflib-format onnx`` asks for the ONNX export (onnxruntime, fp32 only).
@@ -116,8 +117,8 @@ def _surrogate(spec, emotiefflib_format: str = "pt"):
     return model_fakes.register_surrogate(spec, files)
 
 
-def _prep_text(rates: dict[int, float]) -> str:
-    return " / ".join(f"{rate:8.1f} ({workers} thr)" for workers, rate in rates.items())
+def _prep_text(rates: dict[str, float]) -> str:
+    return " / ".join(f"{rate:8.1f} ({mode})" for mode, rate in rates.items())
 
 
 def _jpeg(pixels: np.ndarray) -> bytes:
@@ -182,8 +183,8 @@ def _bench_model(factory, study_id: int, spec, device: str, half: bool, batch_si
         for _ in range(repeat):  # interleaved, so load from other processes hits both alike
             bare.append(_timed(_bare, adapter, batch, n))
             stage.append(_timed(_stage, factory, study_id, spec, weights, adapter, device, half, batch_size))
-        prep = {workers: max(_prep_rate(adapter, images, face, workers) for _ in range(2))
-                for workers in _prep_thread_counts()}
+        prep = {mode: max(_prep_rate(adapter, images, face, mode, device, batch_size) for _ in range(2))
+                for mode in ("threads", "processes")}  # best of two: the first starts the forkserver
     finally:
         inference.release_adapter(adapter)
     (bare_wall, bare_cpu), (stage_wall, stage_cpu) = _best(bare), _best(stage)
@@ -194,22 +195,17 @@ def _bench_model(factory, study_id: int, spec, device: str, half: bool, batch_si
     }
 
 
-def _prep_thread_counts() -> list[int]:
-    cpus = os.cpu_count() or 1
-    return sorted({min(8, cpus), min(16, cpus)})
+def _prep_rate(adapter, images, face, mode: str, device: str, batch_size: int) -> float:
+    """Images per second of decoding + preparation alone, in the given mode."""
+    from core.workflows.preparation import Item, process_batches, thread_batches
 
-
-def _prep_rate(adapter, images, face, workers: int) -> float:
-    """Images per second of decoding + preparation alone on ``workers`` threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from core.io.images import load_rgb
-
+    items = [Item(image.sha256, face) for image in images]
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in pool.map(lambda image: adapter.prepare(load_rgb(image.sha256), face), images):
-            pass
-    return len(images) / (time.perf_counter() - start)
+    batches = (process_batches(items, batch_size, adapter.spec, device) if mode == "processes"
+               else thread_batches(items, batch_size, adapter))
+    if sum(len(batch) for batch in batches) != len(items):
+        raise RuntimeError("preparation lost images")
+    return len(items) / (time.perf_counter() - start)
 
 
 def _timed(function, *args) -> tuple[float, float]:

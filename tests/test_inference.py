@@ -31,7 +31,7 @@ from core.models.devices import (
     resolve_device,
 )
 from core.models.spec import ModelSpec, Preprocessing
-from core.workflows import inference
+from core.workflows import inference, preparation
 from db.models import Prediction, Stimulus, Study
 from db.predictions import CacheKey, PredictionRow, prediction_summary, failed_stimuli, save_predictions
 
@@ -319,10 +319,9 @@ def test_compare_outputs_reports_the_largest_differences_and_label_agreement():
 
 @given(n=st.integers(0, 40), batch_size=st.integers(1, 16))
 def test_prepared_batches_cover_every_job_once_in_order(n, batch_size):
-    jobs = [inference.Job(f"{index:064d}", "precropped", None, "no face") for index in range(n)]
-    with inference.ThreadPoolExecutor(max_workers=2) as pool:
-        batches = list(inference._prepared_batches(jobs, batch_size, CountingAdapter(FAKE_SPEC), pool))
-    assert [item.job for batch in batches for item in batch] == jobs
+    items = [preparation.Item(f"{index:064d}", None, f"no face {index}") for index in range(n)]
+    batches = list(preparation.thread_batches(items, batch_size, CountingAdapter(FAKE_SPEC)))
+    assert [error for batch in batches for error in batch.errors] == [item.error for item in items]
     assert all(len(batch) <= batch_size for batch in batches)
 
 
@@ -420,3 +419,23 @@ def test_card_model_registered_from_the_cli_runs_through_run_model(db_url, sessi
     assert (report.computed, report.failed) == (5, 0) and progress == [0, 2, 4, 5]
     assert {row.model_id for row in stored(sessions)} == {"tiny"}
     assert inference.run_model(sessions, study_id, "tiny", device="cpu", actor=Role.OPERATOR).cached == 5
+
+
+def test_worker_process_preparation_stores_the_same_predictions_as_threads(sessions, esr9_surrogate):
+    """The DataLoader path (chosen automatically on an accelerator) forced on the CPU: the real
+    ESR-9 architecture, the real photo, the same stored numbers as the thread path."""
+    from sqlalchemy import delete
+
+    astronaut_study(sessions)
+    with sessions() as session:
+        study_id = session.scalar(select(Study.id).where(Study.name == "astronaut"))
+
+    def outputs(preparation: str) -> list[tuple]:
+        with sessions.begin() as session:
+            session.execute(delete(Prediction))
+        report = inference.run_model(sessions, study_id, "esr9", device="cpu", detector="haar",
+                                     batch_size=1, preparation=preparation, actor=Role.OPERATOR)
+        assert (report.computed, report.failed) == (2, 0)
+        return [(row.stimulus_sha256, row.label, row.probs, row.valence, row.arousal) for row in stored(sessions)]
+
+    assert outputs("processes") == outputs("threads")

@@ -86,10 +86,15 @@ def inspect_image(source: Source, *, max_pixels: int = MAX_PIXELS) -> ImageInfo:
 
 def load_rgb(sha256: str, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """The stored stimulus ``sha256`` as an (H, W, 3) uint8 RGB array, EXIF orientation applied."""
-    path = blob_path(sha256)
+    return load_blob_rgb(blob_path(sha256), max_pixels=max_pixels)
+
+
+def load_blob_rgb(path: Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """:func:`load_rgb` of a blob file given by path (named by its hash), for worker processes
+    that must not depend on the data-folder setting of their parent."""
     if not path.exists():
         raise ImageError(
-            f"stimulus blob {sha256[:12]}… is missing from {path.parent.parent}. "
+            f"stimulus blob {path.name[:12]}… is missing from {path.parent.parent}. "
             "Check the data folder setting, or re-import the stimulus."
         )
     image, _ = open_image(path, max_pixels=max_pixels)

@@ -373,6 +373,10 @@ def _named_outputs(result: Any) -> dict[str, np.ndarray]:
     return {name: to_numpy(value).reshape(len(value), -1) for name, value in items.items()}
 
 
+def prepare(spec: ModelSpec, image_rgb: np.ndarray, face: Face) -> np.ndarray:
+    return prepare_face(image_rgb, face, spec.preprocessing)
+
+
 class CardAdapter:
     def __init__(self, spec: ModelSpec, net: OnnxNet | TorchNet) -> None:
         self.spec = spec
@@ -380,7 +384,7 @@ class CardAdapter:
         self.precision = net.precision
 
     def prepare(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
-        return prepare_face(image_rgb, face, self.spec.preprocessing)
+        return prepare(self.spec, image_rgb, face)
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.spec.checkpoints[0].fmt == "onnx":

@@ -2,8 +2,8 @@
 
 Flow per model: resolve the spec and its weights fingerprint, make sure every image has its
 face (the shared face stage), skip images whose prediction is already stored under the full
-cache key (one bulk query), then prepare crops in parallel on a thread pool one batch ahead of
-the network, run each batch, decode it and commit its rows. A run interrupted at any point
+cache key (one bulk query), then prepare crops in parallel one batch ahead of the network
+(threads, or worker processes feeding an accelerator: core.workflows.preparation), run each batch, decode it and commit its rows. A run interrupted at any point
 resumes where it stopped; a stimulus that cannot be processed (undecodable, no face, no landmarks
 for an aligned crop) is stored as a failure with its reason and never stops the run.
 
@@ -16,10 +16,8 @@ rule never serves a prediction made on another face.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -29,7 +27,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.access import Action, Role, require
 from core.faces.crops import Face
-from core.io.images import load_rgb
 from core.models import checkpoints, registry
 from core.models.adapters.base import Adapter, ModelOutput
 from core.models.devices import (
@@ -46,6 +43,7 @@ from core.models.spec import ModelSpec
 from core.models.variants import declare_aligned_crops
 from core.workflows import catalog
 from core.workflows import face_stage
+from core.workflows.preparation import Item, Mode, PreparedBatch, choose_mode, describe, prepare_one, process_batches, thread_batches
 from db.predictions import (
     CacheKey,
     PredictionRow,
@@ -60,11 +58,6 @@ Progress = Callable[[int, int], None]
 StopFlag = Callable[[], bool]
 # (spec, device, half) -> a loaded adapter; the UI passes a cached one, the CLI the registry's.
 AdapterSource = Callable[[ModelSpec, str, bool], Adapter]
-
-# Decoding and cropping release the GIL for most of their time: one thread per core keeps a GPU
-# fed (bench/bench_models.py measures preparation alone at 8 and 16 threads).
-PREPARE_WORKERS = max(1, min(32, os.cpu_count() or 1))
-
 
 class RunError(RuntimeError):
     """A model-level failure (the network itself fails on a batch); results so far are kept."""
@@ -110,13 +103,6 @@ class Job:
     crop_note: str | None = None  # stored in the prediction's extras["crop"] (face_profiles.crop_note)
 
 
-@dataclass
-class Prepared:
-    job: Job
-    array: np.ndarray | None = None
-    error: str | None = None
-
-
 def eta_seconds(elapsed: float, done: int, total: int) -> float | None:
     """Seconds left at the rate so far; None before the first unit of work is done."""
     if done <= 0 or total <= 0:
@@ -140,6 +126,7 @@ def run_model(
     retry_failed: bool = False,
     adapter_source: AdapterSource | None = None,
     aligned_crops: bool = False,
+    preparation: Mode = "auto",
     actor: Role,
 ) -> RunReport:
     """Run ``model_id`` over the study's images; stored predictions are reused, not recomputed.
@@ -149,6 +136,8 @@ def run_model(
     cached loaded model (then it is not released here); by default the registry loads one and
     it is released at the end. ``aligned_crops`` declares the pre-cropped stimuli to be aligned
     faces for the models that align faces (variants.declare_aligned_crops; others ignore it).
+    ``preparation`` chooses threads or worker processes for the image preparation
+    (preparation.choose_mode; ``auto`` uses processes on an accelerator).
     Raises CheckpointError when the weights are not available.
     """
     require(actor, Action.RUN_MODELS)
@@ -159,7 +148,7 @@ def run_model(
         device=device, half=half, batch_size=batch_size, detector=detector, rule=rule,
         progress=progress, should_stop=should_stop, face_progress=face_progress,
         retry_failed=retry_failed, adapter_source=adapter_source, aligned_crops=aligned_crops,
-        actor=actor,
+        preparation=preparation, actor=actor,
     )
 
 
@@ -180,6 +169,7 @@ def run_spec(
     retry_failed: bool = False,
     adapter_source: AdapterSource | None = None,
     aligned_crops: bool = False,
+    preparation: Mode = "auto",
     actor: Role,
 ) -> RunReport:
     """:func:`run_model` for an already resolved spec and weights fingerprint."""
@@ -202,7 +192,8 @@ def run_spec(
         owned = adapter_source is None
         adapter = (adapter_source or registry.load_adapter)(spec, device, half)
         try:
-            _compute(factory, key, adapter, todo, batch_size, progress, should_stop, report, actor=actor)
+            batches = _batches(todo, batch_size, adapter, choose_mode(preparation, device), device)
+            _compute(factory, key, adapter, todo, batches, progress, should_stop, report, actor=actor)
         finally:
             if owned:
                 release_adapter(adapter)
@@ -287,8 +278,8 @@ def check_half_precision(
     jobs = [job for job in _face_jobs(factory, images, detector, rule, device, None, profile, actor=actor) if job.face][:n]
     reference = registry.load_adapter(spec, device, False)
     try:
-        arrays = [item.array for item in (_prepare(reference, job) for job in jobs)
-                  if item.array is not None]
+        arrays = [array for array, _ in (prepare_one(reference, _item(job)) for job in jobs)
+                  if array is not None]
         if not arrays:
             raise RunError("no image of this study could be prepared for the fp16 check")
         batch = np.stack(arrays)
@@ -345,17 +336,28 @@ def _uncached(factory: sessionmaker[Session], key: CacheKey, jobs: list[Job], re
     return [job for job in jobs if job.sha256 not in statuses]
 
 
+def _item(job: Job) -> Item:
+    return Item(job.sha256, job.face, job.face_error)
+
+
+def _batches(jobs: list[Job], batch_size: int, adapter: Adapter, mode: str, device: str) -> Iterator[PreparedBatch]:
+    items = [_item(job) for job in jobs]
+    if mode == "processes":
+        return process_batches(items, batch_size, adapter.spec, device)
+    return thread_batches(items, batch_size, adapter)
+
+
 def _compute(
     factory: sessionmaker[Session], key: CacheKey, adapter: Adapter, jobs: list[Job],
-    batch_size: int, progress: Progress | None, should_stop: StopFlag | None, report: RunReport, *, actor: Role,
+    prepared: Iterator[PreparedBatch], progress: Progress | None, should_stop: StopFlag | None,
+    report: RunReport, *, actor: Role,
 ) -> None:
     done, total = 0, len(jobs)
     if progress:
         progress(0, total)
-    with ThreadPoolExecutor(max_workers=PREPARE_WORKERS, thread_name_prefix="prepare") as pool, \
-            closing(_prepared_batches(jobs, batch_size, adapter, pool)) as batches:
+    with closing(prepared) as batches:
         for batch in batches:
-            rows = _run_batch(adapter, batch)
+            rows = _run_batch(adapter, jobs[done:done + len(batch)], batch)
             with factory.begin() as session:
                 save_predictions(session, key, rows, actor=actor)
             report.computed += sum(row.status == "ok" for row in rows)
@@ -369,48 +371,20 @@ def _compute(
     report.skipped = total - done
 
 
-def _prepared_batches(
-    jobs: list[Job], batch_size: int, adapter: Adapter, pool: ThreadPoolExecutor
-) -> Iterator[list[Prepared]]:
-    """Yield batches prepared in parallel on ``pool``, the next one being prepared while the
-    caller runs the network on the current one."""
-    batches = [jobs[start:start + batch_size] for start in range(0, len(jobs), batch_size)]
-    pending: list[Future] = []
-    try:
-        for index, batch in enumerate(batches):
-            current = pending or [pool.submit(_prepare, adapter, job) for job in batch]
-            following = batches[index + 1] if index + 1 < len(batches) else []
-            pending = [pool.submit(_prepare, adapter, job) for job in following]
-            yield [future.result() for future in current]
-    finally:
-        for future in pending:
-            future.cancel()
-
-
-def _prepare(adapter: Adapter, job: Job) -> Prepared:
-    if job.face is None:
-        return Prepared(job, error=job.face_error)
-    try:
-        array = adapter.prepare(load_rgb(job.sha256), job.face)
-    except Exception as error:  # any per-image failure is recorded, never fatal
-        return Prepared(job, error=_describe(error))
-    return Prepared(job, array=array)
-
-
-def _run_batch(adapter: Adapter, batch: list[Prepared]) -> list[PredictionRow]:
-    ready = [item for item in batch if item.array is not None]
+def _run_batch(adapter: Adapter, jobs: list[Job], batch: PreparedBatch) -> list[PredictionRow]:
+    ready = [job for job, error in zip(jobs, batch.errors) if error is None]
     outputs: list[ModelOutput] = []
-    if ready:
+    if batch.arrays is not None:
         try:
-            outputs = adapter.decode(adapter.forward(np.stack([item.array for item in ready])))
+            outputs = adapter.decode(adapter.forward(batch.arrays))
         except Exception as error:
-            raise RunError(f"{adapter.spec.id} failed on a batch of {len(ready)}: {_describe(error)}") from error
+            raise RunError(f"{adapter.spec.id} failed on a batch of {len(ready)}: {describe(error)}") from error
         if len(outputs) != len(ready):
             raise RunError(f"{adapter.spec.id} decoded {len(outputs)} outputs for {len(ready)} images")
-    decoded = {id(item): output for item, output in zip(ready, outputs)}
+    decoded = iter(outputs)
     return [
-        _row(item.job, decoded.get(id(item)), item.error)
-        for item in batch
+        _row(job, next(decoded) if error is None else None, error)
+        for job, error in zip(jobs, batch.errors)
     ]
 
 
@@ -431,7 +405,3 @@ def _row(job: Job, output: ModelOutput | None, error: str | None) -> PredictionR
 def _finite(output: ModelOutput) -> bool:
     values = [output.valence, output.arousal, *(output.probs or {}).values()]
     return all(math.isfinite(value) for value in values if value is not None)
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"

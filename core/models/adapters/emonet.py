@@ -178,6 +178,12 @@ def decode_emonet(spec: ModelSpec, raw: dict[str, np.ndarray]) -> list[ModelOutp
     return outputs
 
 
+def prepare(spec: ModelSpec, image_rgb: np.ndarray, face: Face) -> np.ndarray:
+    if image_rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image_rgb.dtype}")
+    return normalise(emonet_crop(image_rgb, face), spec.preprocessing)
+
+
 class EmoNetAdapter:
     """Runs EmoNet; see the module docstring for crop and decoding."""
 
@@ -186,9 +192,7 @@ class EmoNetAdapter:
         self.net = net
 
     def prepare(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
-        if image_rgb.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 image, got {image_rgb.dtype}")
-        return normalise(emonet_crop(image_rgb, face), self.spec.preprocessing)
+        return prepare(self.spec, image_rgb, face)
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         out = self.net.run(batch)

@@ -169,6 +169,11 @@ def decode_outputs(output: np.ndarray, labels: list[str]) -> list[ModelOutput]:
     ]
 
 
+def prepare(spec: ModelSpec, image_rgb: np.ndarray, face: Face) -> np.ndarray:
+    """The tight face crop, resized and normalised as the authors' code does."""
+    return prepare_face(image_rgb, face, spec.preprocessing)
+
+
 class EmotiEffLibAdapter:
     def __init__(self, spec: ModelSpec, net: OnnxNet | TorchNet) -> None:
         self.spec = spec
@@ -177,7 +182,7 @@ class EmotiEffLibAdapter:
         self.precision = net.precision
 
     def prepare(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
-        return prepare_face(image_rgb, face, self.spec.preprocessing)
+        return prepare(self.spec, image_rgb, face)
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if isinstance(self.net, OnnxNet):

@@ -159,6 +159,10 @@ def use_per_image_statistics(net: ESR9) -> ESR9:
     return net
 
 
+def prepare(spec: ModelSpec, image_rgb: np.ndarray, face: Face) -> np.ndarray:
+    return prepare_face(image_rgb, face, spec.preprocessing)
+
+
 class ESR9Adapter:
     def __init__(self, spec: ModelSpec, net: TorchNet) -> None:
         self.spec = spec
@@ -166,7 +170,7 @@ class ESR9Adapter:
         self.labels = spec.canonical_labels
 
     def prepare(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
-        return prepare_face(image_rgb, face, self.spec.preprocessing)
+        return prepare(self.spec, image_rgb, face)
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.spec.options.get("branch_batchnorm") == "per_image":

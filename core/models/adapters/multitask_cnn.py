@@ -246,6 +246,26 @@ def decode_multitask(spec: ModelSpec, raw: dict[str, np.ndarray]) -> list[ModelO
 # --- adapter --------------------------------------------------------------------------------------
 
 
+def prepare(spec: ModelSpec, image_rgb: np.ndarray, face: Face) -> np.ndarray:
+    """The authors' five-point alignment, or an already aligned pre-cropped face."""
+    if image_rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image_rgb.dtype}")
+    if face.landmarks is None:
+        if spec.options.get("aligned_crops") and covers_image(face, image_rgb):
+            return normalise(resize_center_crop(ensure_rgb(image_rgb), spec.preprocessing),
+                             spec.preprocessing)
+        raise ValueError(
+            f"{spec.id} needs the five facial landmarks for its aligned crop, and this "
+            "face has none (pre-cropped stimulus or a detector without landmarks); run the "
+            "face stage with the MTCNN detector, or, if the pre-cropped stimuli are already "
+            "aligned faces, run with the aligned-crops option"
+        )
+    face_square = aligned_face(ensure_rgb(image_rgb), face.landmarks)
+    if "jpeg_round_trip" in spec.options:
+        face_square = jpeg_round_trip(face_square, spec.options["jpeg_round_trip"])
+    return normalise(resize_center_crop(face_square, spec.preprocessing), spec.preprocessing)
+
+
 class MultitaskCNNAdapter:
     """One or several students run on the same prepared batch."""
 
@@ -254,22 +274,7 @@ class MultitaskCNNAdapter:
         self.students = students
 
     def prepare(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
-        if image_rgb.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 image, got {image_rgb.dtype}")
-        if face.landmarks is None:
-            if self.spec.options.get("aligned_crops") and covers_image(face, image_rgb):
-                return normalise(resize_center_crop(ensure_rgb(image_rgb), self.spec.preprocessing),
-                                 self.spec.preprocessing)
-            raise ValueError(
-                f"{self.spec.id} needs the five facial landmarks for its aligned crop, and this "
-                "face has none (pre-cropped stimulus or a detector without landmarks); run the "
-                "face stage with the MTCNN detector, or, if the pre-cropped stimuli are already "
-                "aligned faces, run with the aligned-crops option"
-            )
-        face_square = aligned_face(ensure_rgb(image_rgb), face.landmarks)
-        if "jpeg_round_trip" in self.spec.options:
-            face_square = jpeg_round_trip(face_square, self.spec.options["jpeg_round_trip"])
-        return normalise(resize_center_crop(face_square, self.spec.preprocessing), self.spec.preprocessing)
+        return prepare(self.spec, image_rgb, face)
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         runs = [student.run(batch) for student in self.students]
