@@ -9,11 +9,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from core.io.storage import store_bytes
 from core.models import registry
-from core.workflows.preparation import Item, choose_mode, process_batches, thread_batches
+from core.workflows import preparation
+from core.workflows.preparation import Item, batch_chunks, choose_mode, process_batches, thread_batches
 from tests import model_fakes
 
 
@@ -78,3 +81,42 @@ def test_processes_are_chosen_for_an_accelerator_with_cores_to_spare(monkeypatch
     assert choose_mode("threads", "cuda:0") == "threads"
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert choose_mode("auto", "cuda:0") == "threads"
+
+
+@given(count=st.integers(0, 300), batch_size=st.integers(1, 300), chunk=st.integers(1, 64))
+def test_batch_chunks_split_each_batch_into_equal_chunks_in_order(count, batch_size, chunk):
+    plan = batch_chunks(count, batch_size, chunk)
+    assert [i for batch in plan for part in batch for i in part] == list(range(count))
+    assert all(sum(map(len, batch)) == batch_size for batch in plan[:-1])
+    for batch in plan:
+        sizes = [len(part) for part in batch]
+        assert max(sizes) <= chunk and max(sizes) - min(sizes) <= max(sizes) - 1
+        assert all(size == sizes[0] for size in sizes[:-1])
+
+
+def test_chunks_of_one_batch_are_joined_in_order(data_dir, monkeypatch):
+    """Batches of 5 prepared by workers in chunks of 2: the same arrays as in one piece."""
+    monkeypatch.setattr(preparation, "CHUNK", 2)
+    spec = registry.builtin_specs()["mbf_va_mtl"]
+    items = astronaut_items(5)
+    in_threads = list(thread_batches(items, 5, model_prepare(spec)))
+    in_chunks = list(preparation.process_batches(items, 5, spec, "cpu", workers=2))
+    assert [len(b) for b in in_chunks] == [5, 3]
+    assert [b.errors for b in in_chunks] == [b.errors for b in in_threads]
+    for threaded, chunked in zip(in_threads, in_chunks):
+        np.testing.assert_array_equal(chunked.arrays, threaded.arrays)
+
+
+def test_a_cancelled_run_stops_its_worker_processes(data_dir):
+    import multiprocessing
+    import time
+
+    spec = registry.builtin_specs()["mbf_va_mtl"]
+    batches = process_batches(astronaut_items(12), 2, spec, "cpu", workers=2)
+    assert len(next(batches)) == 2
+    assert len(multiprocessing.active_children()) == 2
+    batches.close()
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert multiprocessing.active_children() == []

@@ -40,6 +40,7 @@ THREADS = max(1, min(8, os.cpu_count() or 1))  # beyond ~8 threads the GIL makes
 PROCESSES = max(1, min(32, (os.cpu_count() or 2) - 1))
 # Shared memory in flight is bounded: at most this many prepared images wait for the network.
 MAX_IMAGES_IN_FLIGHT = 4096
+CHUNK = 32  # images per worker task
 
 
 @dataclass(frozen=True)
@@ -107,24 +108,46 @@ def _stacked(results: list[tuple[np.ndarray | None, str | None]]) -> PreparedBat
 def process_batches(
     items: Sequence[Item], batch_size: int, spec: ModelSpec, device: str, workers: int = PROCESSES,
 ) -> Iterator[PreparedBatch]:
-    """Batches prepared by worker processes (a DataLoader over :class:`StimulusCrops`), in order."""
+    """Batches prepared by worker processes (a DataLoader over :class:`StimulusCrops`), in order.
+
+    Workers take chunks of at most :data:`CHUNK` images, so that a run of a few large batches
+    still keeps every core busy; the chunks of one batch are joined here.
+    """
     from torch.utils.data import DataLoader
 
     if not items:
         return
-    dataset = StimulusCrops(spec, [_located(item) for item in items])
-    batches = -(-len(items) // batch_size)
-    workers = max(1, min(workers, batches, MAX_IMAGES_IN_FLIGHT // batch_size or 1))
+    plan = batch_chunks(len(items), batch_size, CHUNK)
+    chunks = [chunk for batch in plan for chunk in batch]
+    workers = max(1, min(workers, len(chunks), MAX_IMAGES_IN_FLIGHT // min(batch_size, CHUNK)))
     loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-        pin_memory=device.startswith("cuda"), multiprocessing_context=_context(), prefetch_factor=1,
+        StimulusCrops(spec, [_located(item) for item in items]), batch_sampler=chunks,
+        num_workers=workers, collate_fn=collate, pin_memory=device.startswith("cuda"),
+        multiprocessing_context=_context(), prefetch_factor=2,
     )
-    for tensor, errors in loader:
-        ready = [index for index, error in enumerate(errors) if error is None]
-        arrays = tensor.numpy()
-        if len(ready) < len(errors):
-            arrays = arrays[ready] if ready else None
-        yield PreparedBatch(arrays, list(errors))
+    prepared = iter(loader)
+    for batch in plan:
+        parts = [next(prepared) for _ in batch]
+        yield _joined([tensor.numpy() for tensor, _ in parts], [e for _, errors in parts for e in errors])
+
+
+def batch_chunks(count: int, batch_size: int, chunk: int) -> list[list[list[int]]]:
+    """Indices 0..count-1 in network batches of ``batch_size``, each split into equal chunks of
+    at most ``chunk`` indices."""
+    plan = []
+    for start in range(0, count, batch_size):
+        stop = min(count, start + batch_size)
+        size = -(-(stop - start) // -(-(stop - start) // chunk))
+        plan.append([list(range(low, min(stop, low + size))) for low in range(start, stop, size)])
+    return plan
+
+
+def _joined(arrays: list[np.ndarray], errors: list[str | None]) -> PreparedBatch:
+    ready = [index for index, error in enumerate(errors) if error is None]
+    joined = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    if len(ready) < len(errors):
+        joined = joined[ready] if ready else None
+    return PreparedBatch(joined, errors)
 
 
 def _located(item: Item) -> tuple[str, Face | None, str | None]:
