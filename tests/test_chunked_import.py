@@ -229,3 +229,27 @@ def test_migration_0006_makes_every_existing_batch_active_and_keeps_every_row(db
         assert [batch.id for batch in list_batches(session, 1)] == [3, 2, 1]
         assert len(load_ratings(session, 1)) == 2
     engine.dispose()
+
+
+def test_an_idle_worker_removes_abandoned_imports(sessions) -> None:
+    """No one needs to import again: the worker's idle sweep clears a dead import's rows."""
+    import threading
+
+    from core.workflows.worker import Worker, WorkerSettings
+
+    study_id = add_stimuli(sessions, 10)
+    alive = add_half_import(sessions, study_id, "a" * 64, timedelta(seconds=5))
+    add_half_import(sessions, study_id, "b" * 64, STALE_IMPORT + timedelta(seconds=1))
+    messages: list[str] = []
+    stop = threading.Event()
+    worker = Worker(sessions, WorkerSettings(poll_s=0.01, sweep_s=3600), log=messages.append)
+    loop = threading.Thread(target=worker.run_forever, args=(stop,))
+    loop.start()
+    deadline = time.monotonic() + 10
+    while not messages and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    loop.join()
+    assert messages == ["removed 1 abandoned rating import(s) (their process stopped mid-way)"]
+    with sessions() as session:
+        assert session.scalars(select(RatingBatch.id)).all() == [alive]

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.workflows import jobs
 from db import jobs as job_db
+from db.ratings import remove_abandoned_imports
 
 IN_PROCESS_ENV = "FACEAGREE_IN_PROCESS_WORKER"
 RETRY_S = 5.0
@@ -42,6 +43,7 @@ class WorkerSettings:
     poll_s: float = 0.5  # wait between claims when the queue is empty
     progress_every_s: float = 0.5  # progress is written at most this often (and at the end)
     max_attempts: int = 3
+    sweep_s: float = 300.0  # when idle, remove abandoned rating imports at most this often
 
 
 def worker_name() -> str:
@@ -121,6 +123,7 @@ class Worker:
     def run_forever(self, stop: threading.Event | None = None) -> None:
         """Run jobs until ``stop`` is set, polling the queue when it is empty."""
         stop = stop or threading.Event()
+        next_sweep = time.monotonic()
         while not stop.is_set():
             try:
                 claimed = self.run_once()
@@ -129,7 +132,22 @@ class Worker:
                 stop.wait(RETRY_S)
                 continue
             if claimed is None:
+                if time.monotonic() >= next_sweep:
+                    self.sweep()
+                    next_sweep = time.monotonic() + self.settings.sweep_s
                 stop.wait(self.settings.poll_s)
+
+    def sweep(self) -> int:
+        """Remove rating imports whose process died (db.ratings.remove_abandoned_imports), so
+        their half-written rows do not wait for the next import; returns the batches removed."""
+        try:
+            removed = remove_abandoned_imports(self.factory)
+        except DBAPIError as error:  # busy or unreachable: the next sweep tries again
+            self.log(f"sweep of abandoned imports skipped: {error}")
+            return 0
+        if removed:
+            self.log(f"removed {removed} abandoned rating import(s) (their process stopped mid-way)")
+        return removed
 
     def _run(self, job: job_db.ClaimedJob) -> str:
         from core.models.devices import resolve_device
