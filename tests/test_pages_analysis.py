@@ -8,6 +8,7 @@ Charts are checked through the Vega-Lite spec each page sends to the browser.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,11 +19,15 @@ from streamlit.testing.v1 import AppTest
 from sqlalchemy import insert, select
 
 from core.access import Role
+from core.agreement.report import build_report
+from core.workflows.catalog import describe_models
+from db.analysis import load_predictions, load_ratings, load_stimuli
 from db.models import Prediction
 from db.ratings import list_batches, set_excluded
 from tests.analysis_seed import seed_study
 from tests.markdown_text import shown
-from ui.analysis_data import Settings
+from ui import analysis_data as data
+from ui.analysis_data import Filters, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {name: str(ROOT / "pages" / f"{name}.py") for name in
@@ -249,3 +254,37 @@ def test_downloads_name_the_batches_and_models_they_contain(sessions, with_model
     assert contents.models == ("sim-model-1", "sim-model-2", "sim-model-3")
     assert contents.tag() == "batches-" + "-".join(map(str, contents.batches))
     assert contents.sheet()["id"].tolist() == [*map(str, contents.batches), *contents.models]
+
+
+def test_a_report_computed_ahead_is_shown_as_is(sessions, with_models: int) -> None:
+    """The background computation (``compute_ahead``) yields exactly ``build_report``'s tables,
+    and the page shows them without computing again."""
+    data.compute_ahead(sessions, with_models, Filters(), FAST)
+    key = data.report_key(sessions, with_models, Filters(), FAST)
+    ahead = data._ahead(key).result(timeout=0)
+    with sessions() as session:
+        direct = build_report(load_ratings(session, with_models, None), load_predictions(session, with_models),
+                              load_stimuli(session, with_models), describe_models(session), n_boot=FAST.n_boot)
+    assert ahead.keys() == direct.keys()
+    for name, table in direct.items():
+        pd.testing.assert_frame_equal(ahead[name], table, obj=name)
+    at = run_page("4_Agreement", with_models)
+    assert not computed(at)
+    fleiss = ahead["fleiss"].loc[ahead["fleiss"]["metric"] == "fleiss_kappa", "estimate"].iloc[0]
+    assert next(m.value for m in at.metric if m.label == "Fleiss' kappa (labels)") == f"{fleiss:.2f}"
+    assert data._ahead(key) is None  # handed to the cache
+
+
+def test_the_router_computes_the_analysis_while_a_page_is_read(sessions, with_models: int) -> None:
+    """app.py queues the current study's report once the Home page has rendered; the first
+    Agreement view then finds it ready."""
+    home = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    home.session_state["analysis:settings"] = FAST
+    home.run()
+    assert not home.exception
+    key = data.report_key(sessions, with_models, Filters(), FAST)
+    deadline = time.monotonic() + TIMEOUT
+    while (data._ahead(key) is None or not data._ahead(key).done()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert data._ahead(key).exception() is None
+    assert not computed(run_page("4_Agreement", with_models))

@@ -22,6 +22,7 @@ from core.reporting import exports
 from sqlalchemy.orm import Session, sessionmaker
 
 from ui import analysis_data as data
+from ui.analysis_ahead import STATE_PREFIX, remembered
 from ui.analysis_data import DEFAULT_N_BOOT, DEFAULT_SEED, Filters, Settings, StudyFrames
 from ui.text import plain
 
@@ -31,7 +32,6 @@ TEX_MIME = "application/x-tex"
 SVG_MIME = "image/svg+xml"
 PNG_MIME = "image/png"
 DISPLAY_DIGITS = 3
-STATE_PREFIX = "analysis:"  # filter choices survive moving between the analysis pages
 TIE_HELP = {
     "none": "ties have no majority label (left out of label metrics, counted in n_excluded)",
     "intended": "a tie that includes the intended emotion resolves to it; other ties as 'none'",
@@ -43,10 +43,6 @@ UNEQUAL_HELP = {
 
 
 SINGULAR = {"batches": "batch", "models": "model"}
-
-
-def _remembered(name: str, default: object) -> object:
-    return st.session_state.get(STATE_PREFIX + name, default)
 
 
 def _remember(name: str, value: object) -> None:
@@ -84,7 +80,7 @@ class Contents:
 
 
 def current_contents() -> Contents | None:
-    return _remembered("contents", None)
+    return remembered("contents", None)
 
 
 def _stem(name: str) -> str:
@@ -215,12 +211,12 @@ def batch_filter(batches: pd.DataFrame, *, key: str) -> tuple[int, ...] | None:
 def _filter_multiselect(kind: str, label: str, options: list, *, key: str, **widget: object) -> list:
     """A sidebar multiselect where "all" stays all when batches or models are added later (by a
     coauthor, in another session); a narrower choice stays, and the newcomers are announced."""
-    remembered = _remembered(kind, None)
-    seen = _remembered(f"{kind}-seen", None)
+    earlier = remembered(kind)
+    seen = remembered(f"{kind}-seen", None)
     new = [option for option in options if seen is not None and option not in seen]
     _remember(f"{kind}-seen", tuple(options))
-    if key not in st.session_state or (remembered is None and new):
-        st.session_state[key] = [o for o in (remembered or options) if o in options] or list(options)
+    if key not in st.session_state or (earlier is None and new):
+        st.session_state[key] = [o for o in (earlier or options) if o in options] or list(options)
     elif new:
         word = kind if len(new) > 1 else SINGULAR[kind]
         st.sidebar.info(f"{len(new)} new {plain(word)} since you opened this page.")
@@ -256,7 +252,7 @@ def model_filter(
 
 def settings_widgets(*, key: str) -> Settings:
     """The statistical choices, in a sidebar expander; shown on every page, never hidden."""
-    current: Settings = _remembered("settings", Settings())
+    current: Settings = remembered("settings", Settings())
     with st.sidebar.expander("Statistical settings"):
         n_boot = st.number_input(
             "Bootstrap resamples", min_value=100, max_value=20000, step=100,
@@ -288,10 +284,10 @@ def subgroup_selector(columns: Sequence[str], *, key: str) -> str | None:
         )
         return None
     options = list(columns)
-    remembered = _remembered("subgroup", None)
+    earlier = remembered("subgroup")
     chosen = st.selectbox(
         "Split by stimulus attribute", options,
-        index=options.index(remembered) if remembered in options else 0, key=key,
+        index=options.index(earlier) if earlier in options else 0, key=key,
     )
     _remember("subgroup", chosen)
     return chosen
