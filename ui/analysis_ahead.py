@@ -64,8 +64,19 @@ def _serve() -> None:
 
 def _prepare(factory: sessionmaker[Session], study_id: int, batch_ids: tuple[int, ...] | None,
              model_ids: tuple[str, ...] | None, settings: object) -> None:
-    from core.reporting import charts  # noqa: F401  (imported here, not by the first chart)
     from ui import analysis_data as data
 
     filters = data.Filters(batch_ids=batch_ids, model_ids=model_ids)
     data.compute_ahead(factory, study_id, filters, settings if isinstance(settings, data.Settings) else data.Settings())
+    _warm_charts()
+
+
+def _warm_charts() -> None:
+    """Altair's import and its first chart's lazy set-up (together about 0.5 s), paid here
+    instead of by the first chart a user waits for."""
+    import altair as alt
+    import pandas as pd
+
+    from core.reporting import charts  # noqa: F401  (the pages' chart module, imported ahead)
+
+    alt.Chart(pd.DataFrame({"x": [0.0]})).mark_point().encode(x="x:Q").to_dict(validate=False)
