@@ -288,3 +288,19 @@ def test_the_router_computes_the_analysis_while_a_page_is_read(sessions, with_mo
         time.sleep(0.1)
     assert data._ahead(key).exception() is None
     assert not computed(run_page("4_Agreement", with_models))
+
+
+def test_the_valence_arousal_table_fits_and_shows_every_column_on_request(with_models: int) -> None:
+    """Issue 10: the models' valence/arousal table with the ceiling beside it needed horizontal
+    scrolling; by default it shows eight columns, a toggle shows all of them."""
+    at = run_page("4_Agreement", with_models)
+
+    def table():
+        return next(d for d in at.dataframe if "human_median" in d.value.columns and "reference" in d.value.columns)
+
+    assert list(table().proto.column_order) == [
+        "model_id", "dimension", "metric", "estimate [95% CI]", "human_median", "human_q25", "human_q75", "n"]
+    assert {"model_name", "ci_method", "reference"} <= set(table().value.columns)  # still sent, one click away
+    at.toggle(key="agreement-continuous-all-columns").set_value(True).run()
+    assert not at.exception
+    assert list(table().proto.column_order) == []  # every column, in the table's order

@@ -132,11 +132,14 @@ def show_table(
     key: str,
     columns: Sequence[str] | None = None,
     lead: Sequence[str] = (),
+    compact: Sequence[str] = (),
 ) -> None:
     """A table with its CIs merged for reading, and CSV/XLSX/LaTeX downloads of ``columns``.
 
     ``lead`` names columns shown first on screen (``estimate`` for the merged estimate), so
-    the figures of a wide table stay in view; the downloads keep the table's own order.
+    the figures of a wide table stay in view. ``compact`` names the only columns a wide table
+    shows by default (numbers to :data:`DISPLAY_DIGITS` digits), so it fits without horizontal
+    scrolling; a toggle shows every column. The downloads keep every column in the table's order.
     """
     shown = table[list(columns)] if columns is not None else table
     st.markdown(f"**{plain(name)}**")
@@ -145,17 +148,27 @@ def show_table(
         return
     st.caption(plain(caption))
     display = display_frame(shown)
-    st.dataframe(display, hide_index=True, width="stretch", column_order=leading(display, lead))
+    order, config = leading(display, lead), None
+    if compact and not st.toggle(f"All {len(display.columns)} columns", key=f"{key}-all-columns"):
+        order = display_names(display, compact)
+        config = {column: st.column_config.NumberColumn(format=f"%.{DISPLAY_DIGITS}f")
+                  for column in order if pd.api.types.is_float_dtype(display[column])}
+    st.dataframe(display, hide_index=True, width="stretch", column_order=order, column_config=config)
     table_downloads(shown, name, caption=caption, key=key)
 
 
+def display_names(display: pd.DataFrame, names: Sequence[str]) -> list[str]:
+    """The display's columns among ``names``, in that order; ``estimate`` stands for its merged
+    CI column."""
+    renamed = {"estimate": next((c for c in display.columns if c.startswith("estimate")), "estimate")}
+    return [column for column in (renamed.get(name, name) for name in names) if column in display.columns]
+
+
 def leading(display: pd.DataFrame, lead: Sequence[str]) -> list[str] | None:
-    """The display's columns with ``lead`` first; ``estimate`` stands for its merged CI column."""
+    """The display's columns with ``lead`` first."""
     if not lead:
         return None
-    renamed = {"estimate": next((c for c in display.columns if c.startswith("estimate")), "estimate")}
-    first = [renamed.get(column, column) for column in lead]
-    first = [column for column in first if column in display.columns]
+    first = display_names(display, lead)
     return first + [column for column in display.columns if column not in first]
 
 
