@@ -22,7 +22,7 @@ from core.access import Role
 from core.agreement.report import build_report
 from core.workflows.catalog import describe_models
 from db.analysis import load_predictions, load_ratings, load_stimuli
-from db.models import Prediction
+from db.models import Prediction, Rating, RatingBatch
 from db.ratings import list_batches, set_excluded
 from tests.analysis_seed import seed_study
 from tests.markdown_text import shown
@@ -304,3 +304,42 @@ def test_the_valence_arousal_table_fits_and_shows_every_column_on_request(with_m
     at.toggle(key="agreement-continuous-all-columns").set_value(True).run()
     assert not at.exception
     assert list(table().proto.column_order) == []  # every column, in the table's order
+
+
+def add_late_batch(sessions, study_id: int) -> int:
+    """A coauthor's batch: the first batch's ratings again under new rater names."""
+    with sessions.begin() as session:
+        first = min(b.id for b in list_batches(session, study_id))
+        ratings = session.scalars(select(Rating).where(Rating.batch_id == first)).all()
+        batch = RatingBatch(study_id=study_id, file_name="late.csv", sha256="9" * 64, layout="long",
+                            n_rows=len(ratings))
+        session.add(batch)
+        session.flush()
+        session.execute(insert(Rating), [
+            {"batch_id": batch.id, "stimulus_id": r.stimulus_id, "rater": f"late-{r.rater}", "emotion": r.emotion,
+             "emotion_raw": r.emotion_raw, "valence": r.valence, "arousal": r.arousal} for r in ratings])
+        return batch.id
+
+
+def test_a_new_batch_stays_announced_after_a_page_change(sessions, ratings_only: int) -> None:
+    """Issue 10: with a narrowed batch choice, a coauthor's new batch is announced; leaving the
+    page and coming back must keep the announcement (it used to vanish, leaving the old batches
+    selected without a word)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["study_id"] = ratings_only
+    at.session_state["analysis:settings"] = FAST
+    at.run()
+    at.switch_page("pages/4_Agreement.py").run()
+    batches = next(m for m in at.multiselect if m.label == "Rating batches")
+    first, second = batches.value
+    batches.unselect(second).run()
+    late = add_late_batch(sessions, ratings_only)
+    at.run()
+    announced = "1 new batch since you opened this page"
+    assert any(announced in i.value for i in at.sidebar.info)
+    at.switch_page("pages/3_Models.py").run()
+    at.switch_page("pages/4_Agreement.py").run()
+    assert not at.exception
+    assert any(announced in i.value for i in at.sidebar.info)
+    at.sidebar.button(key="agreement-batches-include").click().run()
+    assert next(m for m in at.multiselect if m.label == "Rating batches").value == [first, late]

@@ -223,17 +223,21 @@ def batch_filter(batches: pd.DataFrame, *, key: str) -> tuple[int, ...] | None:
 
 def _filter_multiselect(kind: str, label: str, options: list, *, key: str, **widget: object) -> list:
     """A sidebar multiselect where "all" stays all when batches or models are added later (by a
-    coauthor, in another session); a narrower choice stays, and the newcomers are announced."""
+    coauthor, in another session); a narrower choice stays, and the newcomers are announced
+    until they are included. They count as seen only then: marking them seen when merely
+    announced lost the announcement on a page change (the widget is rebuilt from the narrower
+    choice), leaving the old batches selected without a word."""
     earlier = remembered(kind)
-    seen = remembered(f"{kind}-seen", None)
+    seen = remembered(f"{kind}-seen")
     new = [option for option in options if seen is not None and option not in seen]
-    _remember(f"{kind}-seen", tuple(options))
     if key not in st.session_state or (earlier is None and new):
         st.session_state[key] = [o for o in (earlier or options) if o in options] or list(options)
-    elif new:
+    if earlier is not None and new:
         word = kind if len(new) > 1 else SINGULAR[kind]
         st.sidebar.info(f"{len(new)} new {plain(word)} since you opened this page.")
-        st.sidebar.button("Include", key=f"{key}-include", on_click=_include, args=(key, new))
+        st.sidebar.button("Include", key=f"{key}-include", on_click=_include, args=(kind, key, new))
+    else:
+        _remember(f"{kind}-seen", tuple(options))
     return st.sidebar.multiselect(plain(label), options, key=key, **widget)
 
 
@@ -242,8 +246,9 @@ def chip_label(model_id: str, pipeline: str | None) -> str:
     return f"{model_id} ({pipeline})" if pipeline and pipeline != "nan" else str(model_id)
 
 
-def _include(key: str, new: list) -> None:
+def _include(kind: str, key: str, new: list) -> None:
     st.session_state[key] = [*st.session_state.get(key, []), *new]
+    _remember(f"{kind}-seen", (*(remembered(f"{kind}-seen") or ()), *new))
 
 
 def model_filter(
