@@ -6,6 +6,9 @@ Streamlit's automatic discovery of pages/.
 
 import streamlit as st
 
+from ui.analysis_ahead import prepare_analysis
+from ui.chrome import STUDY_KEY, sessions
+
 PAGES = [
     ("pages/0_Home.py", "Home", ":material/home:"),
     ("pages/1_Stimuli.py", "Stimuli", ":material/photo_library:"),
@@ -23,3 +26,6 @@ st.navigation([
     st.Page(path, title=title, icon=icon, default=index == 0)
     for index, (path, title, icon) in enumerate(PAGES)
 ]).run()
+# Reached only when the page rendered to its end (a login gate or a hint stops before): the
+# current study's analysis is computed in the background while the user reads this page.
+prepare_analysis(sessions(), st.session_state.get(STUDY_KEY))

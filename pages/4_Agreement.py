@@ -89,6 +89,7 @@ def human_ceiling_section(context: AnalysisContext) -> None:
                caption="Krippendorff's alpha: nominal for labels, interval for valence and arousal.")
     st.caption("ICC forms are named in both conventions: McGraw-Wong (pingouin 0.7) = Shrout-Fleiss (legacy pingouin).")
     show_table(icc, "ICC", key="agreement-icc", lead=("dimension", "label", "estimate", "description"),
+               compact=("dimension", "label", "estimate", "F", "df1", "df2", "p", "n", "k"),
                caption="Intraclass correlations of human valence and arousal (all six forms, F test, exact 95% CI).")
 
 
@@ -120,9 +121,11 @@ def models_section(context: AnalysisContext) -> None:
         for note in notes.itertuples():
             st.caption(f"{plain(note.model_id)}: {plain(note.note)}")
     show_table(as_rater, "Model as one more rater", key="agreement-as-rater",
+               compact=("model_id", "dimension", "metric", "estimate", "percentile", *CEILING_COLUMNS.values(), "n"),
                caption="Each model's score against the human raters and its percentile among the raters' leave-one-out scores.")
     show_table(with_ceiling(tables["model_continuous"], ceiling), "Valence and arousal vs humans",
-               key="agreement-continuous",
+               key="agreement-continuous", compact=("model_id", "dimension", "metric", "estimate",
+                                                    *CEILING_COLUMNS.values(), "n"),
                caption="Model valence and arousal against the human mean rating, with the human ceiling (median and IQR).")
     st.caption(
         "Labels: scope 'all' scores a human label the model cannot output (contempt for "
@@ -132,9 +135,11 @@ def models_section(context: AnalysisContext) -> None:
     majority = with_ceiling(pick(labels, reference="human_majority").assign(dimension="emotion"), ceiling)
     show_table(pd.concat([majority, pick(labels, reference="intended")], ignore_index=True),
                "Labels vs humans", key="agreement-labels",
+               compact=("model_id", "reference", "scope", "metric", "estimate", "human_median", "n", "n_excluded"),
                caption="Model labels against the human majority label and the intended emotion.")
     show_table(tables["panel_reliability"], "Panel with and without each model", key="agreement-panel",
                lead=("model_id", "dimension", "metric", "panel", "estimate"),
+               compact=("model_id", "dimension", "metric", "panel", "estimate", "n"),
                caption="ICC(A,1) and Krippendorff's alpha of the human panel, and with the model as one more rater.")
 
 

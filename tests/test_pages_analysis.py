@@ -8,6 +8,7 @@ Charts are checked through the Vega-Lite spec each page sends to the browser.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,11 +19,15 @@ from streamlit.testing.v1 import AppTest
 from sqlalchemy import insert, select
 
 from core.access import Role
-from db.models import Prediction
+from core.agreement.report import build_report
+from core.workflows.catalog import describe_models
+from db.analysis import load_predictions, load_ratings, load_stimuli
+from db.models import Prediction, Rating, RatingBatch
 from db.ratings import list_batches, set_excluded
 from tests.analysis_seed import seed_study
 from tests.markdown_text import shown
-from ui.analysis_data import Settings
+from ui import analysis_data as data
+from ui.analysis_data import Filters, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {name: str(ROOT / "pages" / f"{name}.py") for name in
@@ -249,3 +254,92 @@ def test_downloads_name_the_batches_and_models_they_contain(sessions, with_model
     assert contents.models == ("sim-model-1", "sim-model-2", "sim-model-3")
     assert contents.tag() == "batches-" + "-".join(map(str, contents.batches))
     assert contents.sheet()["id"].tolist() == [*map(str, contents.batches), *contents.models]
+
+
+def test_a_report_computed_ahead_is_shown_as_is(sessions, with_models: int) -> None:
+    """The background computation (``compute_ahead``) yields exactly ``build_report``'s tables,
+    and the page shows them without computing again."""
+    data.compute_ahead(sessions, with_models, Filters(), FAST)
+    key = data.report_key(sessions, with_models, Filters(), FAST)
+    ahead = data._ahead(key).result(timeout=0)
+    with sessions() as session:
+        direct = build_report(load_ratings(session, with_models, None), load_predictions(session, with_models),
+                              load_stimuli(session, with_models), describe_models(session), n_boot=FAST.n_boot)
+    assert ahead.keys() == direct.keys()
+    for name, table in direct.items():
+        pd.testing.assert_frame_equal(ahead[name], table, obj=name)
+    at = run_page("4_Agreement", with_models)
+    assert not computed(at)
+    fleiss = ahead["fleiss"].loc[ahead["fleiss"]["metric"] == "fleiss_kappa", "estimate"].iloc[0]
+    assert next(m.value for m in at.metric if m.label == "Fleiss' kappa (labels)") == f"{fleiss:.2f}"
+    assert data._ahead(key) is None  # handed to the cache
+
+
+def test_the_router_computes_the_analysis_while_a_page_is_read(sessions, with_models: int) -> None:
+    """app.py queues the current study's report once the Home page has rendered; the first
+    Agreement view then finds it ready."""
+    home = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    home.session_state["analysis:settings"] = FAST
+    home.run()
+    assert not home.exception
+    key = data.report_key(sessions, with_models, Filters(), FAST)
+    deadline = time.monotonic() + TIMEOUT
+    while (data._ahead(key) is None or not data._ahead(key).done()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert data._ahead(key).exception() is None
+    assert not computed(run_page("4_Agreement", with_models))
+
+
+def test_the_valence_arousal_table_fits_and_shows_every_column_on_request(with_models: int) -> None:
+    """Issue 10: the models' valence/arousal table with the ceiling beside it needed horizontal
+    scrolling; by default it shows eight columns, a toggle shows all of them."""
+    at = run_page("4_Agreement", with_models)
+
+    def table():
+        return next(d for d in at.dataframe if "human_median" in d.value.columns and "reference" in d.value.columns)
+
+    assert list(table().proto.column_order) == [
+        "model_id", "dimension", "metric", "estimate [95% CI]", "human_median", "human_q25", "human_q75", "n"]
+    assert {"model_name", "ci_method", "reference"} <= set(table().value.columns)  # still sent, one click away
+    at.toggle(key="agreement-continuous-all-columns").set_value(True).run()
+    assert not at.exception
+    assert list(table().proto.column_order) == []  # every column, in the table's order
+
+
+def add_late_batch(sessions, study_id: int) -> int:
+    """A coauthor's batch: the first batch's ratings again under new rater names."""
+    with sessions.begin() as session:
+        first = min(b.id for b in list_batches(session, study_id))
+        ratings = session.scalars(select(Rating).where(Rating.batch_id == first)).all()
+        batch = RatingBatch(study_id=study_id, file_name="late.csv", sha256="9" * 64, layout="long",
+                            n_rows=len(ratings))
+        session.add(batch)
+        session.flush()
+        session.execute(insert(Rating), [
+            {"batch_id": batch.id, "stimulus_id": r.stimulus_id, "rater": f"late-{r.rater}", "emotion": r.emotion,
+             "emotion_raw": r.emotion_raw, "valence": r.valence, "arousal": r.arousal} for r in ratings])
+        return batch.id
+
+
+def test_a_new_batch_stays_announced_after_a_page_change(sessions, ratings_only: int) -> None:
+    """Issue 10: with a narrowed batch choice, a coauthor's new batch is announced; leaving the
+    page and coming back must keep the announcement (it used to vanish, leaving the old batches
+    selected without a word)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["study_id"] = ratings_only
+    at.session_state["analysis:settings"] = FAST
+    at.run()
+    at.switch_page("pages/4_Agreement.py").run()
+    batches = next(m for m in at.multiselect if m.label == "Rating batches")
+    first, second = batches.value
+    batches.unselect(second).run()
+    late = add_late_batch(sessions, ratings_only)
+    at.run()
+    announced = "1 new batch since you opened this page"
+    assert any(announced in i.value for i in at.sidebar.info)
+    at.switch_page("pages/3_Models.py").run()
+    at.switch_page("pages/4_Agreement.py").run()
+    assert not at.exception
+    assert any(announced in i.value for i in at.sidebar.info)
+    at.sidebar.button(key="agreement-batches-include").click().run()
+    assert next(m for m in at.multiselect if m.label == "Rating batches").value == [first, late]

@@ -6,11 +6,17 @@ is keyed by a DataFrame or array (Streamlit would hash large ones from a sample)
 exclusion or new prediction changes the fingerprint, so a cached report is never stale; a
 re-render with unchanged data and filters is a cache hit. Default filters ("everything") map
 to ``None`` so the four pages share one computed report.
+
+A report can also be computed ahead, outside any page run (:func:`compute_ahead`, scheduled by
+``ui.analysis_ahead`` once a page has rendered): the first analysis page then finds it ready.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import altair as alt
@@ -30,6 +36,14 @@ DEFAULT_N_BOOT = 1000
 DEFAULT_SEED = 0
 MAX_CACHED_REPORTS = 16
 MAX_CACHED_CHARTS = 256
+MAX_AHEAD_REPORTS = 4
+
+# Keys computed in this server process: a hint to skip the progress box on a cache hit (an
+# evicted key is recomputed by ``_report`` behind a spinner).
+_COMPUTED_KEYS: set[tuple] = set()
+# Reports computed (or being computed) ahead by key, until a page hands them to the cache.
+_AHEAD: OrderedDict[tuple, Future[dict[str, pd.DataFrame]]] = OrderedDict()
+_AHEAD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -75,16 +89,20 @@ def data_version(factory: sessionmaker[Session], study_id: int) -> tuple[object,
         return analysis_version(session, study_id)
 
 
-@st.cache_data(show_spinner=False, max_entries=MAX_CACHED_REPORTS)
-def _frames(
-    _factory: sessionmaker[Session], db: str, study_id: int, version: tuple, batch_ids: tuple[int, ...] | None
-) -> StudyFrames:
-    with _factory() as session:
+def _load_frames(factory: sessionmaker[Session], study_id: int, batch_ids: tuple[int, ...] | None) -> StudyFrames:
+    with factory() as session:
         ratings = db_analysis.load_ratings(session, study_id, batch_ids)
         predictions = db_analysis.load_predictions(session, study_id)
         stimuli = db_analysis.load_stimuli(session, study_id)
         models = describe_models(session)
     return StudyFrames(ratings, predictions, stimuli, models)
+
+
+@st.cache_data(show_spinner=False, max_entries=MAX_CACHED_REPORTS)
+def _frames(
+    _factory: sessionmaker[Session], db: str, study_id: int, version: tuple, batch_ids: tuple[int, ...] | None
+) -> StudyFrames:
+    return _load_frames(_factory, study_id, batch_ids)
 
 
 def study_frames(factory: sessionmaker[Session], study_id: int, filters: Filters = Filters()) -> StudyFrames:
@@ -117,7 +135,12 @@ def _build(
     settings: Settings,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    frames = _frames(factory, db, study_id, version, filters.batch_ids)
+    return _tables(_frames(factory, db, study_id, version, filters.batch_ids), filters, settings, progress)
+
+
+def _tables(
+    frames: StudyFrames, filters: Filters, settings: Settings, progress: Callable[[int, int], None] | None = None
+) -> dict[str, pd.DataFrame]:
     predictions = frames.predictions
     if filters.model_ids is not None:
         predictions = predictions[predictions["model_id"].isin(filters.model_ids)]
@@ -148,18 +171,45 @@ def _report(
     return _build(_factory, db, study_id, version, filters, settings)
 
 
-@st.cache_resource
-def _computed_keys() -> set[tuple]:
-    """Keys computed in this server process: a hint to skip the progress box on a cache hit
-    (an evicted key is recomputed by ``_report`` behind a spinner)."""
-    return set()
-
-
 def report_key(
     factory: sessionmaker[Session], study_id: int, filters: Filters = Filters(), settings: Settings = Settings()
 ) -> tuple:
     """The explicit cache key of a report: database, study, data fingerprint, filters, settings."""
     return (db_key(factory), study_id, data_version(factory, study_id), filters, settings)
+
+
+def compute_ahead(
+    factory: sessionmaker[Session], study_id: int, filters: Filters = Filters(), settings: Settings = Settings()
+) -> None:
+    """Compute a report outside any page run (``ui.analysis_ahead`` calls this from a background
+    thread), so the first page showing it finds it ready; a page arriving meanwhile waits for
+    this computation instead of starting its own. Uses no Streamlit cache (no script context)."""
+    key = report_key(factory, study_id, filters, settings)
+    future: Future[dict[str, pd.DataFrame]] = Future()
+    with _AHEAD_LOCK:
+        if key in _COMPUTED_KEYS or key in _AHEAD:
+            return
+        _AHEAD[key] = future
+        while len(_AHEAD) > MAX_AHEAD_REPORTS:
+            _AHEAD.popitem(last=False)
+    future.set_running_or_notify_cancel()
+    try:
+        future.set_result(_tables(_load_frames(factory, study_id, filters.batch_ids), filters, settings))
+    except Exception as error:  # the page computes again in the foreground and shows the error
+        future.set_exception(error)
+
+
+def _ahead(key: tuple) -> Future[dict[str, pd.DataFrame]] | None:
+    with _AHEAD_LOCK:
+        return _AHEAD.get(key)
+
+
+def _ahead_tables(future: Future[dict[str, pd.DataFrame]] | None) -> dict[str, pd.DataFrame] | None:
+    """The tables computed ahead, waiting for them while they are in progress; ``None`` when
+    nothing was computed ahead or it failed."""
+    if future is None or future.exception() is not None:
+        return None
+    return future.result()
 
 
 def report(
@@ -170,20 +220,30 @@ def report(
     key: tuple | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every table of ``core.agreement.report.build_report`` for the study and filters, from the cache
-    when possible; the first computation shows a status box with a progress bar. ``key`` is
-    :func:`report_key` when the caller already has it."""
+    (or :func:`compute_ahead`) when possible; the first computation shows a status box with a
+    progress bar. ``key`` is :func:`report_key` when the caller already has it."""
     key = key or report_key(factory, study_id, filters, settings)
-    if key in _computed_keys():
+    if key in _COMPUTED_KEYS:
         return _report(factory, *key)
-    with st.status("Computing agreement statistics…", expanded=True) as status:
-        bar = st.progress(0.0, text="loading ratings and predictions")
+    ahead = _ahead(key)
+    tables = _ahead_tables(ahead) if ahead is not None and ahead.done() else None
+    if tables is None:
+        with st.status("Computing agreement statistics…", expanded=True) as status:
+            waiting = ahead is not None and not ahead.done()
+            bar = st.progress(0.0, text="finishing the computation started in the background" if waiting
+                              else "loading ratings and predictions")
 
-        def progress(done: int, total: int) -> None:
-            bar.progress(done / total, text=f"step {done:,} of {total:,}")
+            def progress(done: int, total: int) -> None:
+                bar.progress(done / total, text=f"step {done:,} of {total:,}")
 
-        tables = _report(factory, *key, _computed=_build(factory, *key, progress=progress))
-        status.update(label="Agreement statistics ready", state="complete", expanded=False)
-    _computed_keys().add(key)
+            tables = _ahead_tables(ahead)
+            if tables is None:
+                tables = _build(factory, *key, progress=progress)
+            status.update(label="Agreement statistics ready", state="complete", expanded=False)
+    tables = _report(factory, *key, _computed=tables)
+    _COMPUTED_KEYS.add(key)
+    with _AHEAD_LOCK:
+        _AHEAD.pop(key, None)
     return tables
 
 

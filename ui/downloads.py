@@ -22,6 +22,7 @@ from core.reporting import exports
 from sqlalchemy.orm import Session, sessionmaker
 
 from ui import analysis_data as data
+from ui.analysis_ahead import STATE_PREFIX, remembered
 from ui.analysis_data import DEFAULT_N_BOOT, DEFAULT_SEED, Filters, Settings, StudyFrames
 from ui.text import plain
 
@@ -31,7 +32,6 @@ TEX_MIME = "application/x-tex"
 SVG_MIME = "image/svg+xml"
 PNG_MIME = "image/png"
 DISPLAY_DIGITS = 3
-STATE_PREFIX = "analysis:"  # filter choices survive moving between the analysis pages
 TIE_HELP = {
     "none": "ties have no majority label (left out of label metrics, counted in n_excluded)",
     "intended": "a tie that includes the intended emotion resolves to it; other ties as 'none'",
@@ -43,10 +43,6 @@ UNEQUAL_HELP = {
 
 
 SINGULAR = {"batches": "batch", "models": "model"}
-
-
-def _remembered(name: str, default: object) -> object:
-    return st.session_state.get(STATE_PREFIX + name, default)
 
 
 def _remember(name: str, value: object) -> None:
@@ -84,7 +80,7 @@ class Contents:
 
 
 def current_contents() -> Contents | None:
-    return _remembered("contents", None)
+    return remembered("contents", None)
 
 
 def _stem(name: str) -> str:
@@ -136,11 +132,14 @@ def show_table(
     key: str,
     columns: Sequence[str] | None = None,
     lead: Sequence[str] = (),
+    compact: Sequence[str] = (),
 ) -> None:
     """A table with its CIs merged for reading, and CSV/XLSX/LaTeX downloads of ``columns``.
 
     ``lead`` names columns shown first on screen (``estimate`` for the merged estimate), so
-    the figures of a wide table stay in view; the downloads keep the table's own order.
+    the figures of a wide table stay in view. ``compact`` names the only columns a wide table
+    shows by default (numbers to :data:`DISPLAY_DIGITS` digits), so it fits without horizontal
+    scrolling; a toggle shows every column. The downloads keep every column in the table's order.
     """
     shown = table[list(columns)] if columns is not None else table
     st.markdown(f"**{plain(name)}**")
@@ -149,17 +148,27 @@ def show_table(
         return
     st.caption(plain(caption))
     display = display_frame(shown)
-    st.dataframe(display, hide_index=True, width="stretch", column_order=leading(display, lead))
+    order, config = leading(display, lead), None
+    if compact and not st.toggle(f"All {len(display.columns)} columns", key=f"{key}-all-columns"):
+        order = display_names(display, compact)
+        config = {column: st.column_config.NumberColumn(format=f"%.{DISPLAY_DIGITS}f")
+                  for column in order if pd.api.types.is_float_dtype(display[column])}
+    st.dataframe(display, hide_index=True, width="stretch", column_order=order, column_config=config)
     table_downloads(shown, name, caption=caption, key=key)
 
 
+def display_names(display: pd.DataFrame, names: Sequence[str]) -> list[str]:
+    """The display's columns among ``names``, in that order; ``estimate`` stands for its merged
+    CI column."""
+    renamed = {"estimate": next((c for c in display.columns if c.startswith("estimate")), "estimate")}
+    return [column for column in (renamed.get(name, name) for name in names) if column in display.columns]
+
+
 def leading(display: pd.DataFrame, lead: Sequence[str]) -> list[str] | None:
-    """The display's columns with ``lead`` first; ``estimate`` stands for its merged CI column."""
+    """The display's columns with ``lead`` first."""
     if not lead:
         return None
-    renamed = {"estimate": next((c for c in display.columns if c.startswith("estimate")), "estimate")}
-    first = [renamed.get(column, column) for column in lead]
-    first = [column for column in first if column in display.columns]
+    first = display_names(display, lead)
     return first + [column for column in display.columns if column not in first]
 
 
@@ -214,17 +223,21 @@ def batch_filter(batches: pd.DataFrame, *, key: str) -> tuple[int, ...] | None:
 
 def _filter_multiselect(kind: str, label: str, options: list, *, key: str, **widget: object) -> list:
     """A sidebar multiselect where "all" stays all when batches or models are added later (by a
-    coauthor, in another session); a narrower choice stays, and the newcomers are announced."""
-    remembered = _remembered(kind, None)
-    seen = _remembered(f"{kind}-seen", None)
+    coauthor, in another session); a narrower choice stays, and the newcomers are announced
+    until they are included. They count as seen only then: marking them seen when merely
+    announced lost the announcement on a page change (the widget is rebuilt from the narrower
+    choice), leaving the old batches selected without a word."""
+    earlier = remembered(kind)
+    seen = remembered(f"{kind}-seen")
     new = [option for option in options if seen is not None and option not in seen]
-    _remember(f"{kind}-seen", tuple(options))
-    if key not in st.session_state or (remembered is None and new):
-        st.session_state[key] = [o for o in (remembered or options) if o in options] or list(options)
-    elif new:
+    if key not in st.session_state or (earlier is None and new):
+        st.session_state[key] = [o for o in (earlier or options) if o in options] or list(options)
+    if earlier is not None and new:
         word = kind if len(new) > 1 else SINGULAR[kind]
         st.sidebar.info(f"{len(new)} new {plain(word)} since you opened this page.")
-        st.sidebar.button("Include", key=f"{key}-include", on_click=_include, args=(key, new))
+        st.sidebar.button("Include", key=f"{key}-include", on_click=_include, args=(kind, key, new))
+    else:
+        _remember(f"{kind}-seen", tuple(options))
     return st.sidebar.multiselect(plain(label), options, key=key, **widget)
 
 
@@ -233,8 +246,9 @@ def chip_label(model_id: str, pipeline: str | None) -> str:
     return f"{model_id} ({pipeline})" if pipeline and pipeline != "nan" else str(model_id)
 
 
-def _include(key: str, new: list) -> None:
+def _include(kind: str, key: str, new: list) -> None:
     st.session_state[key] = [*st.session_state.get(key, []), *new]
+    _remember(f"{kind}-seen", (*(remembered(f"{kind}-seen") or ()), *new))
 
 
 def model_filter(
@@ -256,7 +270,7 @@ def model_filter(
 
 def settings_widgets(*, key: str) -> Settings:
     """The statistical choices, in a sidebar expander; shown on every page, never hidden."""
-    current: Settings = _remembered("settings", Settings())
+    current: Settings = remembered("settings", Settings())
     with st.sidebar.expander("Statistical settings"):
         n_boot = st.number_input(
             "Bootstrap resamples", min_value=100, max_value=20000, step=100,
@@ -288,10 +302,10 @@ def subgroup_selector(columns: Sequence[str], *, key: str) -> str | None:
         )
         return None
     options = list(columns)
-    remembered = _remembered("subgroup", None)
+    earlier = remembered("subgroup")
     chosen = st.selectbox(
         "Split by stimulus attribute", options,
-        index=options.index(remembered) if remembered in options else 0, key=key,
+        index=options.index(earlier) if earlier in options else 0, key=key,
     )
     _remember("subgroup", chosen)
     return chosen
