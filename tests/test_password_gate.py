@@ -11,10 +11,21 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.access import Role
-from ui.chrome import FREE_TRIES, PASSWORD_KEY, ROLE_KEY, THROTTLE_KEY
+from ui import chrome
+from ui.chrome import FREE_TRIES, PASSWORD_KEY, ROLE_KEY
 
 HOME = str(Path(__file__).resolve().parents[1] / "app.py")
 KOREAN_PASSWORD = "얼굴감정-2026"
+
+
+@pytest.fixture(autouse=True)
+def no_earlier_guesses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts as a client the server has not seen guessing."""
+    monkeypatch.setattr(chrome, "_THROTTLES", {})
+
+
+def local_throttle() -> chrome.PasswordThrottle:
+    return chrome.password_throttle("local")  # AppTest connects as localhost, without headers
 
 
 def gated_home(password: str) -> AppTest:
@@ -57,12 +68,12 @@ def test_after_many_wrong_passwords_the_right_one_waits_for_the_lockout(data_dir
     for attempt in range(100):
         at = enter(at, f"wrong-{attempt}")
     # Tries during a wait are not even compared; each checked one doubles the next wait.
-    assert FREE_TRIES <= at.session_state[THROTTLE_KEY].failures < 10
+    assert FREE_TRIES <= local_throttle().failures < 10
     at = enter(at, "right")
     assert not logged_in(at)
     assert at.error[0].value.startswith("Too many wrong passwords; try again in")
 
-    at.session_state[THROTTLE_KEY].locked_until = 0.0  # the wait is over
+    local_throttle().locked_until = 0.0  # the wait is over
     at = enter(at, "right")
     assert logged_in(at)
 
@@ -74,3 +85,15 @@ def test_the_lockout_starts_after_the_free_tries(data_dir: Path, tries: int, loc
         at = enter(at, f"wrong-{attempt}")
     at = enter(at, "right")
     assert logged_in(at) is not locked
+
+
+def test_a_reload_does_not_reset_the_lockout(data_dir: Path) -> None:
+    """The wait belongs to the client, not to its browser session: a new session (a reload, a
+    new tab) still waits, and another client does not."""
+    at = gated_home("right")
+    for attempt in range(FREE_TRIES):
+        at = enter(at, f"wrong-{attempt}")
+    reloaded = enter(gated_home("right"), "right")
+    assert not logged_in(reloaded)
+    assert reloaded.error[0].value.startswith("Too many wrong passwords; try again in")
+    assert chrome.password_throttle("203.0.113.7").wait_s(0.0) == 0.0

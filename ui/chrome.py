@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -26,7 +27,6 @@ STUDY_PARAM = "study"  # the study in the address, so a reload or a shared link 
 PASSWORD_KEY = "password_input"
 ROLE_KEY = "role"
 LOGIN_KEY = "login_via"
-THROTTLE_KEY = "password_throttle"
 FREE_TRIES = 5  # wrong passwords before the first wait
 FIRST_WAIT_S = 2.0  # doubles with every further wrong password
 MAX_WAIT_S = 15 * 60.0
@@ -51,7 +51,7 @@ def sessions() -> sessionmaker[Session]:
 
 @dataclass
 class PasswordThrottle:
-    """Wrong passwords of one session; after :data:`FREE_TRIES` each one doubles the wait."""
+    """Wrong passwords from one client; after :data:`FREE_TRIES` each one doubles the wait."""
 
     failures: int = 0
     locked_until: float = 0.0
@@ -64,6 +64,30 @@ class PasswordThrottle:
         extra = self.failures - FREE_TRIES
         if extra >= 0:
             self.locked_until = now + min(MAX_WAIT_S, FIRST_WAIT_S * 2**extra)
+
+
+# Held by the server process, not the browser session: a reload or a new tab does not reset it.
+_THROTTLES: dict[str, PasswordThrottle] = {}
+_THROTTLES_LOCK = threading.Lock()
+MAX_CLIENTS = 10_000  # beyond this, clients that are not waiting are forgotten
+
+
+def client_key() -> str:
+    """Who is guessing: the connection's address; behind a reverse proxy on this host (Streamlit
+    then sees localhost) the address the proxy reports in X-Real-IP; else one local client."""
+    address = st.context.ip_address
+    if isinstance(address, str) and address:  # not a string when there is no real connection
+        return address
+    return st.context.headers.get("X-Real-IP") or "local"
+
+
+def password_throttle(client: str) -> PasswordThrottle:
+    with _THROTTLES_LOCK:
+        if len(_THROTTLES) >= MAX_CLIENTS:
+            now = time.monotonic()
+            for key in [key for key, throttle in _THROTTLES.items() if not throttle.wait_s(now)]:
+                del _THROTTLES[key]
+        return _THROTTLES.setdefault(client, PasswordThrottle())
 
 
 def login_config() -> LoginConfig:
@@ -88,7 +112,7 @@ def _check_password() -> None:
     """on_change of the password field: compare once per entry, unless the session must wait."""
     entered = st.session_state.get(PASSWORD_KEY, "")
     st.session_state[PASSWORD_KEY] = ""  # a wrong entry is not re-checked on the next rerun
-    throttle = st.session_state.setdefault(THROTTLE_KEY, PasswordThrottle())
+    throttle = password_throttle(client_key())
     now = time.monotonic()
     if not entered or throttle.wait_s(now):
         return
@@ -128,8 +152,7 @@ def _logged_in(config: LoginConfig) -> bool:
         st.button("Log in", type="primary", on_click=st.login)
     if config.passwords or config.legacy_password:
         st.text_input("Password", type="password", key=PASSWORD_KEY, on_change=_check_password)
-    throttle = st.session_state.get(THROTTLE_KEY)
-    wait = throttle.wait_s(time.monotonic()) if throttle else 0.0
+    wait = password_throttle(client_key()).wait_s(time.monotonic())
     if wait:
         st.error(f"Too many wrong passwords; try again in {math.ceil(wait):,} s.")
     elif st.session_state.pop("password_wrong", False):
