@@ -135,9 +135,9 @@ def _figure_writer():
 def _queue_figures(writer, tables: dict[str, pd.DataFrame], folder: Path,
                    predictions: pd.DataFrame | None) -> list[Path]:
     from core.reporting.exports import chart_spec
-    from core.reporting.html_report import report_figures
+    from core.reporting.html_report import iter_report_figures
 
-    return [path for figure in report_figures(tables, predictions)
+    return [path for figure in iter_report_figures(tables, predictions)
             for path in writer.write(chart_spec(figure.chart), folder / figure.name)]
 
 
