@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime
 import io
+import zipfile
 
 import numpy as np
 import openpyxl
 import pandas as pd
+import pytest
 
 from core.io.spreadsheet import safe_frame, xlsx_bytes
 
@@ -55,10 +57,33 @@ def mixed_frame() -> pd.DataFrame:
     })
 
 
+def plain_frame() -> pd.DataFrame:
+    """What report tables hold: no dates, so core.io.xlsx writes them without openpyxl."""
+    frame = mixed_frame().drop(columns=["when", "day", "took"])
+    frame["edges"] = [" lead", "trail ", "  ", "a & b < c > d", "x" * 40_000]
+    frame["big"] = [2**70, 10**16 + 1, -(2**63), 0, 12345678901234567]
+    return frame
+
+
 def test_cells_equal_those_pandas_wrote() -> None:
     sheets = {"mixed": mixed_frame(), "empty rows": mixed_frame().iloc[:0],
               "=risky": pd.DataFrame({"=head": ["-1", "-x"]}), "no columns": pd.DataFrame()}
     assert cells(xlsx_bytes(sheets)) == cells(pandas_xlsx(sheets))
+
+
+@pytest.mark.filterwarnings("ignore:Cell contents too long")  # the reference writer says so
+def test_plain_cells_equal_those_pandas_wrote() -> None:
+    sheets = {"plain": plain_frame(), "empty rows": plain_frame().iloc[:0], "a'b & <c>": plain_frame().head(2),
+              "=risky": pd.DataFrame({"=head": ["-1", "-x"]}), "no columns": pd.DataFrame()}
+    data = xlsx_bytes(sheets)
+    assert "docProps/app.xml" not in zipfile.ZipFile(io.BytesIO(data)).namelist()  # not openpyxl's
+    assert cells(data) == cells(pandas_xlsx(sheets))
+    assert pd.read_excel(io.BytesIO(data), sheet_name=None).keys() == sheets.keys()
+
+
+def test_control_characters_are_refused_like_openpyxl_did() -> None:
+    with pytest.raises(ValueError, match="cannot be used in a worksheet"):
+        xlsx_bytes({"t": pd.DataFrame({"text": ["bell \x07"]})})
 
 
 def test_text_that_openpyxl_would_read_as_a_formula_or_error_stays_text() -> None:

@@ -24,6 +24,8 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
+from core.io import xlsx
+
 RISKY_STARTS = ("=", "+", "-", "@", "\t", "\r")
 QUOTE = "'"
 # Text openpyxl would store as an error value (its cell.ERROR_CODES).
@@ -78,34 +80,45 @@ def csv_rows_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> b
 def xlsx_bytes(sheets: Mapping[str, pd.DataFrame]) -> bytes:
     """One workbook, one sheet per frame (names must already be Excel-legal and unique).
 
-    Cells hold what ``DataFrame.to_excel`` writes (missing values as empty text, infinities as
-    ``inf``/``-inf`` text), streamed through a write-only openpyxl workbook: pandas' writer took
-    most of a small report's run (issue 10).
+    Cells hold what ``DataFrame.to_excel`` wrote before (missing values as empty text,
+    infinities as ``inf``/``-inf`` text), through :mod:`core.io.xlsx`, which is much faster than
+    pandas' and openpyxl's writers (issue 10); sheets with dates or durations go through
+    openpyxl, for their number formats.
     """
-    from openpyxl import Workbook
-
-    book = Workbook(write_only=True)
-    for name, frame in sheets.items():
-        sheet = book.create_sheet(name)
-        safe = safe_frame(frame)
-        if safe.shape[1]:
-            sheet.append([_cell(sheet, _excel_value(label)) for label in safe.columns])
-        columns = [_excel_column(sheet, safe.iloc[:, position]) for position in range(safe.shape[1])]
-        for row in zip(*columns):
-            sheet.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+    rows = {name: _excel_rows(safe_frame(frame)) for name, frame in sheets.items()}
+    if all(xlsx.is_plain(value) for sheet in rows.values() for row in sheet for value in row):
+        return xlsx.workbook_bytes(rows)
+    return _openpyxl_workbook(rows)
 
 
-def _excel_column(sheet, series: pd.Series) -> list:
-    """The column's cells, converted as pandas' Excel writer converts them."""
+def _excel_rows(frame: pd.DataFrame) -> list[Sequence[object]]:
+    """The header and rows of ``frame`` as pandas' Excel writer converts them."""
+    if not frame.shape[1]:
+        return []
+    columns = [_excel_column(frame.iloc[:, position]) for position in range(frame.shape[1])]
+    return [[_excel_value(label) for label in frame.columns], *zip(*columns)]
+
+
+def _excel_column(series: pd.Series) -> list:
     kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else "O"
     if kind in "iub":
         return series.tolist()
     if kind == "f" and np.isfinite(series.to_numpy()).all():
         return series.tolist()
-    return [_cell(sheet, _excel_value(value)) for value in series]
+    return [_excel_value(value) for value in series]
+
+
+def _openpyxl_workbook(rows: Mapping[str, list[Sequence[object]]]) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    for name, sheet_rows in rows.items():
+        sheet = book.create_sheet(name)
+        for row in sheet_rows:
+            sheet.append([_cell(sheet, value) for value in row])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
 
 
 def _excel_value(value: object) -> object:
