@@ -76,9 +76,11 @@ class FigureWriter:
             pass  # the child died; its exit status says so below
         status = self._child.wait()
         self._specs.cleanup()
-        if status != 0 and error_type is None:
-            raise RuntimeError(self._failure(status))
-        self._errors.close()
+        try:
+            if status != 0 and error_type is None:
+                raise RuntimeError(self._failure(status))
+        finally:
+            self._errors.close()
 
     def _failure(self, status: int) -> str:
         self._errors.seek(0)
