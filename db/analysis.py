@@ -119,6 +119,8 @@ def _newest_per_pair(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (stimulus, model): the values of the newest (last) row, in the order the pairs
     first appear."""
     keys = ["stimulus_id", "model_id"]
+    if not frame.duplicated(keys).any():  # one row per pair, as after a single run per model
+        return frame
     newest = frame.drop_duplicates(keys, keep="last").set_index(keys)
     first_seen = pd.MultiIndex.from_frame(frame[keys].drop_duplicates(keep="first"))
     return newest.reindex(first_seen).reset_index()[PREDICTION_COLUMNS]

@@ -103,12 +103,16 @@ def agreement_contributions(
     ok = (a >= 0) & (b >= 0)
     if valid is not None:
         ok &= valid
-    w = ok.astype(np.float64)
-    return np.concatenate(
-        [w[..., None], (w * (a == b))[..., None],
-         one_hot(np.where(ok, a, -1), n_labels), one_hot(np.where(ok, b, -1), n_labels)],
-        axis=-1,
-    )
+    # Filled in place: concatenating one-hot arrays held the result twice (model vs model at
+    # FER+ size: 45 pairs x 35,708 stimuli x 18 columns, 230 MB each).
+    contributions = np.zeros(ok.shape + (2 + 2 * n_labels,))
+    contributions[..., 0] = ok
+    contributions[..., 1] = ok & (a == b)
+    for offset, codes in ((2, a), (2 + n_labels, b)):
+        codes = np.where(ok, codes, -1)
+        for label in range(n_labels):
+            contributions[..., offset + label] = codes == label
+    return contributions
 
 
 def agreement_statistics(sums: np.ndarray, n_labels: int) -> dict[str, np.ndarray]:

@@ -14,14 +14,22 @@ never as a formula, and a rejected-rows file must keep its values intact for re-
 from __future__ import annotations
 
 import csv
+import datetime
 import io
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 
+import numpy as np
 import pandas as pd
+
+from core.io import xlsx
 
 RISKY_STARTS = ("=", "+", "-", "@", "\t", "\r")
 QUOTE = "'"
+# Text openpyxl would store as an error value (its cell.ERROR_CODES).
+OPENPYXL_ERROR_CODES = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"})
 _DECIMAL_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
@@ -70,19 +78,84 @@ def csv_rows_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> b
 
 
 def xlsx_bytes(sheets: Mapping[str, pd.DataFrame]) -> bytes:
-    """One workbook, one sheet per frame (names must already be Excel-legal and unique)."""
+    """One workbook, one sheet per frame (names must already be Excel-legal and unique).
+
+    Cells hold what ``DataFrame.to_excel`` wrote before (missing values as empty text,
+    infinities as ``inf``/``-inf`` text), through :mod:`core.io.xlsx`, which is much faster than
+    pandas' and openpyxl's writers (issue 10); sheets with dates or durations go through
+    openpyxl, for their number formats.
+    """
+    rows = {name: _excel_rows(safe_frame(frame)) for name, frame in sheets.items()}
+    if all(xlsx.is_plain(value) for sheet in rows.values() for row in sheet for value in row):
+        return xlsx.workbook_bytes(rows)
+    return _openpyxl_workbook(rows)
+
+
+def _excel_rows(frame: pd.DataFrame) -> list[Sequence[object]]:
+    """The header and rows of ``frame`` as pandas' Excel writer converts them."""
+    if not frame.shape[1]:
+        return []
+    columns = [_excel_column(frame.iloc[:, position]) for position in range(frame.shape[1])]
+    return [[_excel_value(label) for label in frame.columns], *zip(*columns)]
+
+
+def _excel_column(series: pd.Series) -> list:
+    kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else "O"
+    if kind in "iub":
+        return series.tolist()
+    if kind == "f" and np.isfinite(series.to_numpy()).all():
+        return series.tolist()
+    return [_excel_value(value) for value in series]
+
+
+def _openpyxl_workbook(rows: Mapping[str, list[Sequence[object]]]) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    for name, sheet_rows in rows.items():
+        sheet = book.create_sheet(name)
+        for row in sheet_rows:
+            sheet.append([_cell(sheet, value) for value in row])
     buffer = io.BytesIO()
-    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-        for sheet, frame in sheets.items():
-            safe_frame(frame).to_excel(writer, sheet_name=sheet, index=False)
-        for worksheet in writer.book.worksheets:
-            _store_text_as_strings(worksheet)
+    book.save(buffer)
     return buffer.getvalue()
 
 
-def _store_text_as_strings(worksheet) -> None:
-    """openpyxl turns any text starting with ``=`` into a formula; text must stay text."""
-    for row in worksheet.iter_rows():
-        for cell in row:
-            if isinstance(cell.value, str):
-                cell.data_type = "s"
+def _excel_value(value: object) -> object:
+    """One value as pandas' ``ExcelFormatter`` and ``ExcelWriter`` write it."""
+    if pd.api.types.is_scalar(value) and pd.isna(value):
+        return ""
+    if pd.api.types.is_float(value) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if pd.api.types.is_integer(value):
+        return int(value)
+    if pd.api.types.is_float(value):
+        return float(value)
+    if pd.api.types.is_bool(value):
+        return bool(value)
+    if isinstance(value, (Decimal, datetime.date, datetime.timedelta)):
+        return value
+    return str(value)
+
+
+def _cell(sheet, value: object) -> object:
+    """``value``, or a cell for what a write-only sheet would store wrongly: openpyxl turns text
+    starting with ``=`` into a formula and ``#N/A``-like text into an error; text must stay text.
+    Dates and durations get pandas' number formats."""
+    from openpyxl.cell import WriteOnlyCell
+
+    if isinstance(value, str):
+        if not (value.startswith("=") or value in OPENPYXL_ERROR_CODES):
+            return value
+        cell = WriteOnlyCell(sheet, value)
+        cell.data_type = "s"
+        return cell
+    if isinstance(value, datetime.timedelta):
+        cell = WriteOnlyCell(sheet, value.total_seconds() / 86400)
+        cell.number_format = "0"
+        return cell
+    if isinstance(value, datetime.date):
+        cell = WriteOnlyCell(sheet, value)
+        cell.number_format = "YYYY-MM-DD HH:MM:SS" if isinstance(value, datetime.datetime) else "YYYY-MM-DD"
+        return cell
+    return value

@@ -196,10 +196,6 @@ def chart_to_png(chart: ChartLike, scale: float = 2) -> bytes:
 
 def save_chart(chart: ChartLike, stem: Path) -> list[Path]:
     """Write ``<stem>.svg`` and ``<stem>.png``; returns both paths."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    svg, png = stem.parent / f"{stem.name}.svg", stem.parent / f"{stem.name}.png"
-    drawing = chart_to_svg(chart)
-    svg.write_text(drawing, encoding="utf-8")
-    png.write_bytes(svg_to_png(drawing))
-    return [svg, png]
+    from core.reporting.figure_files import write_figure
+
+    return write_figure(chart_spec(chart), Path(stem), _vegalite_version())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
@@ -77,13 +77,19 @@ class Figure:
 
 def report_figures(tables: Mapping[str, pd.DataFrame], predictions: pd.DataFrame | None = None) -> list[Figure]:
     """Every figure of the analysis pages, one per option a page lets the reader pick."""
-    figures = _circumplex_figures(tables, predictions)
-    figures += _confusion_figures(tables)
-    figures += _matrix_figures(tables["model_vs_model"])
-    figures += _forest_figures(tables)
-    figures += _subgroup_figures(tables)
-    figures += _replication_figures(tables.get("replication", pd.DataFrame()))
-    return figures
+    return list(iter_report_figures(tables, predictions))
+
+
+def iter_report_figures(
+    tables: Mapping[str, pd.DataFrame], predictions: pd.DataFrame | None = None
+) -> Iterator[Figure]:
+    """:func:`report_figures` one at a time, so each can be rendered while the next is built."""
+    yield from _circumplex_figures(tables, predictions)
+    yield from _confusion_figures(tables)
+    yield from _matrix_figures(tables["model_vs_model"])
+    yield from _forest_figures(tables)
+    yield from _subgroup_figures(tables)
+    yield from _replication_figures(tables.get("replication", pd.DataFrame()))
 
 
 def _replication_figures(replication: pd.DataFrame) -> list[Figure]:
@@ -99,18 +105,16 @@ def _replication_figures(replication: pd.DataFrame) -> list[Figure]:
     ]
 
 
-def _circumplex_figures(tables: Mapping[str, pd.DataFrame], predictions: pd.DataFrame | None) -> list[Figure]:
+def _circumplex_figures(tables: Mapping[str, pd.DataFrame], predictions: pd.DataFrame | None) -> Iterator[Figure]:
     consensus = tables["consensus"]
     if consensus.empty:
-        return []
-    figures = [Figure("circumplex_humans", "Circumplex", "Human consensus",
-                      charts.circumplex_chart(consensus))]
+        return
+    yield Figure("circumplex_humans", "Circumplex", "Human consensus", charts.circumplex_chart(consensus))
     if predictions is not None:
         for model_id, rows in predictions.groupby("model_id", sort=True):
             title = f"Humans vs {model_id}"
-            figures.append(Figure(f"circumplex_{slug(model_id)}", "Circumplex", title,
-                                  charts.circumplex_chart(consensus, rows, title=title)))
-    return figures
+            yield Figure(f"circumplex_{slug(model_id)}", "Circumplex", title,
+                         charts.circumplex_chart(consensus, rows, title=title))
 
 
 def _confusion_figures(tables: Mapping[str, pd.DataFrame]) -> list[Figure]:

@@ -49,10 +49,20 @@ def write_report(
     predictions: pd.DataFrame | None = None, latex_full: bool = False,
 ) -> list[Path]:
     """Write the tables (CSV, one XLSX), LaTeX tables (compact unless ``latex_full``) and figures
-    of ``tables`` under ``out``."""
+    of ``tables`` under ``out``. The figures render in a child process while the tables are
+    written."""
+    out = Path(out)
+    if not figures:
+        return _write_tables(tables, out, latex_full)
+    with _figure_writer() as writer:
+        figure_files = _queue_figures(writer, tables, out / "figures", predictions)
+        written = _write_tables(tables, out, latex_full)
+    return written + figure_files
+
+
+def _write_tables(tables: dict[str, pd.DataFrame], out: Path, latex_full: bool) -> list[Path]:
     from core.reporting import exports
 
-    out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "latex").mkdir(parents=True, exist_ok=True)
     written = []
@@ -71,8 +81,6 @@ def write_report(
         path = out / "latex" / f"{name}.tex"
         path.write_text(exports.to_latex(table, caption, f"tab:{name.replace('_', '-')}"), encoding="utf-8")
         written.append(path)
-    if figures:
-        written += write_figures(tables, out / "figures", predictions)
     return written
 
 
@@ -113,11 +121,24 @@ def write_figures(
     tables: dict[str, pd.DataFrame], folder: Path, predictions: pd.DataFrame | None = None
 ) -> list[Path]:
     """Every report figure (``core.reporting.html_report.report_figures``) as SVG and PNG."""
-    from core.reporting.exports import save_chart
-    from core.reporting.html_report import report_figures
+    with _figure_writer() as writer:
+        return _queue_figures(writer, tables, folder, predictions)
 
-    return [path for figure in report_figures(tables, predictions)
-            for path in save_chart(figure.chart, folder / figure.name)]
+
+def _figure_writer():
+    from core.reporting.exports import _vegalite_version
+    from core.reporting.figure_files import FigureWriter
+
+    return FigureWriter(_vegalite_version())
+
+
+def _queue_figures(writer, tables: dict[str, pd.DataFrame], folder: Path,
+                   predictions: pd.DataFrame | None) -> list[Path]:
+    from core.reporting.exports import chart_spec
+    from core.reporting.html_report import iter_report_figures
+
+    return [path for figure in iter_report_figures(tables, predictions)
+            for path in writer.write(chart_spec(figure.chart), folder / figure.name)]
 
 
 def write_html(tables: dict[str, pd.DataFrame], path: Path, *, predictions: pd.DataFrame | None,
