@@ -120,3 +120,20 @@ def test_a_cancelled_run_stops_its_worker_processes(data_dir):
     while multiprocessing.active_children() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert multiprocessing.active_children() == []
+
+
+def test_workers_do_not_rerun_the_main_script(data_dir, tmp_path, monkeypatch):
+    """Streamlit installs the page it runs as ``__main__``; a worker that re-ran it would render
+    the page (here: raise) instead of preparing images."""
+    import sys
+    import types
+
+    page = tmp_path / "page.py"
+    page.write_text("raise SystemExit('a worker re-ran the page script')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    spec = registry.builtin_specs()["mbf_va_mtl"]
+    batches = list(process_batches(astronaut_items(2), 5, spec, "cpu", workers=2))
+    assert sum(error is None for batch in batches for error in batch.errors) == 2
+    assert sys.modules["__main__"] is fake_main

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+import threading
+import types
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +129,8 @@ def process_batches(
         num_workers=workers, collate_fn=collate, pin_memory=device.startswith("cuda"),
         multiprocessing_context=_context(), prefetch_factor=2,
     )
-    prepared = iter(loader)
+    with _bare_main():
+        prepared = iter(loader)  # starts the workers
     for batch in plan:
         parts = [next(prepared) for _ in batch]
         yield _joined([tensor.numpy() for tensor, _ in parts], [e for _, errors in parts for e in errors])
@@ -191,6 +196,24 @@ def collate(samples: list[tuple[np.ndarray, str | None]]) -> tuple[object, list[
     import torch
 
     return torch.from_numpy(np.stack([array for array, _ in samples])), [error for _, error in samples]
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+@contextmanager
+def _bare_main() -> Iterator[None]:
+    """Start workers with an empty ``__main__``. multiprocessing re-runs the parent's main
+    script in every new worker, and in the app that is the page Streamlit ran last (Streamlit
+    installs each page script as ``__main__``): workers would render pages. Ours need nothing
+    from it: the dataset and collate function live in this module."""
+    with _MAIN_LOCK:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
 
 
 def _context() -> multiprocessing.context.BaseContext:
