@@ -407,7 +407,7 @@ def others_mean(matrix: np.ndarray) -> np.ndarray:
 def others_majority(labels: np.ndarray, counts: np.ndarray, ties: str = "none",
                     intended: np.ndarray | None = None) -> np.ndarray:
     """For each rater, the majority label of the other raters per stimulus (-1 on a tie)."""
-    others = counts[None, :, :] - one_hot(labels, counts.shape[1])
+    others = counts[None, :, :] - one_hot(labels, counts.shape[1], np.uint8)
     return majority_codes(others, ties, intended)[0]
 
 
