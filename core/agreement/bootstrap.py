@@ -26,7 +26,7 @@ MIN_RESAMPLES = 2  # fewer give no interval (CIs are NaN)
 FEW_RESAMPLES = 100  # fewer are flagged in ci_method
 COUNT_BLOCK_ENTRIES = 1 << 21  # resample counts are tallied in blocks of about this many draws
 EXACT_SINGLE = 1 << 24  # every integer up to this is exact in float32
-COUNT_COLUMN_BLOCK = 512  # integer contributions are converted this many columns at a time
+COLUMN_BLOCK = 512  # contributions are converted or copied this many columns at a time
 NARROW = 64  # masked products this narrow zero the masked-out rows instead of copying weights
 
 
@@ -101,7 +101,12 @@ class Bootstrap:
             return weights @ flat
         if flat.shape[1] <= NARROW:
             return weights @ np.where(mask[:, None], flat, 0.0)
-        return weights[:, mask] @ flat[mask]
+        weights = weights[:, mask]
+        resampled = np.empty((self.n_boot, flat.shape[1]))
+        for start in range(0, flat.shape[1], COLUMN_BLOCK):  # the masked rows, a block at a time
+            columns = slice(start, start + COLUMN_BLOCK)
+            resampled[:, columns] = weights @ flat[mask, columns]
+        return resampled
 
     def _count_product(self, flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         """Exact ``weights @ flat`` of integer contributions, in single precision, converting a
@@ -111,8 +116,8 @@ class Bootstrap:
         if mask is not None and flat.shape[1] > NARROW:
             weights, flat, mask = weights[:, mask], flat[mask], None
         resampled = np.empty((self.n_boot, flat.shape[1]))
-        for start in range(0, flat.shape[1], COUNT_COLUMN_BLOCK):
-            block = flat[:, start:start + COUNT_COLUMN_BLOCK].astype(np.float32)
+        for start in range(0, flat.shape[1], COLUMN_BLOCK):
+            block = flat[:, start:start + COLUMN_BLOCK].astype(np.float32)
             if mask is not None:
                 block[~mask] = 0
             resampled[:, start:start + block.shape[1]] = weights @ block

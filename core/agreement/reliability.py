@@ -428,8 +428,8 @@ def loo_scores(data: StudyData, boot: Bootstrap, ties: str = "none") -> LeaveOne
     point, reps, n = {}, {}, {}
     for dimension in ("valence", "arousal"):
         matrix = data.human(dimension)
-        contributions = paired_moments(matrix.T, others_mean(matrix).T)
-        p, r = boot.evaluate(contributions, moment_statistics)
+        # Passed straight on: the large contributions are freed before the next dimension's.
+        p, r = boot.evaluate(paired_moments(matrix.T, others_mean(matrix).T), moment_statistics)
         for metric in LOO_METRICS[dimension]:
             point[dimension, metric], reps[dimension, metric] = p[metric], r[metric]
             n[dimension, metric] = p["n"]
