@@ -7,6 +7,10 @@ resamples of all statistics come from one matrix product ``weights @ contributio
 sample is the same product with weights of one. All estimates of a report share the same
 resamples, so differences between estimates (subgroup gaps, with/without a model) get CIs from
 the same bootstrap.
+
+Contributions that are integer counts (label one-hots, confusion cells) are passed as integer
+arrays: their resample sums are integers below 2**24, which single precision holds exactly, so
+they take the faster, smaller single-precision product with bit-identical results.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ Statistic = Callable[[np.ndarray], np.ndarray]
 MIN_RESAMPLES = 2  # fewer give no interval (CIs are NaN)
 FEW_RESAMPLES = 100  # fewer are flagged in ci_method
 COUNT_BLOCK_ENTRIES = 1 << 21  # resample counts are tallied in blocks of about this many draws
+EXACT_SINGLE = 1 << 24  # every integer up to this is exact in float32
+COLUMN_BLOCK = 512  # contributions are converted or copied this many columns at a time
+NARROW = 64  # masked products this narrow zero the masked-out rows instead of copying weights
 
 
 @dataclass
@@ -31,6 +38,7 @@ class Bootstrap:
     seed: int = 0
     confidence: float = 0.95
     _weights: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _single: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.n_boot < 0:
@@ -51,23 +59,69 @@ class Bootstrap:
             self._weights[n_items] = _resample_counts(index, n_items)
         return self._weights[n_items]
 
+    def single_weights(self, n_items: int) -> np.ndarray:
+        """``weights`` in single precision (exact: counts are at most ``n_items``), cached."""
+        if n_items not in self._single:
+            self._single[n_items] = self.weights(n_items).astype(np.float32)
+        return self._single[n_items]
+
     def sums(
         self, contributions: np.ndarray, mask: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Full-sample sums (c,) and resample sums (n_boot, c) of (n_items, c) contributions.
 
-        ``mask`` (n_items,) bool restricts both to a subset of stimuli (a subgroup); only its
-        rows enter the product, so a subgroup costs in proportion to its size.
+        ``mask`` (n_items,) bool restricts both to a subset of stimuli (a subgroup). Integer
+        (or bool) contributions are summed exactly in single precision; any other dtype in
+        double precision. Both results are float64.
         """
-        contributions = np.asarray(contributions, dtype=np.float64)
-        weights = self.weights(contributions.shape[0])
+        contributions = np.asarray(contributions)
+        if contributions.dtype.kind not in "biu":
+            contributions = contributions.astype(np.float64, copy=False)
+        n_items, shape = contributions.shape[0], contributions.shape[1:]
+        flat = contributions.reshape(n_items, int(np.prod(shape)))
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
-            contributions, weights = contributions[mask], weights[:, mask]
-        flat = contributions.reshape(contributions.shape[0], int(np.prod(contributions.shape[1:])))
-        point = flat.sum(axis=0).reshape(contributions.shape[1:])
-        resampled = weights @ flat
-        return point, resampled.reshape((self.n_boot,) + contributions.shape[1:])
+            if mask.all():
+                mask = None
+        point = (flat if mask is None else flat[mask]).sum(axis=0, dtype=np.float64)
+        if _exact_in_single(flat):
+            resampled = self._count_product(flat, mask)
+        else:
+            resampled = self._product(flat, mask)
+        return point.reshape(shape), resampled.reshape((self.n_boot,) + shape)
+
+    def _product(self, flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """Double-precision ``weights @ flat`` over the ``mask`` rows.
+
+        A narrow product zeroes the other rows (no copy of the weights); a wide one multiplies
+        only the masked columns of the weights, so a subgroup costs in proportion to its size.
+        """
+        weights = self.weights(flat.shape[0])
+        if mask is None:
+            return weights @ flat
+        if flat.shape[1] <= NARROW:
+            return weights @ np.where(mask[:, None], flat, 0.0)
+        weights = weights[:, mask]
+        resampled = np.empty((self.n_boot, flat.shape[1]))
+        for start in range(0, flat.shape[1], COLUMN_BLOCK):  # the masked rows, a block at a time
+            columns = slice(start, start + COLUMN_BLOCK)
+            resampled[:, columns] = weights @ flat[mask, columns]
+        return resampled
+
+    def _count_product(self, flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """Exact ``weights @ flat`` of integer contributions, in single precision, converting a
+        block of columns at a time (no full-size float copy of the contributions). Masks as in
+        ``_product``."""
+        weights = self.single_weights(flat.shape[0])
+        if mask is not None and flat.shape[1] > NARROW:
+            weights, flat, mask = weights[:, mask], flat[mask], None
+        resampled = np.empty((self.n_boot, flat.shape[1]))
+        for start in range(0, flat.shape[1], COLUMN_BLOCK):
+            block = flat[:, start:start + COLUMN_BLOCK].astype(np.float32)
+            if mask is not None:
+                block[~mask] = 0
+            resampled[:, start:start + block.shape[1]] = weights @ block
+        return resampled
 
     def evaluate(
         self, contributions: np.ndarray, statistic: Statistic, mask: np.ndarray | None = None
@@ -98,6 +152,15 @@ class Bootstrap:
         if self.n_boot < MIN_RESAMPLES:
             replicates = replicates[:0]
         return percentile_interval(replicates, self.confidence)
+
+
+def _exact_in_single(flat: np.ndarray) -> bool:
+    """Whether integer contributions have exact single-precision resample sums: every partial
+    sum is at most n_items * max |value| (a resample's weights add up to n_items)."""
+    if flat.dtype.kind not in "biu" or not flat.size:
+        return False
+    largest = max(abs(int(flat.max())), abs(int(flat.min())))
+    return flat.shape[0] * largest <= EXACT_SINGLE
 
 
 def _resample_counts(index: np.ndarray, n_items: int) -> np.ndarray:

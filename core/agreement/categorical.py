@@ -29,9 +29,9 @@ def cohen_kappa(a: Sequence, b: Sequence, labels: Sequence | None = None) -> flo
     return float(cohen_kappa_score(a[keep], b[keep], labels=labels))
 
 
-def one_hot(codes: np.ndarray, n_labels: int) -> np.ndarray:
+def one_hot(codes: np.ndarray, n_labels: int, dtype: type = np.float64) -> np.ndarray:
     """(..., n_labels) indicator of integer codes; code -1 gives a row of zeros."""
-    return (codes[..., None] == np.arange(n_labels)).astype(np.float64)
+    return (codes[..., None] == np.arange(n_labels)).astype(dtype)
 
 
 def code_counts(codes: np.ndarray, n_codes: int) -> np.ndarray:
@@ -46,7 +46,7 @@ def code_counts(codes: np.ndarray, n_codes: int) -> np.ndarray:
 def confusion_contributions(
     truth: np.ndarray, predicted: np.ndarray, n_labels: int, valid: np.ndarray | None = None
 ) -> np.ndarray:
-    """(..., n_labels * n_labels) one-hot of the (truth, predicted) cell per stimulus.
+    """(..., n_labels * n_labels) one-hot (uint8) of the (truth, predicted) cell per stimulus.
 
     Pairs where either code is missing (or ``valid`` is False) contribute nothing.
     """
@@ -54,7 +54,7 @@ def confusion_contributions(
     if valid is not None:
         ok &= valid
     cell = np.where(ok, truth.astype(np.int64) * n_labels + predicted, -1)
-    return one_hot(cell, n_labels * n_labels)
+    return one_hot(cell, n_labels * n_labels, np.uint8)
 
 
 def confusion_statistics(
@@ -98,14 +98,14 @@ def kappa_from_confusion(counts: np.ndarray) -> np.ndarray:
 def agreement_contributions(
     a: np.ndarray, b: np.ndarray, n_labels: int, valid: np.ndarray | None = None
 ) -> np.ndarray:
-    """(..., 1 + 1 + 2K) contributions for Cohen's kappa without a full confusion matrix:
-    pair count, agreements, and both raters' one-hot labels (the marginals)."""
+    """(..., 1 + 1 + 2K) uint8 contributions for Cohen's kappa without a full confusion
+    matrix: pair count, agreements, and both raters' one-hot labels (the marginals)."""
     ok = (a >= 0) & (b >= 0)
     if valid is not None:
         ok &= valid
     # Filled in place: concatenating one-hot arrays held the result twice (model vs model at
     # FER+ size: 45 pairs x 35,708 stimuli x 18 columns, 230 MB each).
-    contributions = np.zeros(ok.shape + (2 + 2 * n_labels,))
+    contributions = np.zeros(ok.shape + (2 + 2 * n_labels,), np.uint8)  # 0/1 counts: exact sums
     contributions[..., 0] = ok
     contributions[..., 1] = ok & (a == b)
     for offset, codes in ((2, a), (2 + n_labels, b)):

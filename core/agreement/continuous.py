@@ -39,14 +39,21 @@ def paired_moments(x: np.ndarray, y: np.ndarray, valid: np.ndarray | None = None
     ok = np.isfinite(x) & np.isfinite(y)
     if valid is not None:
         ok &= valid
-    w = ok.astype(np.float64)
+    # Written column by column into one array: no list of full-size temporaries to stack.
+    moments = np.empty(ok.shape + (N_MOMENTS,))
+    w, xc, yc, xx, yy, xy, absolute, squared, d = np.moveaxis(moments, -1, 0)
+    w[...] = ok
     n = np.maximum(w.sum(axis=0), 1)
-    xc = np.where(ok, x, 0.0)
-    yc = np.where(ok, y, 0.0)
-    xc = np.where(ok, xc - xc.sum(axis=0) / n, 0.0)
-    yc = np.where(ok, yc - yc.sum(axis=0) / n, 0.0)
-    d = np.where(ok, x - y, 0.0)
-    return np.stack([w, xc, yc, xc * xc, yc * yc, xc * yc, np.abs(d), d * d, d], axis=-1)
+    for centred, values in ((xc, x), (yc, y)):
+        centred[...] = np.where(ok, values, 0.0)
+        centred[...] = np.where(ok, centred - centred.sum(axis=0) / n, 0.0)
+    np.multiply(xc, xc, out=xx)
+    np.multiply(yc, yc, out=yy)
+    np.multiply(xc, yc, out=xy)
+    d[...] = np.where(ok, x - y, 0.0)
+    np.abs(d, out=absolute)
+    np.multiply(d, d, out=squared)
+    return moments
 
 
 def moment_statistics(sums: np.ndarray) -> dict[str, np.ndarray]:

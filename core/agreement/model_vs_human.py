@@ -135,12 +135,10 @@ def label_estimates(
     outputtable = np.take_along_axis(
         predictors.can_output, np.broadcast_to(np.maximum(truth, 0), codes.shape), axis=1
     ) & (truth >= 0)
-    contributions = np.concatenate(
-        [confusion_contributions(truth[:, None], codes.T, N_LABELS),
-         _probability_contributions(predictors, truth, outputtable, vote_shares)],
-        axis=-1,
-    )
-    point, reps = boot.sums(contributions, mask)
+    # Summed apart: the confusion cells are counts (exact single-precision product).
+    counted = boot.sums(confusion_contributions(truth[:, None], codes.T, N_LABELS), mask)
+    weighed = boot.sums(_probability_contributions(predictors, truth, outputtable, vote_shares), mask)
+    point, reps = (np.concatenate(pair, axis=-1) for pair in zip(counted, weighed))
     rows = predictors.can_output[:, :, None]
     confusion = {"all": point[:, :K2].reshape(-1, N_LABELS, N_LABELS)}
     confusion["outputtable"] = confusion["all"] * rows

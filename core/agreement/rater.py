@@ -190,24 +190,49 @@ def _icc_rows(info, dimension, humans, with_model, covered, boot, humans_only) -
     key = ("icc", dimension, keep.tobytes())
     if key not in humans_only:
         humans_only[key] = _panel_icc(humans, keep, boot)
-    results = [humans_only[key], _panel_icc(with_model, keep, boot)]
+    results = [humans_only[key], _panel_icc(with_model, keep, boot, humans_only[key])]
     rows = _panel_rows(info, dimension, "icc", icc_label(ICC_PANEL_FORM), results[0][:3],
                        results[1][:3], boot, "F distribution (exact)")
-    for row, (_, _, _, table) in zip(rows[:2], results):
-        exact = table.set_index("form").loc[ICC_PANEL_FORM]
+    for row, result in zip(rows[:2], results):
+        exact = result[3].set_index("form").loc[ICC_PANEL_FORM]
         row["ci_low"], row["ci_high"] = float(exact["ci_low"]), float(exact["ci_high"])
     return rows
 
 
-def _panel_icc(panel: np.ndarray, keep: np.ndarray, boot: Bootstrap) -> tuple:
-    """ICC(A,1) of a raters x stimuli panel on the ``keep`` stimuli: point, replicates, n, and
-    the exact table (F-distribution CIs)."""
+def _panel_icc(panel: np.ndarray, keep: np.ndarray, boot: Bootstrap,
+               humans: tuple | None = None) -> tuple:
+    """ICC(A,1) of a raters x stimuli panel on the ``keep`` stimuli: point, replicates, n, the
+    exact table (F-distribution CIs), and (centre, full-sample sums, resample sums).
+
+    With ``humans``, this function's result for the panel without its last rater (the model),
+    only the sums that the model changes are resampled (row terms, the model's column): the
+    humans' column sums are reused, moved from the humans' centre to this panel's.
+    """
     block = panel.T[keep]
-    contributions = icc_contributions(block)
+    centre = block.mean()
+    contributions = icc_contributions(block, centre)
+    if humans is not None:
+        contributions = contributions[:, [1, 2, -1]]
     full = np.zeros((len(keep), contributions.shape[1]))
     full[keep] = contributions
-    point, reps = boot.evaluate(full, lambda s: icc_values(icc_mean_squares(s, panel.shape[0]))[..., 1])
-    return point, reps, int(keep.sum()), icc_matrix(block)
+    point, reps = boot.sums(full)
+    if humans is not None:
+        human_centre, *human_sums = humans[4]
+        point, reps = (_with_human_columns(sums, own, centre - human_centre)
+                       for sums, own in zip(human_sums, (point, reps)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        estimate, replicates = (icc_values(icc_mean_squares(sums, panel.shape[0]))[..., 1]
+                                for sums in (point, reps))
+    return estimate, replicates, int(keep.sum()), icc_matrix(block), (centre, point, reps)
+
+
+def _with_human_columns(humans: np.ndarray, own: np.ndarray, shift: float) -> np.ndarray:
+    """ICC sums of the panel with the model: the humans' item count and column sums (centred
+    ``shift`` further: minus shift per item), the panel's own row terms (2 columns) and the
+    model's column sum (last)."""
+    count = humans[..., :1]
+    return np.concatenate([count, own[..., :2], humans[..., 3:] - shift * count, own[..., 2:]],
+                          axis=-1)
 
 
 def _panel_rows(info, dimension, metric, form, base, joined, boot, panel_ci) -> list[dict]:

@@ -159,10 +159,21 @@ def alpha_replicates(
     return point, reps, int(pairable.sum()), int(present[pairable].sum())
 
 
-def _nominal_alpha(matrix: np.ndarray):
-    values, codes = np.unique(matrix[np.isfinite(matrix)], return_inverse=True)
+def _value_codes(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct finite values and each cell's index among them (-1 = missing).
+
+    ``np.unique`` without ``return_inverse``, then a binary search: the inverse would argsort
+    every rating, the search only looks among the few distinct values.
+    """
+    finite = np.isfinite(matrix)
+    values = np.unique(matrix[finite])
     coded = np.full(matrix.shape, -1)
-    coded[np.isfinite(matrix)] = codes
+    coded[finite] = np.searchsorted(values, matrix[finite])
+    return values, coded
+
+
+def _nominal_alpha(matrix: np.ndarray):
+    values, coded = _value_codes(matrix)
     counts = code_counts(coded, len(values))  # units x values
     m = counts.sum(axis=1)
     ok = m >= 2
@@ -198,9 +209,7 @@ def _interval_alpha(matrix: np.ndarray):
 
 
 def _coincidence_alpha(matrix: np.ndarray, level: str):
-    values, codes = np.unique(matrix[np.isfinite(matrix)], return_inverse=True)
-    coded = np.full(matrix.shape, -1)
-    coded[np.isfinite(matrix)] = codes
+    values, coded = _value_codes(matrix)
     counts = code_counts(coded, len(values))
     m = counts.sum(axis=1)
     ok = m >= 2
@@ -242,13 +251,16 @@ def _alpha_distance(values: np.ndarray, marginals: np.ndarray, level: str) -> np
 
 # --- ICC ------------------------------------------------------------------------------------
 
-def icc_contributions(matrix: np.ndarray) -> np.ndarray:
+def icc_contributions(matrix: np.ndarray, centre: float | None = None) -> np.ndarray:
     """(n_items, 3 + k) per-item contributions to the two-way ANOVA of a complete matrix.
 
     Columns: item indicator, squared row sum, sum of squares, and the item's k values (column
-    sums). Values are centred on the grand mean first; ICCs are shift invariant.
+    sums). Values are centred on ``centre`` (default: the grand mean) first; ICCs are shift
+    invariant, the centring only keeps the sums of squares precise.
     """
-    centred = matrix - matrix.mean() if matrix.size else matrix
+    if centre is None and matrix.size:
+        centre = matrix.mean()
+    centred = matrix - centre if matrix.size else matrix
     row = centred.sum(axis=1)
     return np.column_stack([np.ones(len(centred)), row * row, (centred**2).sum(axis=1), centred])
 
@@ -420,7 +432,7 @@ def others_mean(matrix: np.ndarray) -> np.ndarray:
 def others_majority(labels: np.ndarray, counts: np.ndarray, ties: str = "none",
                     intended: np.ndarray | None = None) -> np.ndarray:
     """For each rater, the majority label of the other raters per stimulus (-1 on a tie)."""
-    others = counts[None, :, :] - one_hot(labels, counts.shape[1])
+    others = counts[None, :, :] - one_hot(labels, counts.shape[1], np.uint8)
     return majority_codes(others, ties, intended)[0]
 
 
@@ -429,8 +441,8 @@ def loo_scores(data: StudyData, boot: Bootstrap, ties: str = "none") -> LeaveOne
     point, reps, n = {}, {}, {}
     for dimension in ("valence", "arousal"):
         matrix = data.human(dimension)
-        contributions = paired_moments(matrix.T, others_mean(matrix).T)
-        p, r = boot.evaluate(contributions, moment_statistics)
+        # Passed straight on: the large contributions are freed before the next dimension's.
+        p, r = boot.evaluate(paired_moments(matrix.T, others_mean(matrix).T), moment_statistics)
         for metric in LOO_METRICS[dimension]:
             point[dimension, metric], reps[dimension, metric] = p[metric], r[metric]
             n[dimension, metric] = p["n"]

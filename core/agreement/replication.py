@@ -61,24 +61,17 @@ def replication(
     if gaps is None:
         gaps = [(a, *sorted(group_masks(data, a))) for a in two_group_attributes(data)]
     estimates = []
-    rater_contributions = _rater_contributions(data, ties) if gaps else {}
-    for attribute, group_a, group_b in gaps:
-        masks = group_masks(data, attribute)
-        missing = {group_a, group_b} - set(masks)
-        if missing:
-            raise ValueError(f"attribute {attribute!r} has no group(s) {sorted(missing)}; "
-                             f"groups: {sorted(masks)}")
-        finding = {"finding": f"{attribute}: {group_a} − {group_b}", "attribute": attribute,
-                   "group_a": group_a, "group_b": group_b}
-        first = model_scores(data, boot, ties, masks[group_a], GAP_METRICS)
-        second = model_scores(data, boot, ties, masks[group_b], GAP_METRICS)
+    findings = [_gap_finding(data, *gap) for gap in gaps]
+    human_gaps = _human_gaps(data, boot, ties, findings)
+    for finding, mask_a, mask_b in findings:
+        first = model_scores(data, boot, ties, mask_a, GAP_METRICS)
+        second = model_scores(data, boot, ties, mask_b, GAP_METRICS)
         for key in GAP_METRICS:
             point = first[key].point - second[key].point
             reps = first[key].replicates - second[key].replicates
             n = np.minimum(first[key].n, second[key].n)
             estimates += _units(data, finding, key, point, reps, n)
-            estimates.append(_human_gap(rater_contributions[key[0]], boot, finding, key,
-                                        masks[group_a], masks[group_b]))
+            estimates.append(human_gaps[finding["finding"], key])
     bias = model_scores(data, boot, ties, metrics=BIAS_METRICS)
     finding = {"finding": BIAS_FINDING, "attribute": None, "group_a": None, "group_b": None}
     for key in BIAS_METRICS:
@@ -107,19 +100,44 @@ def _units(data: StudyData, finding: dict, key: tuple[str, str], point: np.ndarr
     return estimates
 
 
-def _rater_contributions(data: StudyData, ties: str) -> dict[str, tuple[np.ndarray, object]]:
-    """Per dimension, each rater's leave-one-out contributions and the statistic of their sums
-    (as in ``reliability.loo_scores``), built once for every finding and group."""
-    found: dict[str, tuple[np.ndarray, object]] = {}
-    for dimension in {d for d, _ in GAP_METRICS}:
-        if dimension == "emotion":  # accuracy needs only the pair and hit columns
-            majority = others_majority(data.labels, data.vote_counts(), ties, data.intended)
-            pairs_and_hits = agreement_contributions(data.labels.T, majority.T, N_LABELS)[..., :2]
-            found[dimension] = (pairs_and_hits, _accuracy)
-        else:
-            matrix = data.human(dimension)
-            found[dimension] = (paired_moments(matrix.T, others_mean(matrix).T), moment_statistics)
+def _gap_finding(data: StudyData, attribute: str, group_a: str, group_b: str
+                 ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The finding's identifying columns and the masks of its two groups."""
+    masks = group_masks(data, attribute)
+    missing = {group_a, group_b} - set(masks)
+    if missing:
+        raise ValueError(f"attribute {attribute!r} has no group(s) {sorted(missing)}; "
+                         f"groups: {sorted(masks)}")
+    finding = {"finding": f"{attribute}: {group_a} − {group_b}", "attribute": attribute,
+               "group_a": group_a, "group_b": group_b}
+    return finding, masks[group_a], masks[group_b]
+
+
+def _human_gaps(data: StudyData, boot: Bootstrap, ties: str,
+                findings: list[tuple[dict, np.ndarray, np.ndarray]]
+                ) -> dict[tuple[str, tuple[str, str]], Estimate]:
+    """The humans row of every gap finding, keyed by (finding, (dimension, metric)).
+
+    One dimension's rater contributions (raters x stimuli x moments: large) exist at a time.
+    """
+    found = {}
+    for key in GAP_METRICS if findings else ():
+        contributions = _rater_contributions(data, key[0], ties)
+        for finding, mask_a, mask_b in findings:
+            found[finding["finding"], key] = _human_gap(contributions, boot, finding, key,
+                                                        mask_a, mask_b)
+        del contributions
     return found
+
+
+def _rater_contributions(data: StudyData, dimension: str, ties: str) -> tuple[np.ndarray, object]:
+    """Each rater's leave-one-out contributions for ``dimension`` and the statistic of their
+    sums (as in ``reliability.loo_scores``)."""
+    if dimension == "emotion":  # accuracy needs only the pair and hit columns
+        majority = others_majority(data.labels, data.vote_counts(), ties, data.intended)
+        return agreement_contributions(data.labels.T, majority.T, N_LABELS)[..., :2], _accuracy
+    matrix = data.human(dimension)
+    return paired_moments(matrix.T, others_mean(matrix).T), moment_statistics
 
 
 def _accuracy(sums: np.ndarray) -> dict[str, np.ndarray]:

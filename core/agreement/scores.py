@@ -41,7 +41,8 @@ class Scores:
 
 def label_contributions(truth: np.ndarray, predicted: np.ndarray, valid: np.ndarray | None = None
                         ) -> np.ndarray:
-    """(N, C, 2 + 3K) contributions: pair, hit, and one-hots of truth, prediction and true positive.
+    """(N, C, 2 + 3K) uint8 contributions: pair, hit, and one-hots of truth, prediction and true
+    positive.
 
     ``truth`` (N,) reference codes, ``predicted`` (N, C) codes; a pair with a missing code (or
     ``valid`` False) contributes zeros.
@@ -53,10 +54,10 @@ def label_contributions(truth: np.ndarray, predicted: np.ndarray, valid: np.ndar
     true_code, predicted_code = np.where(ok, truth, -1), np.where(ok, predicted, -1)
     hit = ok & (truth == predicted)
     return np.concatenate([
-        ok[..., None].astype(np.float64), hit[..., None].astype(np.float64),
-        one_hot(true_code, N_LABELS), one_hot(predicted_code, N_LABELS),
-        one_hot(np.where(hit, true_code, -1), N_LABELS),
-    ], axis=-1)
+        ok[..., None], hit[..., None], one_hot(true_code, N_LABELS, np.uint8),
+        one_hot(predicted_code, N_LABELS, np.uint8),
+        one_hot(np.where(hit, true_code, -1), N_LABELS, np.uint8),
+    ], axis=-1, dtype=np.uint8)
 
 
 def label_statistics(sums: np.ndarray, classes: np.ndarray) -> dict[str, np.ndarray]:
