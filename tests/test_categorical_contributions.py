@@ -27,5 +27,5 @@ def test_contributions_equal_the_definition(shapes, with_valid: bool) -> None:
     valid = rng.random(shapes[0][:1] + (1,) * (len(shapes[0]) - 1)) > 0.3 if with_valid else None
     result = agreement_contributions(a, b, 5, valid)
     expected = by_definition(a, b, 5, valid)
-    assert result.dtype == np.float64 and result.shape == expected.shape
+    assert result.dtype == np.uint8 and result.shape == expected.shape  # 0/1 counts
     assert np.array_equal(result, expected)
