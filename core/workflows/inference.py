@@ -3,9 +3,10 @@
 Flow per model: resolve the spec and its weights fingerprint, make sure every image has its
 face (the shared face stage), skip images whose prediction is already stored under the full
 cache key (one bulk query), then prepare crops in parallel one batch ahead of the network
-(threads, or worker processes feeding an accelerator: core.workflows.preparation), run each batch, decode it and commit its rows. A run interrupted at any point
-resumes where it stopped; a stimulus that cannot be processed (undecodable, no face, no landmarks
-for an aligned crop) is stored as a failure with its reason and never stops the run.
+(threads, or worker processes feeding an accelerator: core.workflows.preparation), run each
+batch, decode it and commit its rows. A run interrupted at any point resumes where it stopped;
+a stimulus that cannot be processed (undecodable, no face, no landmarks for an aligned crop) is
+stored as a failure with its reason and never stops the run.
 
 Cache key: (stimulus sha256, model id, weights fingerprint, preprocessing version [+fp16],
 detector key). The detector key comes from the face stage (FaceResult.detector): the detector
@@ -43,7 +44,16 @@ from core.models.spec import ModelSpec
 from core.models.variants import declare_aligned_crops
 from core.workflows import catalog
 from core.workflows import face_stage
-from core.workflows.preparation import Item, Mode, PreparedBatch, choose_mode, describe, prepare_one, process_batches, thread_batches
+from core.workflows.preparation import (
+    Item,
+    Mode,
+    PreparedBatch,
+    choose_mode,
+    describe,
+    prepare_one,
+    process_batches,
+    thread_batches,
+)
 from db.predictions import (
     CacheKey,
     PredictionRow,

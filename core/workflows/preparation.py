@@ -22,10 +22,11 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -96,12 +97,19 @@ def thread_batches(items: Sequence[Item], batch_size: int, adapter: Adapter) -> 
 
 def prepare_one(adapter: Adapter, item: Item) -> tuple[np.ndarray | None, str | None]:
     """(array, None) or (None, error text) for one image, in this process."""
-    if item.face is None:
-        return None, item.error
+    return prepare_file(adapter.prepare, blob_path(item.sha256), item.face, item.error)
+
+
+def prepare_file(
+    prepare: Callable[[np.ndarray, Face], np.ndarray], path: Path, face: Face | None, error: str | None,
+) -> tuple[np.ndarray | None, str | None]:
+    """(array, None) or (None, error text) for one blob file; the one per-image step of both modes."""
+    if face is None:
+        return None, error
     try:
-        return adapter.prepare(load_blob_rgb(blob_path(item.sha256)), item.face), None
-    except Exception as error:  # any per-image failure is recorded, never fatal
-        return None, describe(error)
+        return prepare(load_blob_rgb(path), face), None
+    except Exception as failure:  # any per-image failure is recorded, never fatal
+        return None, describe(failure)
 
 
 def _stacked(results: list[tuple[np.ndarray | None, str | None]]) -> PreparedBatch:
@@ -177,15 +185,11 @@ class StimulusCrops:
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, str | None]:
         path, face, error = self.items[index]
-        if face is None:
-            return self._blank(), error
-        try:
-            array = registry.loader_module(self.spec).prepare(self.spec, load_blob_rgb(Path(path)), face)
-        except Exception as failure:  # any per-image failure is recorded, never fatal
-            return self._blank(), describe(failure)
-        if array.shape != self.shape or array.dtype != np.float32:
-            return self._blank(), f"prepared {array.dtype} {array.shape}, the network takes float32 {self.shape}"
-        return array, None
+        prepare = partial(registry.loader_module(self.spec).prepare, self.spec)
+        array, error = prepare_file(prepare, Path(path), face, error)
+        if array is not None and (array.shape != self.shape or array.dtype != np.float32):
+            array, error = None, f"prepared {array.dtype} {array.shape}, the network takes float32 {self.shape}"
+        return (self._blank() if array is None else array), error
 
     def _blank(self) -> np.ndarray:
         return np.zeros(self.shape, np.float32)
