@@ -81,3 +81,27 @@ def test_panel_icc_with_reused_human_sums_matches_the_full_panel(boot):
     np.testing.assert_allclose(reused[0], full[0], rtol=1e-12)
     np.testing.assert_allclose(reused[1], full[1], rtol=1e-12)
     assert reused[2] == full[2] == keep.sum()
+
+
+@pytest.mark.parametrize("columns", [6, NARROW + 30])
+def test_all_zero_columns_are_skipped_with_the_same_sums(boot, columns):
+    """A dimension nobody rated gives zero contributions: its columns are not multiplied."""
+    rng = np.random.default_rng(5)
+    contributions = rng.normal(size=(N_ITEMS, columns))
+    contributions[:, ::3] = 0.0
+    mask = rng.random(N_ITEMS) < 0.6
+    point, reps = boot.sums(contributions, mask)
+    expected_point, expected_reps = direct(boot, contributions, mask)
+    np.testing.assert_array_equal(point, expected_point)
+    np.testing.assert_allclose(reps, expected_reps, rtol=1e-13, atol=1e-12)
+    assert (reps[:, ::3] == 0).all()
+
+
+def test_narrow_products_keep_no_double_precision_copy_of_the_weights(boot):
+    """Only a wide double-precision product caches the double weights (a vote study's are
+    all narrow: 286 MB saved at 35,708 stimuli x 1,000 resamples)."""
+    rng = np.random.default_rng(6)
+    boot.sums(rng.normal(size=(N_ITEMS, NARROW)))
+    assert N_ITEMS not in boot._double
+    boot.sums(rng.normal(size=(N_ITEMS, NARROW + 1)))
+    assert N_ITEMS in boot._double

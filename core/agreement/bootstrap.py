@@ -28,6 +28,7 @@ COUNT_BLOCK_ENTRIES = 1 << 21  # resample counts are tallied in blocks of about 
 EXACT_SINGLE = 1 << 24  # every integer up to this is exact in float32
 COLUMN_BLOCK = 512  # contributions are converted or copied this many columns at a time
 NARROW = 64  # masked products this narrow zero the masked-out rows instead of copying weights
+WIDEN_BLOCK_ENTRIES = 1 << 20  # narrow products widen this many resample counts at a time
 
 
 @dataclass
@@ -37,8 +38,8 @@ class Bootstrap:
     n_boot: int = 1000
     seed: int = 0
     confidence: float = 0.95
-    _weights: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
     _single: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _double: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.n_boot < 0:
@@ -47,22 +48,26 @@ class Bootstrap:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
 
     def weights(self, n_items: int) -> np.ndarray:
-        """(n_boot, n_items) resample counts, drawn once per ``n_items`` from the seed.
+        """(n_boot, n_items) resample counts in double precision, cached once asked for.
 
         Double precision: the statistics take differences of sums (variances, sums of squares),
         which single precision turned into garbage on small subgroups (Pearson r of +-inf).
         """
-        if n_items not in self._weights:
+        if n_items not in self._double:
+            self._double[n_items] = self.single_weights(n_items).astype(np.float64)
+        return self._double[n_items]
+
+    def single_weights(self, n_items: int) -> np.ndarray:
+        """(n_boot, n_items) resample counts, drawn once per ``n_items`` from the seed and kept
+        in single precision, which holds every count exactly (a count is at most ``n_items``,
+        guarded by ``EXACT_SINGLE``) at half the memory of double precision."""
+        if n_items > EXACT_SINGLE:
+            raise ValueError(f"at most {EXACT_SINGLE} stimuli can be resampled, got {n_items}")
+        if n_items not in self._single:
             rng = np.random.default_rng(self.seed)
             # int32 draws are the same stream as int64 ones at half the memory.
             index = rng.integers(0, n_items, size=(self.n_boot, n_items), dtype=np.int32)
-            self._weights[n_items] = _resample_counts(index, n_items)
-        return self._weights[n_items]
-
-    def single_weights(self, n_items: int) -> np.ndarray:
-        """``weights`` in single precision (exact: counts are at most ``n_items``), cached."""
-        if n_items not in self._single:
-            self._single[n_items] = self.weights(n_items).astype(np.float32)
+            self._single[n_items] = _resample_counts(index, n_items)
         return self._single[n_items]
 
     def sums(
@@ -84,28 +89,34 @@ class Bootstrap:
             if mask.all():
                 mask = None
         point = (flat if mask is None else flat[mask]).sum(axis=0, dtype=np.float64)
-        if _exact_in_single(flat):
-            resampled = self._count_product(flat, mask)
-        else:
-            resampled = self._product(flat, mask)
+        live = flat.any(axis=0)  # all-zero columns (a dimension nobody rated) sum to zero
+        resampled = np.zeros((self.n_boot, flat.shape[1]))
+        if live.any():
+            product = self._count_product if _exact_in_single(flat) else self._product
+            resampled[:, live] = product(flat if live.all() else flat[:, live], mask)
         return point.reshape(shape), resampled.reshape((self.n_boot,) + shape)
 
     def _product(self, flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         """Double-precision ``weights @ flat`` over the ``mask`` rows.
 
-        A narrow product zeroes the other rows (no copy of the weights); a wide one multiplies
-        only the masked columns of the weights, so a subgroup costs in proportion to its size.
+        A narrow product zeroes the other rows of ``flat``; a wide one takes only the masked
+        columns of the weights, so a subgroup costs in proportion to its size. Narrow products
+        widen the single-precision counts a block of resamples at a time until a wide product
+        has made the double-precision copy (a vote study without ratings scales never does).
         """
-        weights = self.weights(flat.shape[0])
-        if mask is None:
-            return weights @ flat
-        if flat.shape[1] <= NARROW:
-            return weights @ np.where(mask[:, None], flat, 0.0)
-        weights = weights[:, mask]
+        n_items, columns = flat.shape[0], None
+        if mask is not None and flat.shape[1] <= NARROW:
+            flat = np.where(mask[:, None], flat, 0.0)
+        elif mask is not None:
+            flat, columns = flat[mask], np.flatnonzero(mask)
+        if flat.shape[1] > NARROW or n_items in self._double:
+            weights = self.weights(n_items)
+            return weights @ flat if columns is None else weights[:, columns] @ flat
         resampled = np.empty((self.n_boot, flat.shape[1]))
-        for start in range(0, flat.shape[1], COLUMN_BLOCK):  # the masked rows, a block at a time
-            columns = slice(start, start + COLUMN_BLOCK)
-            resampled[:, columns] = weights @ flat[mask, columns]
+        rows = max(1, WIDEN_BLOCK_ENTRIES // n_items)
+        for start in range(0, self.n_boot, rows):
+            block = self.single_weights(n_items)[start:start + rows].astype(np.float64)
+            np.matmul(block, flat, out=resampled[start:start + rows])
         return resampled
 
     def _count_product(self, flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -164,12 +175,12 @@ def _exact_in_single(flat: np.ndarray) -> bool:
 
 
 def _resample_counts(index: np.ndarray, n_items: int) -> np.ndarray:
-    """(n_boot, n_items) float counts of each stimulus in each resample's row of ``index``.
+    """(n_boot, n_items) single-precision counts of each stimulus in each resample's ``index`` row.
 
     Counted a block of resamples at a time, so no n_boot x n_items int64 temporaries exist
     (at 35,000 stimuli x 1,000 resamples each would take 280 MB).
     """
-    counts = np.empty(index.shape, dtype=np.float64)
+    counts = np.empty(index.shape, dtype=np.float32)
     block = max(1, COUNT_BLOCK_ENTRIES // max(n_items, 1))
     for start in range(0, index.shape[0], block):
         rows = index[start:start + block].astype(np.int64)
