@@ -19,14 +19,17 @@ from core.agreement.data import LABELS, N_LABELS, StudyData
 from core.agreement.model_vs_human import NO_LABELS, reference_codes
 from core.agreement.reliability import (
     LOO_METRICS,
+    AlphaParts,
     LeaveOneOut,
-    alpha_replicates,
+    alpha_of_parts,
+    alpha_parts,
     icc_contributions,
     icc_label,
     icc_matrix,
     icc_mean_squares,
     icc_values,
     loo_scores,
+    with_rater,
 )
 
 ICC_PANEL_FORM = "ICC(A,1)"
@@ -154,32 +157,37 @@ def panel_reliability(data: StudyData, boot: Bootstrap) -> pd.DataFrame:
     """
     rows = []
     humans_only: dict[tuple, tuple] = {}  # the humans panel repeats for models covering the same stimuli
+    panels = {dimension: _human_panel(data, dimension) for dimension in ("valence", "arousal", "emotion")}
     for m in range(data.n_models):
         info = {"model_id": data.model_ids[m], "model_name": data.model_names[m],
                 "pipeline": data.pipelines[m]}
-        for dimension in ("valence", "arousal", "emotion"):
-            humans = data.human(dimension).astype(float)
+        for dimension, (humans, parts) in panels.items():
             model = data.model(dimension)[m].astype(float)
             if dimension == "emotion":
-                humans = np.where(data.labels < 0, np.nan, humans)
                 model = np.where(model < 0, np.nan, model)
             covered = np.isfinite(model)
-            with_model = np.vstack([humans, model[None]])
-            level = "nominal" if dimension == "emotion" else "interval"
-            rows += _alpha_rows(info, dimension, level, humans, with_model, covered, boot, humans_only)
+            rows += _alpha_rows(info, dimension, parts, model, covered, boot, humans_only)
             if dimension != "emotion":
-                rows += _icc_rows(info, dimension, humans, with_model, covered, boot, humans_only)
+                rows += _icc_rows(info, dimension, humans, np.vstack([humans, model[None]]),
+                                  covered, boot, humans_only)
     return pd.DataFrame(rows)
 
 
-def _alpha_rows(info, dimension, level, humans, with_model, covered, boot, humans_only) -> list[dict]:
+def _human_panel(data: StudyData, dimension: str) -> tuple[np.ndarray, AlphaParts]:
+    """The humans' raters x stimuli matrix (NaN = missing) and its alpha tallies."""
+    humans = data.human(dimension).astype(float)
+    if dimension == "emotion":
+        humans = np.where(data.labels < 0, np.nan, humans)
+    return humans, alpha_parts(humans, "nominal" if dimension == "emotion" else "interval")
+
+
+def _alpha_rows(info, dimension, parts, model, covered, boot, humans_only) -> list[dict]:
     key = ("alpha", dimension, covered.tobytes())
     if key not in humans_only:
-        humans_only[key] = alpha_replicates(humans, level, boot, mask=covered)
-    base = humans_only[key]
-    joined = alpha_replicates(with_model, level, boot, mask=covered)
-    return _panel_rows(info, dimension, "krippendorff_alpha", level, base[:3], joined[:3], boot,
-                       boot.ci_method)
+        humans_only[key] = alpha_of_parts(parts, boot, mask=covered)
+    joined = alpha_of_parts(with_rater(parts, model), boot, mask=covered)
+    return _panel_rows(info, dimension, "krippendorff_alpha", parts.level, humans_only[key][:3],
+                       joined[:3], boot, boot.ci_method)
 
 
 def _icc_rows(info, dimension, humans, with_model, covered, boot, humans_only) -> list[dict]:

@@ -148,11 +148,71 @@ def alpha_replicates(
     """
     if level not in ALPHA_LEVELS:
         raise ValueError(f"level must be one of {ALPHA_LEVELS}, got {level!r}")
-    contributions, statistic = {
-        "nominal": _nominal_alpha, "interval": _interval_alpha,
-    }.get(level, lambda m: _coincidence_alpha(m, level))(matrix)
-    point, reps = boot.evaluate(contributions, statistic, mask=mask)
+    if level in ("nominal", "interval"):
+        return alpha_of_parts(alpha_parts(matrix, level), boot, mask)
+    contributions, statistic = _coincidence_alpha(matrix, level)
     present = np.isfinite(matrix).sum(axis=0)
+    return _alpha_result(boot, contributions, statistic, present, mask)
+
+
+@dataclass(frozen=True)
+class AlphaParts:
+    """Per-unit tallies behind nominal or interval alpha, additive over raters: a panel with
+    one rater more (``with_rater``) costs that rater's row, not the whole matrix again.
+
+    ``tally``: nominal, units x values counts of each of ``values``; interval, units x 3
+    (count, sum, sum of squares of the values centred on ``centre``).
+    """
+
+    level: str
+    tally: np.ndarray
+    values: np.ndarray
+    centre: float = 0.0
+
+    @property
+    def present(self) -> np.ndarray:
+        """Values per unit."""
+        return self.tally.sum(axis=1) if self.level == "nominal" else self.tally[:, 0]
+
+
+def alpha_parts(matrix: np.ndarray, level: str) -> AlphaParts:
+    """The ``AlphaParts`` of a raters x units matrix (NaN = missing), nominal or interval."""
+    if level == "nominal":
+        values, coded = _value_codes(matrix)
+        return AlphaParts(level, code_counts(coded, len(values)), values)
+    centre = float(np.nanmean(matrix)) if np.isfinite(matrix).any() else 0.0
+    centred = matrix - centre
+    present = np.isfinite(centred)
+    m = present.sum(axis=0).astype(float)
+    s1 = np.where(present, centred, 0.0).sum(axis=0)
+    s2 = np.where(present, centred**2, 0.0).sum(axis=0)
+    return AlphaParts(level, np.column_stack([m, s1, s2]), np.empty(0), centre)
+
+
+def with_rater(parts: AlphaParts, row: np.ndarray) -> AlphaParts:
+    """``parts`` of the panel with one more rater, whose values per unit are ``row``."""
+    present = np.isfinite(row)
+    if parts.level == "interval":
+        centred = np.where(present, row - parts.centre, 0.0)
+        extra = np.column_stack([present, centred, centred**2])
+        return AlphaParts(parts.level, parts.tally + extra, parts.values, parts.centre)
+    values = np.union1d(parts.values, row[present])
+    tally = np.zeros((len(row), len(values)))
+    tally[:, np.searchsorted(values, parts.values)] = parts.tally
+    tally[np.flatnonzero(present), np.searchsorted(values, row[present])] += 1
+    return AlphaParts(parts.level, tally, values, parts.centre)
+
+
+def alpha_of_parts(parts: AlphaParts, boot: Bootstrap, mask: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``alpha_replicates`` from tallies (nominal or interval)."""
+    contributions, statistic = (_nominal_alpha if parts.level == "nominal" else _interval_alpha)(
+        parts.tally)
+    return _alpha_result(boot, contributions, statistic, parts.present, mask)
+
+
+def _alpha_result(boot, contributions, statistic, present, mask):
+    point, reps = boot.evaluate(contributions, statistic, mask=mask)
     pairable = present >= 2
     if mask is not None:
         pairable &= mask
@@ -172,9 +232,7 @@ def _value_codes(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, coded
 
 
-def _nominal_alpha(matrix: np.ndarray):
-    values, coded = _value_codes(matrix)
-    counts = code_counts(coded, len(values))  # units x values
+def _nominal_alpha(counts: np.ndarray):
     m = counts.sum(axis=1)
     ok = m >= 2
     disagreeing = np.where(ok, (m * m - (counts**2).sum(axis=1)) / np.where(ok, m - 1, 1), 0.0)
@@ -188,13 +246,9 @@ def _nominal_alpha(matrix: np.ndarray):
     return contributions, statistic
 
 
-def _interval_alpha(matrix: np.ndarray):
-    centred = matrix - np.nanmean(matrix) if np.isfinite(matrix).any() else matrix
-    present = np.isfinite(centred)
-    m = present.sum(axis=0).astype(float)
+def _interval_alpha(tally: np.ndarray):
+    m, s1, s2 = tally.T
     ok = m >= 2
-    s1 = np.where(present, centred, 0.0).sum(axis=0)
-    s2 = np.where(present, centred**2, 0.0).sum(axis=0)
     within = np.where(ok, (2 * m * s2 - 2 * s1 * s1) / np.where(ok, m - 1, 1), 0.0)
     contributions = np.column_stack([m * ok, s1 * ok, s2 * ok, within])
 
