@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.agreement.bootstrap import NARROW, Bootstrap
+from core.agreement.bootstrap import NARROW, Bootstrap, SumsBatch
 from core.agreement.categorical import agreement_contributions
-from core.agreement.rater import _panel_icc
+from core.agreement.rater import _HumanIcc
 
 N_ITEMS = 300
 
@@ -76,11 +76,34 @@ def test_panel_icc_with_reused_human_sums_matches_the_full_panel(boot):
     model = 3 + 2 * latent + rng.normal(0, 0.7, N_ITEMS)  # another scale and centre
     with_model = np.vstack([humans, model])
     keep = rng.random(N_ITEMS) < 0.8
-    reused = _panel_icc(with_model, keep, boot, _panel_icc(humans, keep, boot))
-    full = _panel_icc(with_model, keep, boot)
-    np.testing.assert_allclose(reused[0], full[0], rtol=1e-12)
-    np.testing.assert_allclose(reused[1], full[1], rtol=1e-12)
-    assert reused[2] == full[2] == keep.sum()
+    reused = _HumanIcc(humans.T[keep], keep, boot)
+    centre, terms = reused.model_terms(model)
+    batch = SumsBatch(boot)
+    handle = batch.add(terms)
+    joined = reused.with_model(centre, *batch.sums(handle))
+    full = _HumanIcc(with_model.T[keep], keep, boot).result
+    np.testing.assert_allclose(joined[0], full[0], rtol=1e-12)
+    np.testing.assert_allclose(joined[1], full[1], rtol=1e-12)
+    np.testing.assert_allclose(joined[3], full[3], rtol=1e-12)
+    assert joined[2] == full[2] == keep.sum()
+
+
+def test_a_batch_gives_each_queued_array_its_own_sums(boot):
+    """Arrays summed together (NARROW columns per product) get what ``sums`` gives each alone."""
+    rng = np.random.default_rng(8)
+    queued = [(rng.normal(size=(N_ITEMS, width)), rng.random(N_ITEMS) < 0.7 if width % 2 else None)
+              for width in (4, 10, 3, 40, 30, NARROW + 5, 1)]
+    queued.append((rng.integers(0, 3, (N_ITEMS, 2, 3)), None))
+    batch = SumsBatch(boot)
+    handles = [batch.add(contributions, mask) for contributions, mask in queued]
+    for handle, (contributions, mask) in zip(handles, queued):
+        point, reps = batch.sums(handle)
+        expected_point, expected_reps = boot.sums(contributions, mask)
+        assert point.shape == expected_point.shape and reps.shape == expected_reps.shape
+        np.testing.assert_allclose(point, expected_point, rtol=1e-13, atol=1e-12)
+        np.testing.assert_allclose(reps, expected_reps, rtol=1e-13, atol=1e-12)
+    with pytest.raises(RuntimeError, match="summed already"):
+        batch.add(queued[0][0])
 
 
 @pytest.mark.parametrize("columns", [6, NARROW + 30])

@@ -176,6 +176,69 @@ class Bootstrap:
         return percentile_interval(replicates, self.confidence)
 
 
+class SumsBatch:
+    """Contributions queued now and summed later, NARROW columns per product.
+
+    A product of a few columns costs one pass over the resample weights, so 60 columns in one
+    product cost about what 4 do: a table of many small statistics (a panel per model) queues
+    them all, then reads each one's ``Bootstrap.sums``. Masks zero the masked-out rows.
+    """
+
+    def __init__(self, boot: Bootstrap) -> None:
+        self.boot = boot
+        self._queued: list[np.ndarray] = []
+        self._shapes: list[tuple[int, ...]] = []
+        self._sums: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    def add(self, contributions: np.ndarray, mask: np.ndarray | None = None) -> int:
+        """Queue (n_items, ...) contributions; returns the handle to read their sums with."""
+        if self._sums is not None:
+            raise RuntimeError("this batch has been summed already: start a new one")
+        contributions = np.asarray(contributions, dtype=np.float64)
+        flat = contributions.reshape(len(contributions), -1)
+        if mask is not None:
+            flat = np.where(np.asarray(mask, dtype=bool)[:, None], flat, 0.0)
+        self._queued.append(flat)
+        self._shapes.append(contributions.shape[1:])
+        return len(self._queued) - 1
+
+    def sums(self, handle: int) -> tuple[np.ndarray, np.ndarray]:
+        """Full-sample and resample sums of the contributions queued as ``handle``."""
+        if self._sums is None:
+            self._sums = self._sum_all()
+        return self._sums[handle]
+
+    def _sum_all(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        points, resampled, width = [], [], 0
+        for start, end in _column_groups([flat.shape[1] for flat in self._queued]):
+            point, reps = self.boot.sums(np.hstack(self._queued[start:end]))
+            points.append(point)
+            resampled.append(reps)
+        point, reps = np.concatenate(points), np.concatenate(resampled, axis=1)
+        results = []
+        for flat, shape in zip(self._queued, self._shapes):
+            columns = slice(width, width + flat.shape[1])
+            width += flat.shape[1]
+            results.append((point[columns].reshape(shape),
+                            reps[:, columns].reshape((self.boot.n_boot,) + shape)))
+        self._queued = []
+        return results
+
+
+def _column_groups(widths: list[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of queued arrays (start, end) of at most NARROW columns together (an
+    array wider than that on its own)."""
+    groups, start, width = [], 0, 0
+    for index, columns in enumerate(widths):
+        if index > start and width + columns > NARROW:
+            groups.append((start, index))
+            start, width = index, 0
+        width += columns
+    if widths:
+        groups.append((start, len(widths)))
+    return groups
+
+
 def _exact_in_single(flat: np.ndarray) -> bool:
     """Whether integer contributions have exact single-precision resample sums: every partial
     sum is at most n_items * max |value| (a resample's weights add up to n_items)."""

@@ -8,10 +8,12 @@ computed in every bootstrap resample too, so it has a CI.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
-from core.agreement.bootstrap import Bootstrap
+from core.agreement.bootstrap import Bootstrap, SumsBatch
 from core.agreement.categorical import agreement_contributions, agreement_statistics
 from core.agreement.consensus import human_means
 from core.agreement.continuous import moment_statistics, paired_moments
@@ -21,14 +23,15 @@ from core.agreement.reliability import (
     LOO_METRICS,
     AlphaParts,
     LeaveOneOut,
-    alpha_of_parts,
     alpha_parts,
+    alpha_terms,
     icc_contributions,
     icc_label,
-    icc_matrix,
     icc_mean_squares,
+    icc_table,
     icc_values,
     loo_scores,
+    pairable_counts,
     with_rater,
 )
 
@@ -154,84 +157,137 @@ def panel_reliability(data: StudyData, boot: Bootstrap) -> pd.DataFrame:
     rated). Columns: model_id, model_name, pipeline, dimension, metric (icc | krippendorff_alpha),
     form (ICC(A,1) = ICC(2,1) (ICC2) | level), panel (humans | humans + model | change), estimate,
     ci_low, ci_high, n, ci_method (ICC panels: F distribution; alpha and every change: bootstrap).
+
+    Each panel with a model is the humans' panel plus one row: its sums are the humans' plus
+    the model's terms, which are small and all resampled together (``SumsBatch``).
     """
-    rows = []
-    humans_only: dict[tuple, tuple] = {}  # the humans panel repeats for models covering the same stimuli
-    panels = {dimension: _human_panel(data, dimension) for dimension in ("valence", "arousal", "emotion")}
+    batch = SumsBatch(boot)
+    panels = {dimension: _HumanPanel(data, dimension, boot) for dimension in PANEL_DIMENSIONS}
+    pending = []
     for m in range(data.n_models):
         info = {"model_id": data.model_ids[m], "model_name": data.model_names[m],
                 "pipeline": data.pipelines[m]}
-        for dimension, (humans, parts) in panels.items():
+        for dimension, panel in panels.items():
             model = data.model(dimension)[m].astype(float)
             if dimension == "emotion":
                 model = np.where(model < 0, np.nan, model)
-            covered = np.isfinite(model)
-            rows += _alpha_rows(info, dimension, parts, model, covered, boot, humans_only)
+            pending.append(panel.alpha_rows(info, model, batch))
             if dimension != "emotion":
-                rows += _icc_rows(info, dimension, humans, np.vstack([humans, model[None]]),
-                                  covered, boot, humans_only)
-    return pd.DataFrame(rows)
+                pending.append(panel.icc_rows(info, model, batch))
+    return pd.DataFrame([row for rows in pending for row in rows()])
 
 
-def _human_panel(data: StudyData, dimension: str) -> tuple[np.ndarray, AlphaParts]:
-    """The humans' raters x stimuli matrix (NaN = missing) and its alpha tallies."""
-    humans = data.human(dimension).astype(float)
-    if dimension == "emotion":
-        humans = np.where(data.labels < 0, np.nan, humans)
-    return humans, alpha_parts(humans, "nominal" if dimension == "emotion" else "interval")
+PANEL_DIMENSIONS = ("valence", "arousal", "emotion")
 
 
-def _alpha_rows(info, dimension, parts, model, covered, boot, humans_only) -> list[dict]:
-    key = ("alpha", dimension, covered.tobytes())
-    if key not in humans_only:
-        humans_only[key] = alpha_of_parts(parts, boot, mask=covered)
-    joined = alpha_of_parts(with_rater(parts, model), boot, mask=covered)
-    return _panel_rows(info, dimension, "krippendorff_alpha", parts.level, humans_only[key][:3],
-                       joined[:3], boot, boot.ci_method)
+class _HumanPanel:
+    """One dimension's human panel, with what every panel-plus-a-model reuses: the alpha
+    tallies, and per set of stimuli the humans' ICC sums and per-stimulus row terms."""
+
+    def __init__(self, data: StudyData, dimension: str, boot: Bootstrap) -> None:
+        humans = data.human(dimension).astype(float)
+        if dimension == "emotion":
+            humans = np.where(data.labels < 0, np.nan, humans)
+        self.dimension, self.humans, self.boot = dimension, humans, boot
+        self.parts = alpha_parts(humans, "nominal" if dimension == "emotion" else "interval")
+        self.complete = np.isfinite(humans).all(axis=0)
+        self._alpha: dict[bytes, tuple] = {}
+        self._icc: dict[bytes, _HumanIcc] = {}
+
+    def alpha_rows(self, info: dict, model: np.ndarray, batch: SumsBatch) -> Callable[[], list]:
+        """Queue the alpha sums of the panels without and with ``model``; the rows later."""
+        covered = np.isfinite(model)
+        if covered.tobytes() not in self._alpha:
+            self._alpha[covered.tobytes()] = _queued_alpha(self.parts, covered, batch)
+        base, joined = self._alpha[covered.tobytes()], _queued_alpha(
+            with_rater(self.parts, model), covered, batch)
+        return lambda: _panel_rows(info, self.dimension, "krippendorff_alpha", self.parts.level,
+                                   _alpha_result(base, batch), _alpha_result(joined, batch),
+                                   self.boot, self.boot.ci_method)
+
+    def icc_rows(self, info: dict, model: np.ndarray, batch: SumsBatch) -> Callable[[], list]:
+        """Queue the model's ICC terms; the rows (humans, humans + model, change) later."""
+        keep = np.isfinite(model) & self.complete
+        form = icc_label(ICC_PANEL_FORM)
+        if keep.sum() < 2:
+            nan = (np.nan, np.full(self.boot.n_boot, np.nan), int(keep.sum()))
+            return lambda: _panel_rows(info, self.dimension, "icc", form, nan, nan, self.boot, "")
+        if keep.tobytes() not in self._icc:
+            self._icc[keep.tobytes()] = _HumanIcc(self.humans.T[keep], keep, self.boot)
+        humans = self._icc[keep.tobytes()]
+        centre, own = humans.model_terms(model)
+        handle = batch.add(own)
+
+        def rows() -> list[dict]:
+            joined = humans.with_model(centre, *batch.sums(handle))
+            results = (humans.result, joined)
+            rows = _panel_rows(info, self.dimension, "icc", form, *(r[:3] for r in results),
+                               self.boot, "F distribution (exact)")
+            for row, result in zip(rows[:2], results):
+                row["ci_low"], row["ci_high"] = result[3]
+            return rows
+
+        return rows
 
 
-def _icc_rows(info, dimension, humans, with_model, covered, boot, humans_only) -> list[dict]:
-    keep = covered & np.isfinite(with_model).all(axis=0)
-    if keep.sum() < 2:
-        nan = (np.nan, np.full(boot.n_boot, np.nan), int(keep.sum()))
-        return _panel_rows(info, dimension, "icc", icc_label(ICC_PANEL_FORM), nan, nan, boot, "")
-    key = ("icc", dimension, keep.tobytes())
-    if key not in humans_only:
-        humans_only[key] = _panel_icc(humans, keep, boot)
-    results = [humans_only[key], _panel_icc(with_model, keep, boot, humans_only[key])]
-    rows = _panel_rows(info, dimension, "icc", icc_label(ICC_PANEL_FORM), results[0][:3],
-                       results[1][:3], boot, "F distribution (exact)")
-    for row, result in zip(rows[:2], results):
-        exact = result[3].set_index("form").loc[ICC_PANEL_FORM]
-        row["ci_low"], row["ci_high"] = float(exact["ci_low"]), float(exact["ci_high"])
-    return rows
+def _queued_alpha(parts: AlphaParts, covered: np.ndarray, batch: SumsBatch) -> tuple:
+    contributions, statistic = alpha_terms(parts)
+    return batch.add(contributions, covered), statistic, pairable_counts(parts.present, covered)
 
 
-def _panel_icc(panel: np.ndarray, keep: np.ndarray, boot: Bootstrap,
-               humans: tuple | None = None) -> tuple:
-    """ICC(A,1) of a raters x stimuli panel on the ``keep`` stimuli: point, replicates, n, the
-    exact table (F-distribution CIs), and (centre, full-sample sums, resample sums).
-
-    With ``humans``, this function's result for the panel without its last rater (the model),
-    only the sums that the model changes are resampled (row terms, the model's column): the
-    humans' column sums are reused, moved from the humans' centre to this panel's.
-    """
-    block = panel.T[keep]
-    centre = block.mean()
-    contributions = icc_contributions(block, centre)
-    if humans is not None:
-        contributions = contributions[:, [1, 2, -1]]
-    full = np.zeros((len(keep), contributions.shape[1]))
-    full[keep] = contributions
-    point, reps = boot.sums(full)
-    if humans is not None:
-        human_centre, *human_sums = humans[4]
-        point, reps = (_with_human_columns(sums, own, centre - human_centre)
-                       for sums, own in zip(human_sums, (point, reps)))
+def _alpha_result(queued: tuple, batch: SumsBatch) -> tuple:
+    """(estimate, replicates, pairable units) of a queued alpha."""
+    handle, statistic, (n_units, _) = queued
     with np.errstate(divide="ignore", invalid="ignore"):
-        estimate, replicates = (icc_values(icc_mean_squares(sums, panel.shape[0]))[..., 1]
+        return tuple(statistic(sums) for sums in batch.sums(handle)) + (n_units,)
+
+
+class _HumanIcc:
+    """ICC(A,1) of the humans' complete block on the ``keep`` stimuli, and what a panel with
+    one more rater needs from it: the humans' sums and each stimulus's row terms, centred on
+    the humans' grand mean.
+
+    ``result``: (estimate, replicates, n, (exact CI low, high)), as ``with_model``'s.
+    """
+
+    def __init__(self, block: np.ndarray, keep: np.ndarray, boot: Bootstrap) -> None:
+        self.keep, self.k = keep, block.shape[1]
+        self.centre = block.mean()
+        contributions = icc_contributions(block, self.centre)
+        full = np.zeros((len(keep), contributions.shape[1]))
+        full[keep] = contributions
+        self.sums = boot.sums(full)
+        centred = block - self.centre
+        self.row, self.squares = centred.sum(axis=1), (centred**2).sum(axis=1)
+        self.result = _icc_result(*self.sums, len(block), self.k)
+
+    def model_terms(self, model: np.ndarray) -> tuple[float, np.ndarray]:
+        """The panel's grand mean with the model, and the (n_items, 3) terms that the model
+        changes: squared row sum, sum of squares (both of the whole row), the model's value,
+        all centred on that mean; zero off ``keep``."""
+        values, k = model[self.keep], self.k
+        centre = (self.centre * k * len(values) + values.sum()) / (len(values) * (k + 1))
+        shift, own = centre - self.centre, values - centre
+        row = self.row - k * shift + own
+        squares = self.squares - 2 * shift * self.row + k * shift * shift + own * own
+        terms = np.zeros((len(self.keep), 3))
+        terms[self.keep] = np.column_stack([row * row, squares, own])
+        return centre, terms
+
+    def with_model(self, centre: float, point: np.ndarray, reps: np.ndarray) -> tuple:
+        """``result`` of the panel with the model from the summed ``model_terms``."""
+        shift = centre - self.centre
+        point, reps = (_with_human_columns(human, own, shift)
+                       for human, own in zip(self.sums, (point, reps)))
+        return _icc_result(point, reps, int(self.keep.sum()), self.k + 1)
+
+
+def _icc_result(point: np.ndarray, reps: np.ndarray, n: int, k: int) -> tuple:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        estimate, replicates = (icc_values(icc_mean_squares(sums, k))[..., 1]
                                 for sums in (point, reps))
-    return estimate, replicates, int(keep.sum()), icc_matrix(block), (centre, point, reps)
+    exact = icc_table(point, n, k).set_index("form").loc[ICC_PANEL_FORM]
+    return estimate, replicates, n, (float(exact["ci_low"]), float(exact["ci_high"]))
 
 
 def _with_human_columns(humans: np.ndarray, own: np.ndarray, shift: float) -> np.ndarray:

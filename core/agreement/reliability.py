@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from core.agreement.bootstrap import Bootstrap
+from core.agreement.bootstrap import Bootstrap, Statistic
 from core.agreement.categorical import (
     agreement_contributions,
     agreement_statistics,
@@ -206,17 +206,26 @@ def with_rater(parts: AlphaParts, row: np.ndarray) -> AlphaParts:
 def alpha_of_parts(parts: AlphaParts, boot: Bootstrap, mask: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """``alpha_replicates`` from tallies (nominal or interval)."""
-    contributions, statistic = (_nominal_alpha if parts.level == "nominal" else _interval_alpha)(
-        parts.tally)
+    contributions, statistic = alpha_terms(parts)
     return _alpha_result(boot, contributions, statistic, parts.present, mask)
+
+
+def alpha_terms(parts: AlphaParts) -> tuple[np.ndarray, Statistic]:
+    """Per-unit contributions of alpha and the statistic of their sums (to sum in a batch)."""
+    return (_nominal_alpha if parts.level == "nominal" else _interval_alpha)(parts.tally)
+
+
+def pairable_counts(present: np.ndarray, mask: np.ndarray | None = None) -> tuple[int, int]:
+    """Units with >= 2 values (within ``mask``) and the values they hold."""
+    pairable = present >= 2
+    if mask is not None:
+        pairable &= mask
+    return int(pairable.sum()), int(present[pairable].sum())
 
 
 def _alpha_result(boot, contributions, statistic, present, mask):
     point, reps = boot.evaluate(contributions, statistic, mask=mask)
-    pairable = present >= 2
-    if mask is not None:
-        pairable &= mask
-    return point, reps, int(pairable.sum()), int(present[pairable].sum())
+    return (point, reps) + pairable_counts(present, mask)
 
 
 def _value_codes(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -375,9 +384,13 @@ def icc_matrix(matrix: np.ndarray, confidence: float = 0.95) -> pd.DataFrame:
     estimate, F, df1, df2, p, ci_low, ci_high, n, k.
     """
     matrix = np.asarray(matrix, float)
-    n, k = matrix.shape
+    return icc_table(icc_contributions(matrix).sum(axis=0), *matrix.shape, confidence)
+
+
+def icc_table(sums: np.ndarray, n: int, k: int, confidence: float = 0.95) -> pd.DataFrame:
+    """``icc_matrix`` of the n x k matrix whose summed ``icc_contributions`` are ``sums``."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        ms = icc_mean_squares(icc_contributions(matrix).sum(axis=0), k)
+        ms = icc_mean_squares(sums, k)
         values = icc_values(ms)
         low, high, f_values, df2, p = _icc_inference(ms, values, n, k, 1 - confidence)
     return pd.DataFrame({
