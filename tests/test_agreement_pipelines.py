@@ -297,6 +297,33 @@ def test_pooled_gap_equals_a_loop_and_summary_counts_replications(study, tables,
     assert len(replication.query("unit == 'humans'")) == 1
 
 
+def test_human_gap_row_equals_a_loop_over_raters(study, tables):
+    """The humans row: median over raters of each rater's CCC with the mean of the others, in
+    the female group minus the male group (the report takes the group sums from the
+    leave-one-out step, the male group as all minus female)."""
+    ratings, _, stimuli, _ = study
+    wide = ratings.pivot(index="stimulus_id", columns="rater", values="valence").sort_index()
+    female = (stimuli.set_index("stimulus_id").loc[wide.index, "gender"] == "female").to_numpy()
+    values = wide.to_numpy()
+    others = (np.nansum(values, axis=1, keepdims=True) - np.nan_to_num(values)) / (
+        np.isfinite(values).sum(axis=1, keepdims=True) - np.isfinite(values))
+
+    def gap(index):
+        medians = []
+        for group in (female, ~female):
+            chosen = index[group[index]]
+            scores = [lin_ccc(values[chosen, r], others[chosen, r]) for r in range(values.shape[1])]
+            medians.append(np.median(scores))
+        return medians[0] - medians[1]
+
+    row = tables["replication"].query(
+        "finding == 'gender: female − male' and dimension == 'valence' and unit == 'humans'"
+    ).iloc[0]
+    assert row["estimate"] == pytest.approx(gap(np.arange(len(values))))
+    loop = [gap(i) for i in resample_indices(len(values))]
+    assert [row["ci_low"], row["ci_high"]] == pytest.approx(percentile_ci(loop))
+
+
 def test_bias_finding_is_mean_model_minus_human(tables, matrices):
     _, human_v, model_v, _, _ = matrices
     row = tables["replication"].query(

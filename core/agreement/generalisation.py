@@ -27,6 +27,6 @@ def generalisation_tables(
     return {
         "model_differences": model_differences(data, boot, ties, loo),
         "pipelines": pipeline_summary(data, boot, ties),
-        "replication": replication(data, boot, ties, gaps),
+        "replication": replication(data, boot, ties, gaps, loo),
         "rater_planning": rater_planning(data, icc_tables=icc_tables),
     }

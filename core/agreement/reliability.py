@@ -14,7 +14,8 @@ Missing data, per metric:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import krippendorff
 import numpy as np
@@ -478,11 +479,17 @@ def icc(data: StudyData, dimension: str, confidence: float = 0.95) -> pd.DataFra
 
 @dataclass(frozen=True)
 class LeaveOneOut:
-    """Per-rater leave-one-out scores: point (R,), bootstrap replicates (B, R) and n (R,)."""
+    """Per-rater leave-one-out scores: point (R,), bootstrap replicates (B, R) and n (R,).
+
+    ``groups``: per (dimension, mask bytes) of the stimulus groups asked for, the full-sample
+    and resample sums of each rater's contributions on that group (labels: pairs and hits
+    only), for the human rows of subgroup gaps (``core.agreement.replication``).
+    """
 
     point: dict[tuple[str, str], np.ndarray]
     replicates: dict[tuple[str, str], np.ndarray]
     n: dict[tuple[str, str], np.ndarray]
+    groups: dict[tuple[str, bytes], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def others_mean(matrix: np.ndarray) -> np.ndarray:
@@ -503,23 +510,54 @@ def others_majority(labels: np.ndarray, counts: np.ndarray, ties: str = "none",
     return majority_codes(others, ties, intended)[0]
 
 
-def loo_scores(data: StudyData, boot: Bootstrap, ties: str = "none") -> LeaveOneOut:
-    """Every rater against the rest: CCC/r for valence and arousal, accuracy/kappa for labels."""
-    point, reps, n = {}, {}, {}
+def loo_scores(data: StudyData, boot: Bootstrap, ties: str = "none",
+               groups: Sequence[np.ndarray] = ()) -> LeaveOneOut:
+    """Every rater against the rest: CCC/r for valence and arousal, accuracy/kappa for labels.
+
+    ``groups``: stimulus masks whose sums go to ``LeaveOneOut.groups``, taken while each
+    dimension's large contributions exist (they are not built twice).
+    """
+    point, reps, n, group_sums = {}, {}, {}, {}
     for dimension in ("valence", "arousal"):
         matrix = data.human(dimension)
-        # Passed straight on: the large contributions are freed before the next dimension's.
-        p, r = boot.evaluate(paired_moments(matrix.T, others_mean(matrix).T), moment_statistics)
+        # Freed before the next dimension's: each is raters x stimuli x 9 moments.
+        contributions = paired_moments(matrix.T, others_mean(matrix).T)
+        sums = boot.sums(contributions)
+        group_sums.update(_group_sums(boot, dimension, contributions, sums, groups))
+        del contributions
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p, r = (moment_statistics(s) for s in sums)
         for metric in LOO_METRICS[dimension]:
             point[dimension, metric], reps[dimension, metric] = p[metric], r[metric]
             n[dimension, metric] = p["n"]
     majority = others_majority(data.labels, data.vote_counts(), ties, data.intended)
     contributions = agreement_contributions(data.labels.T, majority.T, N_LABELS)
-    p, r = boot.evaluate(contributions, lambda s: agreement_statistics(s, N_LABELS))
+    sums = boot.sums(contributions)
+    group_sums.update(_group_sums(boot, "emotion", contributions[..., :2],
+                                  tuple(s[..., :2] for s in sums), groups))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p, r = (agreement_statistics(s, N_LABELS) for s in sums)
     for metric in LOO_METRICS["emotion"]:
         point["emotion", metric], reps["emotion", metric] = p[metric], r[metric]
         n["emotion", metric] = p["n"]
-    return LeaveOneOut(point, reps, n)
+    return LeaveOneOut(point, reps, n, group_sums)
+
+
+def _group_sums(boot: Bootstrap, dimension: str, contributions: np.ndarray,
+                full: tuple[np.ndarray, np.ndarray], masks: Sequence[np.ndarray]
+                ) -> dict[tuple[str, bytes], tuple[np.ndarray, np.ndarray]]:
+    """Sums of ``contributions`` on each mask's stimuli. A mask whose complement is summed
+    already gets the full sums minus those: a two-group split costs one masked product."""
+    found: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+    for mask in masks:
+        key, complement = mask.tobytes(), (~mask).tobytes()
+        if key in found:
+            continue
+        if complement in found:
+            found[key] = tuple(whole - other for whole, other in zip(full, found[complement]))
+        else:
+            found[key] = boot.sums(contributions, mask)
+    return {(dimension, key): sums for key, sums in found.items()}
 
 
 def leave_one_rater_out(

@@ -20,12 +20,11 @@ import numpy as np
 import pandas as pd
 
 from core.agreement.bootstrap import Bootstrap, Estimate, estimates_frame
-from core.agreement.categorical import agreement_contributions
-from core.agreement.continuous import moment_statistics, paired_moments
-from core.agreement.data import N_LABELS, StudyData
+from core.agreement.continuous import moment_statistics
+from core.agreement.data import StudyData
 from core.agreement.pipelines import CONSENSUS_PIPELINE, pipeline_means, pipeline_members
 from core.agreement.rater import row_medians
-from core.agreement.reliability import others_majority, others_mean
+from core.agreement.reliability import LeaveOneOut, loo_scores
 from core.agreement.scores import REFERENCE, model_scores
 from core.agreement.subgroups import group_masks
 
@@ -44,13 +43,14 @@ def two_group_attributes(data: StudyData) -> list[str]:
 
 def replication(
     data: StudyData, boot: Bootstrap, ties: str = "none",
-    gaps: list[tuple[str, str, str]] | None = None,
+    gaps: list[tuple[str, str, str]] | None = None, loo: LeaveOneOut | None = None,
 ) -> pd.DataFrame:
     """Per finding: estimate and CI per model, per pipeline, pooled and (gaps) humans; which
     units replicate it.
 
     ``gaps``: (attribute, group_a, group_b) findings; default every two-valued attribute with
-    its groups in sorted order. Columns: finding, attribute, group_a, group_b, dimension,
+    its groups in sorted order. ``loo``: leave-one-out scores holding the group sums of the
+    findings' groups (``finding_masks``), to reuse. Columns: finding, attribute, group_a, group_b, dimension,
     reference, metric, unit (model | pipeline | pooled | humans | summary), model_id, pipeline,
     estimate, ci_low, ci_high, n, ci_method, replicated (model/pipeline rows: same sign as the
     pooled estimate and CI excludes 0; pooled row: CI excludes 0), n_replicated and n_units
@@ -58,11 +58,9 @@ def replication(
     """
     if data.n_models == 0:
         return pd.DataFrame()
-    if gaps is None:
-        gaps = [(a, *sorted(group_masks(data, a))) for a in two_group_attributes(data)]
     estimates = []
-    findings = [_gap_finding(data, *gap) for gap in gaps]
-    human_gaps = _human_gaps(data, boot, ties, findings)
+    findings = [_gap_finding(data, *gap) for gap in _gaps_or_default(data, gaps)]
+    human_gaps = _human_gaps(data, boot, ties, findings, loo)
     for finding, mask_a, mask_b in findings:
         first = model_scores(data, boot, ties, mask_a, GAP_METRICS)
         second = model_scores(data, boot, ties, mask_b, GAP_METRICS)
@@ -113,31 +111,38 @@ def _gap_finding(data: StudyData, attribute: str, group_a: str, group_b: str
     return finding, masks[group_a], masks[group_b]
 
 
+def finding_masks(data: StudyData, gaps: list[tuple[str, str, str]] | None = None
+                  ) -> list[np.ndarray]:
+    """The stimulus masks of every gap finding's two groups (none without models), for
+    ``reliability.loo_scores`` to sum the raters' contributions on while it has them."""
+    if data.n_models == 0:
+        return []
+    masks = []
+    for attribute, *groups in _gaps_or_default(data, gaps):
+        by_group = group_masks(data, attribute)
+        masks += [by_group[group] for group in groups if group in by_group]
+    return masks
+
+
+def _gaps_or_default(data: StudyData, gaps: list[tuple[str, str, str]] | None
+                     ) -> list[tuple[str, str, str]]:
+    if gaps is not None:
+        return gaps
+    return [(a, *sorted(group_masks(data, a))) for a in two_group_attributes(data)]
+
+
 def _human_gaps(data: StudyData, boot: Bootstrap, ties: str,
-                findings: list[tuple[dict, np.ndarray, np.ndarray]]
+                findings: list[tuple[dict, np.ndarray, np.ndarray]], loo: LeaveOneOut | None
                 ) -> dict[tuple[str, tuple[str, str]], Estimate]:
-    """The humans row of every gap finding, keyed by (finding, (dimension, metric)).
-
-    One dimension's rater contributions (raters x stimuli x moments: large) exist at a time.
+    """The humans row of every gap finding, keyed by (finding, (dimension, metric)), from the
+    raters' contributions summed per group by ``loo_scores`` (run here if ``loo`` lacks them).
     """
-    found = {}
-    for key in GAP_METRICS if findings else ():
-        contributions = _rater_contributions(data, key[0], ties)
-        for finding, mask_a, mask_b in findings:
-            found[finding["finding"], key] = _human_gap(contributions, boot, finding, key,
-                                                        mask_a, mask_b)
-        del contributions
-    return found
-
-
-def _rater_contributions(data: StudyData, dimension: str, ties: str) -> tuple[np.ndarray, object]:
-    """Each rater's leave-one-out contributions for ``dimension`` and the statistic of their
-    sums (as in ``reliability.loo_scores``)."""
-    if dimension == "emotion":  # accuracy needs only the pair and hit columns
-        majority = others_majority(data.labels, data.vote_counts(), ties, data.intended)
-        return agreement_contributions(data.labels.T, majority.T, N_LABELS)[..., :2], _accuracy
-    matrix = data.human(dimension)
-    return paired_moments(matrix.T, others_mean(matrix).T), moment_statistics
+    masks = [mask for _, mask_a, mask_b in findings for mask in (mask_a, mask_b)]
+    wanted = {(dimension, mask.tobytes()) for dimension, _ in GAP_METRICS for mask in masks}
+    if loo is None or not wanted <= loo.groups.keys():
+        loo = loo_scores(data, boot, ties, masks)
+    return {(finding["finding"], key): _human_gap(loo.groups, finding, key, mask_a, mask_b)
+            for key in GAP_METRICS for finding, mask_a, mask_b in findings}
 
 
 def _accuracy(sums: np.ndarray) -> dict[str, np.ndarray]:
@@ -145,14 +150,16 @@ def _accuracy(sums: np.ndarray) -> dict[str, np.ndarray]:
     return {"accuracy": sums[..., 1] / np.where(n > 0, n, np.nan), "n": n}
 
 
-def _human_gap(rater_contributions: tuple[np.ndarray, object], boot: Bootstrap, finding: dict,
-               key: tuple[str, str], mask_a: np.ndarray, mask_b: np.ndarray) -> Estimate:
+def _human_gap(group_sums: dict[tuple[str, bytes], tuple[np.ndarray, np.ndarray]],
+               finding: dict, key: tuple[str, str], mask_a: np.ndarray, mask_b: np.ndarray
+               ) -> Estimate:
     """The gap in the human ceiling (median rater leave-one-out score) between two groups."""
     dimension, metric = key
-    contributions, statistic = rater_contributions
+    statistic = _accuracy if dimension == "emotion" else moment_statistics
     medians = []
     for mask in (mask_a, mask_b):
-        point, reps = boot.evaluate(contributions, statistic, mask)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            point, reps = (statistic(sums) for sums in group_sums[dimension, mask.tobytes()])
         used = (point["n"] > 0) & np.isfinite(point[metric])
         medians.append((np.median(point[metric][used]) if used.any() else np.nan,
                         row_medians(reps[metric][:, used]), int(used.sum())))

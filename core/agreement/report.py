@@ -19,6 +19,7 @@ from core.agreement.model_vs_human import label_tables
 from core.agreement.pipelines import with_consensus_model
 from core.agreement.rater import human_ceiling
 from core.agreement.reliability import loo_scores
+from core.agreement.replication import finding_masks
 from core.agreement.retest import retest_reliability
 from core.agreement.votes import (
     NOT_APPLICABLE,
@@ -98,7 +99,8 @@ def build_report(
     steps: list[tuple[str, Callable[[], None]]] = [
         ("consensus", lambda: tables.update(consensus=ag.human_consensus(data, ties))),
         ("reliability", lambda: tables.update(_reliability(data, boot, unequal))),
-        ("loo", lambda: tables.update(_rater_tables(data, boot, ties, shared))),
+        ("loo", lambda: tables.update(_rater_tables(
+            data, boot, ties, shared, finding_masks(data, replication_gaps)))),
         ("model vs human", lambda: tables.update(
             model_continuous=ag.model_vs_human_continuous(data, boot),
             **label_tables(data, boot, ties))),
@@ -131,10 +133,10 @@ def _reliability(data: ag.StudyData, boot: ag.Bootstrap, unequal: str) -> dict[s
     return {"fleiss": ag.fleiss_kappa(data, boot, unequal), "alpha": alpha, "icc": icc}
 
 
-def _rater_tables(data: ag.StudyData, boot: ag.Bootstrap, ties: str,
-                  shared: dict[str, object]) -> dict[str, pd.DataFrame]:
+def _rater_tables(data: ag.StudyData, boot: ag.Bootstrap, ties: str, shared: dict[str, object],
+                  groups: list[np.ndarray]) -> dict[str, pd.DataFrame]:
     votes = vote_raters(data)
-    scores = shared["loo"] = without_vote_raters(loo_scores(data, boot, ties), votes)
+    scores = shared["loo"] = without_vote_raters(loo_scores(data, boot, ties, groups), votes)
     ceiling = human_ceiling(data, boot, ties, scores)
     as_rater = ag.model_as_rater(data, boot, ties, scores) if data.n_models else pd.DataFrame()
     if votes.any():
