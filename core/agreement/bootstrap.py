@@ -88,7 +88,7 @@ class Bootstrap:
             mask = np.asarray(mask, dtype=bool)
             if mask.all():
                 mask = None
-        point = (flat if mask is None else flat[mask]).sum(axis=0, dtype=np.float64)
+        point = flat.sum(axis=0, dtype=np.float64, where=True if mask is None else mask[:, None])
         live = flat.any(axis=0)  # all-zero columns (a dimension nobody rated) sum to zero
         resampled = np.zeros((self.n_boot, flat.shape[1]))
         if live.any():
@@ -123,11 +123,15 @@ class Bootstrap:
         weights = self.weights(flat.shape[0])
         if mask is None:
             return weights @ flat
-        weights = weights[:, mask]
         resampled = np.empty((self.n_boot, flat.shape[1]))
-        for start in range(0, flat.shape[1], COLUMN_BLOCK):  # the masked rows, a block at a time
+        rows = max(1, WIDEN_BLOCK_ENTRIES * 4 // max(int(mask.sum()), 1))
+        # The masked rows of a block of columns, times the masked columns of a block of
+        # resamples: no full-size copy of either.
+        for start in range(0, flat.shape[1], COLUMN_BLOCK):
             columns = slice(start, start + COLUMN_BLOCK)
-            resampled[:, columns] = weights @ flat[mask, columns]
+            block = flat[mask, columns]
+            for first in range(0, self.n_boot, rows):
+                resampled[first:first + rows, columns] = weights[first:first + rows][:, mask] @ block
         return resampled
 
     def _count_product(self, flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
