@@ -14,7 +14,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from core.agreement.bootstrap import Bootstrap, Estimate, estimates_frame
+from core.agreement.bootstrap import Bootstrap, Estimate, SumsBatch, estimates_frame
 from core.agreement.categorical import LABEL_METRICS
 from core.agreement.data import DIMENSIONS, StudyData
 from core.agreement.model_vs_human import (
@@ -23,7 +23,7 @@ from core.agreement.model_vs_human import (
     model_predictors,
     reference_codes,
 )
-from core.agreement.reliability import as_float_matrix, alpha_replicates
+from core.agreement.reliability import alpha_parts, alpha_terms, as_float_matrix, pairable_counts
 
 SUBGROUP_CONTINUOUS = ("ccc", "pearson_r", "rmse", "mae")
 ID_KEYS = ("model_id", "dimension", "reference", "scope", "metric")
@@ -57,19 +57,35 @@ def _group_estimates(data: StudyData, boot: Bootstrap, mask: np.ndarray, ties: s
         result = label_estimates(model_predictors(data), truth, "human_majority", boot, mask,
                                  metrics=LABEL_METRICS)
         estimates += [e for e in result.metrics if e.keys["scope"] == "all"]
+    for e in estimates:
+        e.keys.setdefault("scope", "all")
+        e.keys.setdefault("dimension", "emotion")
+    return estimates
+
+
+def _human_alphas(data: StudyData, boot: Bootstrap, masks: dict[str, np.ndarray]
+                  ) -> dict[str, list[Estimate]]:
+    """Krippendorff's alpha of the human raters in each group, per dimension: one set of
+    tallies per dimension, every group's sums resampled together."""
+    batch, queued = SumsBatch(boot), []
     for dimension in (*DIMENSIONS, "emotion"):
         level = "nominal" if dimension == "emotion" else "interval"
-        point, reps, n_units, _ = alpha_replicates(as_float_matrix(data.human(dimension)), level, boot, mask)
-        estimates.append(Estimate(
+        parts = alpha_parts(as_float_matrix(data.human(dimension)), level)
+        contributions, statistic = alpha_terms(parts)
+        for group, mask in masks.items():
+            queued.append((group, dimension, level, batch.add(contributions, mask), statistic,
+                           pairable_counts(parts.present, mask)[0]))
+    alphas: dict[str, list[Estimate]] = {group: [] for group in masks}
+    for group, dimension, level, handle, statistic, n_units in queued:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            point, reps = (statistic(sums) for sums in batch.sums(handle))
+        alphas[group].append(Estimate(
             {"model_id": "humans", "model_name": "human raters", "pipeline": "human",
              "dimension": dimension, "reference": "raters", "scope": "all",
              "metric": f"krippendorff_alpha_{level}"},
             point, reps, n_units,
         ))
-    for e in estimates:
-        e.keys.setdefault("scope", "all")
-        e.keys.setdefault("dimension", "emotion")
-    return estimates
+    return alphas
 
 
 def subgroup_agreement(
@@ -86,7 +102,9 @@ def subgroup_agreement(
     """
     masks = group_masks(data, attribute)
     unassigned = int(data.n_items - sum(int(m.sum()) for m in masks.values()))
-    per_group = {group: _group_estimates(data, boot, mask, ties) for group, mask in masks.items()}
+    alphas = _human_alphas(data, boot, masks)
+    per_group = {group: _group_estimates(data, boot, mask, ties) + alphas[group]
+                 for group, mask in masks.items()}
     frames = []
     for group, estimates in per_group.items():
         frame = estimates_frame(estimates, boot)
