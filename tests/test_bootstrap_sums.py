@@ -128,3 +128,19 @@ def test_narrow_products_keep_no_double_precision_copy_of_the_weights(boot):
     assert N_ITEMS not in boot._double
     boot.sums(rng.normal(size=(N_ITEMS, NARROW + 1)))
     assert N_ITEMS in boot._double
+
+
+@pytest.mark.parametrize("share", [1.0, 0.5])
+def test_a_view_in_another_memory_order_is_summed_as_its_copy(boot, share):
+    """``paired_moments`` returns a (stimuli, raters, moments) view of a (stimuli, moments,
+    raters) array; its sums come back in the view's order without a copy being summed."""
+    rng = np.random.default_rng(9)
+    planes = rng.normal(size=(N_ITEMS, 9, 30))
+    view = np.moveaxis(planes, 1, -1)
+    assert not view.flags.c_contiguous
+    mask = rng.random(N_ITEMS) < share
+    point, reps = boot.sums(view, mask)
+    expected_point, expected_reps = boot.sums(np.ascontiguousarray(view), mask)
+    assert point.shape == (30, 9) and reps.shape == (boot.n_boot, 30, 9)
+    np.testing.assert_allclose(point, expected_point, rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(reps, expected_reps, rtol=1e-13, atol=1e-12)

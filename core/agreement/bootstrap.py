@@ -79,7 +79,7 @@ class Bootstrap:
         (or bool) contributions are summed exactly in single precision; any other dtype in
         double precision. Both results are float64.
         """
-        contributions = np.asarray(contributions)
+        contributions, restore = _in_memory_order(np.asarray(contributions))
         if contributions.dtype.kind not in "biu":
             contributions = contributions.astype(np.float64, copy=False)
         n_items, shape = contributions.shape[0], contributions.shape[1:]
@@ -94,7 +94,10 @@ class Bootstrap:
         if live.any():
             product = self._count_product if _exact_in_single(flat) else self._product
             resampled[:, live] = product(flat if live.all() else flat[:, live], mask)
-        return point.reshape(shape), resampled.reshape((self.n_boot,) + shape)
+        point, resampled = point.reshape(shape), resampled.reshape((self.n_boot,) + shape)
+        if restore is None:
+            return point, resampled
+        return point.transpose(restore), resampled.transpose((0,) + tuple(a + 1 for a in restore))
 
     def _product(self, flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         """Double-precision ``weights @ flat`` over the ``mask`` rows.
@@ -241,6 +244,23 @@ def _column_groups(widths: list[int]) -> list[tuple[int, int]]:
     if widths:
         groups.append((start, len(widths)))
     return groups
+
+
+def _in_memory_order(contributions: np.ndarray) -> tuple[np.ndarray, tuple[int, ...] | None]:
+    """``contributions`` with its per-stimulus axes in memory order, and the permutation that
+    puts sums of it back in the given order (None if nothing moved).
+
+    Sums are linear, so a (stimuli, raters, moments) view of an array laid out (stimuli,
+    moments, raters), which fills each moment's plane with contiguous writes, is summed
+    without the copy a reshape would make.
+    """
+    if contributions.ndim < 3 or contributions.flags.c_contiguous:
+        return contributions, None
+    order = sorted(range(1, contributions.ndim), key=lambda axis: -contributions.strides[axis])
+    moved = contributions.transpose([0, *order])
+    if not moved.flags.c_contiguous:
+        return contributions, None
+    return moved, tuple(int(a) for a in np.argsort([axis - 1 for axis in order]))
 
 
 def _exact_in_single(flat: np.ndarray) -> bool:

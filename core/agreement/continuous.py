@@ -39,9 +39,11 @@ def paired_moments(x: np.ndarray, y: np.ndarray, valid: np.ndarray | None = None
     ok = np.isfinite(x) & np.isfinite(y)
     if valid is not None:
         ok &= valid
-    # Written column by column into one array: no list of full-size temporaries to stack.
-    moments = np.empty(ok.shape + (N_MOMENTS,))
-    w, xc, yc, xx, yy, xy, absolute, squared, d = np.moveaxis(moments, -1, 0)
+    # Laid out (stimuli, moments, ...) so that each moment is written in contiguous runs
+    # (``Bootstrap.sums`` takes the returned moments-last view without copying it), and
+    # written plane by plane: no list of full-size temporaries to stack.
+    planes = np.empty(ok.shape[:1] + (N_MOMENTS,) + ok.shape[1:])
+    w, xc, yc, xx, yy, xy, absolute, squared, d = np.moveaxis(planes, 1, 0)
     w[...] = ok
     n = np.maximum(w.sum(axis=0), 1)
     for centred, values in ((xc, x), (yc, y)):
@@ -53,7 +55,7 @@ def paired_moments(x: np.ndarray, y: np.ndarray, valid: np.ndarray | None = None
     d[...] = np.where(ok, x - y, 0.0)
     np.abs(d, out=absolute)
     np.multiply(d, d, out=squared)
-    return moments
+    return np.moveaxis(planes, 1, -1)
 
 
 def moment_statistics(sums: np.ndarray) -> dict[str, np.ndarray]:
