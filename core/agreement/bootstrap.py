@@ -126,16 +126,9 @@ class Bootstrap:
         weights = self.weights(flat.shape[0])
         if mask is None:
             return weights @ flat
-        resampled = np.empty((self.n_boot, flat.shape[1]))
-        rows = max(1, WIDEN_BLOCK_ENTRIES * 4 // max(int(mask.sum()), 1))
-        # The masked rows of a block of columns, times the masked columns of a block of
-        # resamples: no full-size copy of either.
-        for start in range(0, flat.shape[1], COLUMN_BLOCK):
-            columns = slice(start, start + COLUMN_BLOCK)
-            block = flat[mask, columns]
-            for first in range(0, self.n_boot, rows):
-                resampled[first:first + rows, columns] = weights[first:first + rows][:, mask] @ block
-        return resampled
+        # One product: in blocks of resamples, BLAS would pack the contributions once per
+        # block (2.2x slower with 5 blocks). np.compress is 4x faster than [:, mask].
+        return np.compress(mask, weights, axis=1) @ flat[mask]
 
     def _count_product(self, flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         """Exact ``weights @ flat`` of integer contributions, in single precision, converting a
@@ -143,7 +136,7 @@ class Bootstrap:
         ``_product``."""
         weights = self.single_weights(flat.shape[0])
         if mask is not None and flat.shape[1] > NARROW:
-            weights, flat, mask = weights[:, mask], flat[mask], None
+            weights, flat, mask = np.compress(mask, weights, axis=1), flat[mask], None
         resampled = np.empty((self.n_boot, flat.shape[1]))
         for start in range(0, flat.shape[1], COLUMN_BLOCK):
             block = flat[:, start:start + COLUMN_BLOCK].astype(np.float32)
