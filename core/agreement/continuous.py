@@ -39,6 +39,8 @@ def paired_moments(x: np.ndarray, y: np.ndarray, valid: np.ndarray | None = None
     ok = np.isfinite(x) & np.isfinite(y)
     if valid is not None:
         ok &= valid
+    if not ok.any():  # nothing to pair (a study without V/A ratings): zeros, no arithmetic
+        return np.zeros(ok.shape + (N_MOMENTS,))
     # Laid out (stimuli, moments, ...) so that each moment is written in contiguous runs
     # (``Bootstrap.sums`` takes the returned moments-last view without copying it), and
     # written plane by plane: no list of full-size temporaries to stack.
