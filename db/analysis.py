@@ -49,7 +49,7 @@ def load_ratings(
     if batch_ids is not None:
         query = query.where(RatingBatch.id.in_(list(batch_ids)))
     frame = pd.DataFrame(_driver_rows(session, query), columns=RATING_COLUMNS[1:])
-    frame.insert(0, "stimulus", _paths_of(session, study_id, frame["stimulus_id"]))
+    frame = _with_paths(session, study_id, frame)
     policies = {
         batch_id: policy_of(mapping) for batch_id, mapping in session.execute(
             select(RatingBatch.id, RatingBatch.mapping).where(RatingBatch.study_id == study_id)
@@ -104,7 +104,7 @@ def load_predictions(
     probabilities = _parse_probabilities([row[-1] for row in rows])
     frame = pd.DataFrame([row[:-1] for row in rows], columns=PREDICTION_COLUMNS[1:6])
     del rows  # 300k row tuples on a FER+-size study: gone before the next allocations
-    frame.insert(0, "stimulus", _paths_of(session, study_id, frame["stimulus_id"]))
+    frame = _with_paths(session, study_id, frame)
     frame[PREDICTION_COLUMNS[6:]] = probabilities
     return _newest_per_pair(frame).astype({c: float for c in PREDICTION_COLUMNS[4:]})
 
@@ -128,17 +128,18 @@ def _parse_probabilities(arrays: list[str | None]) -> np.ndarray:
     return np.loadtxt(io.StringIO(lines.replace("null", "nan")), delimiter=",", ndmin=2)
 
 
-def _paths_of(
-    session: Session, study_id: int, stimulus_ids: pd.Series
-) -> pd.api.extensions.ExtensionArray:
-    """The path of each of ``stimulus_ids`` (stimuli of ``study_id``): one string per stimulus
-    shared by its rows, where a joined path column made a string per row."""
-    if stimulus_ids.empty:  # the object dtype of the other columns of an empty frame
-        return pd.array([], dtype=object)
-    paths = pd.Series(dict(_driver_rows(
-        session, select(Stimulus.id, Stimulus.path).where(Stimulus.study_id == study_id)
-    )), dtype="str")
-    return paths.reindex(stimulus_ids).array
+def _with_paths(session: Session, study_id: int, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the path of each row's stimulus (one of ``study_id``) as a first column
+    ``stimulus``: one string per stimulus shared by its rows, where a joined path column made a
+    string per row."""
+    if frame.empty:  # the object dtype of the other columns of an empty frame
+        paths = pd.Series([], dtype=object)
+    else:
+        by_id = pd.Series(dict(_driver_rows(
+            session, select(Stimulus.id, Stimulus.path).where(Stimulus.study_id == study_id)
+        )), dtype="str")
+        paths = by_id.reindex(frame["stimulus_id"]).reset_index(drop=True)
+    return pd.concat([paths.rename("stimulus"), frame], axis=1)
 
 
 def _driver_rows(session: Session, query: Select) -> list[tuple]:
