@@ -36,15 +36,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
         with factory.begin() as session:
             study_id = load_demo(session, actor=Role.OPERATOR)
         with factory() as session:
-            predictions = load_predictions(session, study_id)
-            tables = build_report(load_ratings(session, study_id), predictions,
-                                  load_stimuli(session, study_id), describe_models(session), n_boot=50)
-    figures = report_figures(tables, predictions)
+            frames = (load_ratings(session, study_id), load_predictions(session, study_id),
+                      load_stimuli(session, study_id), describe_models(session))
+    tables = build_report(*frames, n_boot=50)
+    figures = report_figures(tables, frames[1])
     page = render_html(tables, figures, title="Demo report", manifest={"study": DEMO_NAME},
                        descriptions=TABLES)
     path = folder / "report.html"
     path.write_text(page, encoding="utf-8")
-    return {"tables": tables, "figures": figures, "page": page, "path": path, "url": url, "folder": folder}
+    return {"tables": tables, "figures": figures, "page": page, "path": path, "url": url,
+            "folder": folder, "frames": frames}
 
 
 def test_every_table_and_figure_is_in_the_page(demo):
@@ -56,6 +57,19 @@ def test_every_table_and_figure_is_in_the_page(demo):
     assert sections == {"Agreement", "Across pipelines", "Confusion", "Circumplex", "Model diversity"}
     assert "human_median" in page  # the human ceiling beside the model rows
     assert "<dt>Krippendorff&#x27;s alpha</dt>" in page and '"study": ' in page.replace("&quot;", '"')
+
+
+def test_figures_with_nothing_to_draw_are_left_out(demo):
+    """Labels only (a vote study): no circumplex, no valence or arousal figure of NaN estimates."""
+    ratings, predictions, stimuli, models = demo["frames"]
+    no_affect = {"valence": float("nan"), "arousal": float("nan")}
+    predictions = predictions.assign(**no_affect)
+    tables = build_report(ratings.assign(**no_affect), predictions, stimuli, models, n_boot=0)
+    names = [figure.name for figure in report_figures(tables, predictions)]
+    assert "confusion_demo-model-a_human_majority" in names and "model_vs_model_emotion" in names
+    assert [name for name in names if re.search("circumplex|valence|arousal", name)] == []
+    everything = [figure.name for figure in demo["figures"]]
+    assert "circumplex_humans" in everything and "model_vs_model_valence" in everything
 
 
 def test_the_page_references_nothing_outside_itself(demo):

@@ -83,7 +83,10 @@ def report_figures(tables: Mapping[str, pd.DataFrame], predictions: pd.DataFrame
 def iter_report_figures(
     tables: Mapping[str, pd.DataFrame], predictions: pd.DataFrame | None = None
 ) -> Iterator[Figure]:
-    """:func:`report_figures` one at a time, so each can be rendered while the next is built."""
+    """:func:`report_figures` one at a time, so each can be rendered while the next is built.
+
+    A figure with nothing to draw is left out: no estimate at all (valence and arousal rows of a
+    study rated by votes only) or no stimulus with both a valence and an arousal mean."""
     yield from _circumplex_figures(tables, predictions)
     yield from _confusion_figures(tables)
     yield from _matrix_figures(tables["model_vs_model"])
@@ -96,7 +99,8 @@ def _replication_figures(replication: pd.DataFrame) -> list[Figure]:
     """One forest plot per finding: models, pipelines, pooled and humans."""
     if replication.empty:
         return []
-    findings = replication[["finding", "dimension", "metric"]].drop_duplicates()
+    findings = replication.loc[replication["estimate"].notna(), ["finding", "dimension", "metric"]]
+    findings = findings.drop_duplicates()
     return [
         Figure(f"replication_{slug(finding)}_{dimension}_{metric}", "Across pipelines",
                f"Does it replicate? {finding} ({dimension}, {metric})",
@@ -107,7 +111,7 @@ def _replication_figures(replication: pd.DataFrame) -> list[Figure]:
 
 def _circumplex_figures(tables: Mapping[str, pd.DataFrame], predictions: pd.DataFrame | None) -> Iterator[Figure]:
     consensus = tables["consensus"]
-    if consensus.empty:
+    if consensus.empty or not consensus[["valence_mean", "arousal_mean"]].notna().all(axis=1).any():
         return
     yield Figure("circumplex_humans", "Circumplex", "Human consensus", charts.circumplex_chart(consensus))
     if predictions is not None:
@@ -138,6 +142,8 @@ def _matrix_figures(matrix: pd.DataFrame) -> list[Figure]:
     pipelines = dict(zip(matrix["model_a"], matrix["pipeline_a"]))
     figures = []
     for (dimension, metric), rows in matrix.groupby(["dimension", "metric"]):
+        if not _has_estimates(rows):
+            continue
         title = f"Model vs model: {metric} on {dimension}"
         figures.append(Figure(f"model_vs_model_{dimension}", "Model diversity", title,
                               charts.model_heatmap(rows, pipelines=pipelines, metric=metric, title=title)))
@@ -149,6 +155,8 @@ def _forest_figures(tables: Mapping[str, pd.DataFrame]) -> list[Figure]:
     ceiling, loo, as_rater = tables["ceiling"], tables["loo"], tables["model_as_rater"]
     figures = []
     for (dimension, metric), rows in loo.groupby(["dimension", "metric"], sort=False) if not loo.empty else ():
+        if not _has_estimates(rows):
+            continue
         figures.append(Figure(
             f"human_loo_{dimension}_{metric}", "Agreement", f"Human raters vs the others: {dimension} ({metric})",
             charts.forest_plot(rows, ceiling=charts.ceiling_band(ceiling, dimension, metric), label_col="rater",
@@ -156,6 +164,8 @@ def _forest_figures(tables: Mapping[str, pd.DataFrame]) -> list[Figure]:
         ))
     for (dimension, metric), rows in as_rater.groupby(["dimension", "metric"], sort=False) if not as_rater.empty else ():
         humans = loo[(loo["dimension"] == dimension) & (loo["metric"] == metric)]
+        if not _has_estimates(rows, humans):
+            continue
         title = f"{dimension}: {metric} vs the human raters"
         figures.append(Figure(
             f"models_vs_humans_{dimension}_{metric}", "Agreement", title,
@@ -173,12 +183,18 @@ def _subgroup_figures(tables: Mapping[str, pd.DataFrame]) -> list[Figure]:
     for (attribute, dimension, metric), rows in groups.groupby(["attribute", "dimension", "metric"], sort=True):
         pair_gaps = gaps[(gaps["attribute"] == attribute) & (gaps["dimension"] == dimension)
                          & (gaps["metric"] == metric)] if not gaps.empty else None
+        if not _has_estimates(rows, pair_gaps):
+            continue
         title = f"{dimension} {metric} by {attribute}"
         figures.append(Figure(
             f"subgroups_{slug(attribute)}_{dimension}_{metric}", "Agreement", title,
             charts.subgroup_gap_chart(rows, pair_gaps, metric=metric, title=title),
         ))
     return figures
+
+
+def _has_estimates(*frames: pd.DataFrame | None) -> bool:
+    return any(frame is not None and frame["estimate"].notna().any() for frame in frames)
 
 
 def with_ceiling(table: pd.DataFrame, ceiling: pd.DataFrame) -> pd.DataFrame:

@@ -67,7 +67,7 @@ def write_study_report(
     if ratings.empty:
         batches = f" in batches {options.batches}" if options.batches else ""
         raise ReportError(f"study {options.study!r} has no active ratings{batches}; import a rating batch first")
-    unknown = sorted(set(options.models or []) - set(predictions["model_id"]))
+    unknown = sorted(set(options.models or []) - set(predictions["model_id"].unique()))
     if unknown:
         options.warnings.append(f"no predictions for models {unknown} in this study; they are left out")
     tables = build_report(
