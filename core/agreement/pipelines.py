@@ -35,7 +35,7 @@ def default_representatives(predictions: pd.DataFrame, models: pd.DataFrame | No
     predictions."""
     if models is None or models.empty or "pipeline" not in models:
         return []
-    predicted = set(predictions["model_id"].astype(str))
+    predicted = set(predictions["model_id"].astype(str).unique())
     listed = models.assign(model_id=models["model_id"].astype(str))
     listed = listed[listed["model_id"].isin(predicted) & ~listed["pipeline"].isin(NOT_PIPELINES)
                     & listed["pipeline"].notna()]
@@ -57,7 +57,7 @@ def with_consensus_model(
         return predictions, models, []
     chosen = list(representatives) if representatives is not None else (
         default_representatives(predictions, models))
-    unknown = sorted(set(chosen) - set(predictions["model_id"].astype(str)))
+    unknown = sorted(set(chosen) - set(predictions["model_id"].astype(str).unique()))
     if unknown:
         raise ValueError(f"consensus representatives {unknown} have no predictions in this study")
     if len(chosen) < 2:
