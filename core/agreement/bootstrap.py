@@ -28,6 +28,7 @@ COUNT_BLOCK_ENTRIES = 1 << 21  # resample counts are tallied in blocks of about 
 EXACT_SINGLE = 1 << 24  # every integer up to this is exact in float32
 COLUMN_BLOCK = 512  # contributions are converted or copied this many columns at a time
 NARROW = 64  # masked products this narrow zero the masked-out rows instead of copying weights
+ZEROED_MASK_COLUMNS = 256  # masked double products this narrow zero rows, not copy weights
 WIDEN_BLOCK_ENTRIES = 1 << 22  # narrow products widen this many resample counts at a time
 
 
@@ -129,6 +130,8 @@ class Bootstrap:
         weights = self.weights(flat.shape[0])
         if mask is None:
             return weights @ flat
+        if flat.shape[1] <= ZEROED_MASK_COLUMNS:  # as fast, without an 80 MB copy of weights
+            return weights @ np.where(mask[:, None], flat, 0.0)
         # One product: in blocks of resamples, BLAS would pack the contributions once per
         # block (2.2x slower with 5 blocks). np.compress is 4x faster than [:, mask].
         return np.compress(mask, weights, axis=1) @ flat[mask]
