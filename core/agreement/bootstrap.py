@@ -27,7 +27,10 @@ FEW_RESAMPLES = 100  # fewer are flagged in ci_method
 COUNT_BLOCK_ENTRIES = 1 << 21  # resample counts are tallied in blocks of about this many draws
 EXACT_SINGLE = 1 << 24  # every integer up to this is exact in float32
 COLUMN_BLOCK = 512  # contributions are converted or copied this many columns at a time
-NARROW = 64  # masked products this narrow zero the masked-out rows instead of copying weights
+# Products this narrow cost one pass over the weights whatever their width: they widen the
+# single-precision counts instead of making a double copy, zero masked-out rows instead of
+# copying weights, and are joined by SumsBatch.
+NARROW = 64
 ZEROED_MASK_COLUMNS = 256  # masked double products this narrow zero rows, not copy weights
 WIDEN_BLOCK_ENTRIES = 1 << 22  # narrow products widen this many resample counts at a time
 
@@ -116,12 +119,14 @@ class Bootstrap:
             return self._double[n_items] @ flat
         single = self.single_weights(n_items)
         resampled = np.empty((self.n_boot, flat.shape[1]))
+        rows = max(1, min(self.n_boot, WIDEN_BLOCK_ENTRIES // max(n_items, 1)))
         # One buffer for every block: a fresh array per block costs page faults (2-7x slower).
-        buffer = np.empty((max(1, min(self.n_boot, WIDEN_BLOCK_ENTRIES // max(n_items, 1))), n_items))
-        for start in range(0, self.n_boot, len(buffer)):
-            block = buffer[:len(single[start:start + len(buffer)])]
-            np.copyto(block, single[start:start + len(buffer)])
-            np.matmul(block, flat, out=resampled[start:start + len(block)])
+        buffer = np.empty((rows, n_items))
+        for start in range(0, self.n_boot, rows):
+            part = single[start:start + rows]
+            block = buffer[:len(part)]
+            np.copyto(block, part)
+            np.matmul(block, flat, out=resampled[start:start + len(part)])
         return resampled
 
     def _wide_product(self, flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -130,7 +135,7 @@ class Bootstrap:
         weights = self.weights(flat.shape[0])
         if mask is None:
             return weights @ flat
-        if flat.shape[1] <= ZEROED_MASK_COLUMNS:  # as fast, without an 80 MB copy of weights
+        if flat.shape[1] <= ZEROED_MASK_COLUMNS:  # as fast as compressing, and no copy of weights
             return weights @ np.where(mask[:, None], flat, 0.0)
         # One product: in blocks of resamples, BLAS would pack the contributions once per
         # block (2.2x slower with 5 blocks). np.compress is 4x faster than [:, mask].
