@@ -17,8 +17,7 @@ from core.agreement.disagreement import (
 from core.io.images import blurred_thumbnail
 from core.reporting.charts import model_label
 from db import stimuli as stimulus_db
-from ui.analysis_data import db_key
-from ui.chrome import page_setup, role
+from ui.chrome import db_key, page_setup, role
 from ui.downloads import analysis_context, no_models_message, table_downloads
 from ui.text import plain
 

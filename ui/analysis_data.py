@@ -31,6 +31,7 @@ from core.workflows.catalog import describe_models
 from db import analysis as db_analysis
 from db.ratings import list_batches
 from db.versions import analysis_version
+from ui.chrome import db_key
 
 DEFAULT_N_BOOT = 1000
 DEFAULT_SEED = 0
@@ -76,11 +77,6 @@ class StudyFrames:
     predictions: pd.DataFrame
     stimuli: pd.DataFrame
     models: pd.DataFrame
-
-
-def db_key(factory: sessionmaker[Session]) -> str:
-    """The database URL (password hidden) naming the database in cache keys."""
-    return factory.kw["bind"].url.render_as_string(hide_password=True)
 
 
 def data_version(factory: sessionmaker[Session], study_id: int) -> tuple[object, ...]:
