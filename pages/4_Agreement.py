@@ -61,16 +61,17 @@ def human_ceiling_section(context: AnalysisContext) -> None:
         "agrees with the panel as well as a typical rater reaches the human ceiling."
     )
     fleiss, alpha, icc = tables["fleiss"], tables["alpha"], tables["icc"]
-    tiles = [
-        ("Fleiss' kappa (labels)", pick(fleiss, metric="fleiss_kappa")),
-        ("Krippendorff's alpha (labels)", pick(alpha, dimension="emotion")),
-        *((plain(f"ICC(A,1) = ICC(2,1), {dimension}"), pick(icc, dimension=dimension, form="ICC(A,1)"))
-          for dimension in ("valence", "arousal")),
-    ]
-    for cell, (label, rows) in zip(st.columns(len(tiles)), tiles):
-        value = first_estimate(rows)
+    cells = st.columns(4)
+    kappa = first_estimate(pick(fleiss, metric="fleiss_kappa"))
+    if kappa is not None:
+        cells[0].metric("Fleiss' kappa (labels)", f"{kappa:.2f}")
+    nominal = first_estimate(pick(alpha, dimension="emotion"))
+    if nominal is not None:
+        cells[1].metric("Krippendorff's alpha (labels)", f"{nominal:.2f}")
+    for cell, dimension in zip(cells[2:], ("valence", "arousal")):
+        value = first_estimate(pick(icc, dimension=dimension, form="ICC(A,1)"))
         if value is not None:
-            cell.metric(label, f"{value:.2f}")
+            cell.metric(plain(f"ICC(A,1) = ICC(2,1), {dimension}"), f"{value:.2f}")
 
     ceiling, loo = tables["ceiling"], tables["loo"]
     st.subheader("Leave-one-rater-out: each rater against the others")

@@ -227,7 +227,7 @@ def estimate_choice(
     estimated = set(source.loc[source["estimate"].notna(), columns].itertuples(index=False, name=None))
     index = next((i for i, option in enumerate(options) if option in estimated), 0)
     return st.selectbox(
-        label, options, index=index, key=key,
+        plain(label), options, index=index, key=key,
         format_func=lambda option: format_func(option) + ("" if option in estimated else NO_ESTIMATES),
     )
 
