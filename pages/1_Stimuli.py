@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.access import Action, may_see_faces
-from core.io.images import ImageError, blurred_thumbnail, load_rgb
+from core.io.images import ImageError, load_rgb
 from core.io.tabular import TableError, read_table
 from core.ratings.labels import CANONICAL
 from core.ratings.stimulus_keys import KEY_MODES
@@ -22,6 +22,7 @@ from ui.chrome import can, page_setup, role
 from ui.db_errors import friendly_writes
 from ui.face_panel import show_detection
 from ui.text import plain
+from ui.thumbnails import placeholder, shown_thumbnail
 
 PAGE_SIZE = 48
 GRID_COLUMNS = 6
@@ -201,10 +202,13 @@ def gallery_section() -> None:
     faces_visible = faces_shown()
     if not faces_visible:
         st.caption("Face images are hidden from reviewers in this study: blurred thumbnails only.")
-    for start in range(0, len(items), GRID_COLUMNS):
-        for column, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS]):
-            picture = item.thumbnail if faces_visible else blurred_thumbnail(item.thumbnail)
-            column.image(picture, caption=plain(item.path), width="stretch")
+    pictures = [(item, shown_thumbnail(item.thumbnail, faces_visible)) for item in items]
+    missing = sum(picture is None for _, picture in pictures)
+    if missing:
+        st.caption(f"Grey squares: {missing:,} of these stimuli have no stored image to show.")
+    for start in range(0, len(pictures), GRID_COLUMNS):
+        for column, (item, picture) in zip(st.columns(GRID_COLUMNS), pictures[start : start + GRID_COLUMNS]):
+            column.image(picture or placeholder(), caption=plain(item.path), width="stretch")
             column.button(
                 "Details", key=f"detail_{item.id}", on_click=st.session_state.__setitem__,
                 args=(DETAIL_KEY, item.id),
@@ -224,7 +228,7 @@ def detail_section(stimulus_id: int) -> None:
             if faces_shown():
                 show_detection(factory, stimulus.sha256, load_rgb(stimulus.sha256))
             else:
-                st.image(blurred_thumbnail(stimulus.thumbnail), width="stretch")
+                st.image(shown_thumbnail(stimulus.thumbnail, False) or placeholder(), width="stretch")
     except ImageError as error:
         picture.error(plain(error))
     facts.dataframe(

@@ -11,6 +11,7 @@ from core.access import Action
 from ui.chrome import can, page_setup, role
 from ui.db_errors import friendly_writes
 from ui.jobs_panel import ensure_in_process_worker, jobs_panel
+from ui.prediction_status import failures, prediction_counts
 from ui.text import code, plain
 
 # The title first: the model code imports PyTorch, which takes seconds on a server's first visit.
@@ -36,7 +37,7 @@ with st.spinner("Loading PyTorch and the model code (seconds, on the first visit
     from core.workflows.face_stage import CHOICE_RULES
     from core.workflows.stimuli import parse_code_map
     from db.faces import status_counts
-    from db.predictions import failed_stimuli, prediction_summary, study_images
+    from db.predictions import study_images
 
 STATES = {
     "ready": ("ready", "green"),
@@ -57,10 +58,10 @@ NONE = "(none)"
 DETECTOR_CHOICES = [name for name in DETECTORS if name != "precropped"]
 
 
-def overview() -> pd.DataFrame:
+def overview(counts: pd.DataFrame | None) -> pd.DataFrame:
+    """Every model's checkpoint state, with this study's prediction ``counts`` beside it."""
     with factory() as session:
         table = inference.model_overview(session)
-        counts = prediction_summary(session, study_id) if study_id else None
     if counts is None or counts.empty:
         return table.assign(ok=0, failed=0)
     merged = table.merge(counts, on="model_id", how="left")
@@ -227,9 +228,8 @@ def run_section(models: pd.DataFrame, detector: str, rule: str) -> None:
                   args=("fp16_check", {"model": model_id, "detector": detector, "rule": rule}))
 
 
-def failures_section() -> None:
-    with factory() as session:
-        failed = failed_stimuli(session, study_id)
+def failures_section(counts: pd.DataFrame) -> None:
+    failed = failures(factory, study_id, counts)
     if failed.empty:
         st.caption("No failed stimuli.")
         return
@@ -369,7 +369,8 @@ def card_section() -> None:
         st.success(plain(st.session_state.pop(CARD_KEY)))
 
 
-models = overview()
+counts = prediction_counts(factory, study_id) if study_id else None
+models = overview(counts)
 if not can(Action.RUN_MODELS):  # reviewers: the tables only, no run, import or register widgets
     comparison_section()
     status_section(models)
@@ -396,7 +397,7 @@ with run:
             st.caption("This server runs no worker: jobs wait for `python -m core worker` on a worker host.")
         jobs_panel(factory, study_id)
         st.divider()
-        failures_section()
+        failures_section(counts)
 with imported:
     if study_id is None:
         st.info("Create or pick a study on the Home page first.")

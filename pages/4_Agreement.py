@@ -9,6 +9,7 @@ from ui.text import plain
 from ui.downloads import (
     AnalysisContext,
     analysis_context,
+    estimate_choice,
     html_report_download,
     no_models_message,
     show_chart,
@@ -38,6 +39,13 @@ def pick(frame: pd.DataFrame, **equal: object) -> pd.DataFrame:
     return frame[mask]
 
 
+def first_estimate(rows: pd.DataFrame) -> float | None:
+    """The first row's estimate; ``None`` without rows or without an estimate (no tile then)."""
+    if rows.empty or pd.isna(rows["estimate"].iloc[0]):
+        return None
+    return float(rows["estimate"].iloc[0])
+
+
 def with_ceiling(table: pd.DataFrame, ceiling: pd.DataFrame) -> pd.DataFrame:
     """The human leave-one-rater-out median and IQR beside each model row of the same metric."""
     if table.empty or ceiling.empty:
@@ -54,23 +62,23 @@ def human_ceiling_section(context: AnalysisContext) -> None:
     )
     fleiss, alpha, icc = tables["fleiss"], tables["alpha"], tables["icc"]
     cells = st.columns(4)
-    overall = pick(fleiss, metric="fleiss_kappa")
-    if not overall.empty:
-        cells[0].metric("Fleiss' kappa (labels)", f"{overall['estimate'].iloc[0]:.2f}")
-    nominal = pick(alpha, dimension="emotion")
-    if not nominal.empty:
-        cells[1].metric("Krippendorff's alpha (labels)", f"{nominal['estimate'].iloc[0]:.2f}")
+    kappa = first_estimate(pick(fleiss, metric="fleiss_kappa"))
+    if kappa is not None:
+        cells[0].metric("Fleiss' kappa (labels)", f"{kappa:.2f}")
+    nominal = first_estimate(pick(alpha, dimension="emotion"))
+    if nominal is not None:
+        cells[1].metric("Krippendorff's alpha (labels)", f"{nominal:.2f}")
     for cell, dimension in zip(cells[2:], ("valence", "arousal")):
-        row = pick(icc, dimension=dimension, form="ICC(A,1)")
-        if not row.empty:
-            cell.metric(plain(f"ICC(A,1) = ICC(2,1), {dimension}"), f"{row['estimate'].iloc[0]:.2f}")
+        value = first_estimate(pick(icc, dimension=dimension, form="ICC(A,1)"))
+        if value is not None:
+            cell.metric(plain(f"ICC(A,1) = ICC(2,1), {dimension}"), f"{value:.2f}")
 
     ceiling, loo = tables["ceiling"], tables["loo"]
     st.subheader("Leave-one-rater-out: each rater against the others")
     if not ceiling.empty:
-        options = list(ceiling[["dimension", "metric"]].itertuples(index=False, name=None))
-        dimension, metric = st.selectbox(
-            "Metric", options, format_func=lambda o: metric_label(*o), key="agreement-loo-metric"
+        dimension, metric = estimate_choice(
+            "Metric", ceiling, ("dimension", "metric"), format_func=lambda o: metric_label(*o),
+            key="agreement-loo-metric",
         )
         chart = context.chart(("loo", dimension, metric), lambda: charts.forest_plot(
             pick(loo, dimension=dimension, metric=metric), ceiling=charts.ceiling_band(ceiling, dimension, metric),
@@ -106,9 +114,9 @@ def models_section(context: AnalysisContext) -> None:
         "raters' own leave-one-out scores; the percentile says where the model falls among them."
     )
     if not as_rater.empty:
-        options = list(as_rater[["dimension", "metric"]].drop_duplicates().itertuples(index=False, name=None))
-        dimension, metric = st.selectbox(
-            "Metric", options, format_func=lambda o: metric_label(*o), key="agreement-model-metric"
+        dimension, metric = estimate_choice(
+            "Metric", as_rater, ("dimension", "metric"), format_func=lambda o: metric_label(*o),
+            key="agreement-model-metric",
         )
         rows = labelled(pick(as_rater, dimension=dimension, metric=metric), pipelines)
         chart = context.chart(("models", dimension, metric), lambda: charts.forest_plot(
@@ -151,9 +159,9 @@ def subgroup_section(context: AnalysisContext) -> None:
     if attribute is None:
         return
     groups, gaps = pick(groups, attribute=attribute), pick(gaps, attribute=attribute)
-    options = list(groups[["dimension", "metric"]].drop_duplicates().itertuples(index=False, name=None))
-    dimension, metric = st.selectbox(
-        "Metric", options, format_func=lambda o: metric_label(*o), key="agreement-subgroup-metric"
+    dimension, metric = estimate_choice(
+        "Metric", groups, ("dimension", "metric"), format_func=lambda o: metric_label(*o),
+        key="agreement-subgroup-metric",
     )
     chart = context.chart(("subgroups", attribute, dimension, metric), lambda: charts.subgroup_gap_chart(
         labelled(pick(groups, dimension=dimension, metric=metric), pipelines),

@@ -35,7 +35,7 @@ st.markdown(
 )
 for dimension, metric, title in MATRICES:
     matrix = pairs[(pairs["dimension"] == dimension) & (pairs["metric"] == metric)]
-    if matrix.empty:
+    if matrix["estimate"].isna().all():  # no rows, or a dimension no model outputs (labels-only data)
         st.caption(f"{plain(title)}: no model pair has outputs for this.")
         continue
     chart = context.chart(

@@ -18,6 +18,7 @@ from ui.downloads import (
     AnalysisContext,
     analysis_context,
     display_frame,
+    estimate_choice,
     leading,
     no_models_message,
     show_chart,
@@ -99,8 +100,8 @@ def page_filters(frames: StudyFrames, filters: Filters, pipelines: dict[str, str
 
 
 def metric_picker(table: pd.DataFrame, key: str) -> tuple[str, str]:
-    options = list(table[["dimension", "metric"]].drop_duplicates().itertuples(index=False, name=None))
-    return st.selectbox("Dimension and metric", options, format_func=lambda o: metric_label(*o), key=key)
+    return estimate_choice("Dimension and metric", table, ("dimension", "metric"),
+                           format_func=lambda o: metric_label(*o), key=key)
 
 
 def highlighted(display: pd.DataFrame):
@@ -148,7 +149,7 @@ def pipelines_section(context: AnalysisContext) -> None:
     cells = st.columns(3)
     for cell, (statistic, label) in zip(cells, (("mean", "mean of pipelines"), ("between_pipeline_sd", "between-pipeline SD"),
                                                 ("within_pipeline_sd", "within-pipeline SD"))):
-        if statistic in pooled.index:
+        if statistic in pooled.index and pd.notna(pooled.loc[statistic, "estimate"]):
             cell.metric(plain(label), f"{pooled.loc[statistic, 'estimate']:.3f}")
     show_table(rows, f"Pipelines: {metric_label(dimension, metric)}", key="pipelines-summary",
                lead=("pipeline", "statistic", "estimate", "n_models", "models"),
@@ -166,18 +167,19 @@ def replication_section(context: AnalysisContext) -> None:
         st.caption("Replication needs model predictions.")
         return
     summaries = table[table["unit"] == "summary"]
-    options = list(summaries[["finding", "dimension", "metric"]].itertuples(index=False, name=None))
-    finding, dimension, metric = st.selectbox(
-        "Finding", options, key="pipelines-finding",
+    finding, dimension, metric = estimate_choice(
+        "Finding", summaries, ("finding", "dimension", "metric"), key="pipelines-finding", estimates=table,
         format_func=lambda o: f"{o[0]} ({metric_label(o[1], o[2])})",
     )
-    summary = summaries[(summaries["finding"] == finding) & (summaries["dimension"] == dimension)
-                        & (summaries["metric"] == metric)]["summary"].iloc[0]
-    st.markdown(f"**{plain(summary)}**")
-    chart = context.chart(("replication", finding, dimension, metric),
-                          lambda: charts.replication_forest(table, finding, dimension, metric))
-    show_chart(chart, f"replication_{finding}_{dimension}_{metric}", key="pipelines-forest")
     rows = table[(table["finding"] == finding) & (table["dimension"] == dimension) & (table["metric"] == metric)]
+    if rows["estimate"].isna().all():
+        st.caption("No estimate for this finding in this study's data (e.g. no valence or arousal ratings).")
+    else:
+        summary = rows.loc[rows["unit"] == "summary", "summary"].iloc[0]
+        st.markdown(f"**{plain(summary)}**")
+        chart = context.chart(("replication", finding, dimension, metric),
+                              lambda: charts.replication_forest(table, finding, dimension, metric))
+        show_chart(chart, f"replication_{finding}_{dimension}_{metric}", key="pipelines-forest")
     show_table(rows, "Replication of this finding", key="pipelines-replication-finding",
                lead=("unit", "pipeline", "model_id", "estimate", "replicated", "n"),
                caption="Per model, per pipeline, pooled and humans, with 95% bootstrap CIs.")
@@ -191,7 +193,7 @@ def planning_section(context: AnalysisContext) -> None:
         "How many raters? Spearman-Brown reliability of the mean of k raters from the single-rater "
         "ICC, with the number of raters needed for reliability 0.7, 0.8 and 0.9."
     )
-    if planning.empty:
+    if planning.empty or planning["estimate"].isna().all():
         st.caption("Rater planning needs valence or arousal ratings from at least two raters.")
         return
     chart = context.chart(("planning",), lambda: charts.spearman_brown_chart(planning))

@@ -17,8 +17,7 @@ from core.agreement.disagreement import (
 from core.io.images import blurred_thumbnail
 from core.reporting.charts import model_label
 from db import stimuli as stimulus_db
-from ui.analysis_data import db_key
-from ui.chrome import page_setup, role
+from ui.chrome import db_key, page_setup, role
 from ui.downloads import analysis_context, no_models_message, table_downloads
 from ui.text import plain
 
@@ -35,6 +34,24 @@ METRICS = {
     "distinct_label_share": "share of distinct labels",
     "mean_pairwise_jsd": "mean pairwise JSD of label probabilities",
 }
+PROBABILITIES = [f"p_{label}" for label in LABELS]
+SHARES = [f"share_{label}" for label in LABELS]
+# What each ranking of core.agreement.disagreement reads: groups of consensus or prediction
+# columns, each met when any of its columns holds a value. A metric whose inputs are empty in
+# this study (valence on a labels-only study) ranks nothing, so it is not the one offered first.
+NEEDS = {
+    "va_distance": (["valence_mean"], ["arousal_mean"], ["valence"], ["arousal"]),
+    "valence_abs_diff": (["valence_mean"], ["valence"]),
+    "arousal_abs_diff": (["arousal_mean"], ["arousal"]),
+    "jsd": (SHARES, PROBABILITIES),
+    "majority_mismatch": (["majority_label"], ["label"]),
+    "intended_mismatch": (["intended_emotion"], ["label"]),
+    "valence_sd": (["valence"],),
+    "arousal_sd": (["arousal"],),
+    "distinct_label_share": (["label"],),
+    "mean_pairwise_jsd": (PROBABILITIES,),
+}
+NO_VALUES = " (no values in this study)"
 ACROSS_NAMES = {"models": "models", "pipelines": "pipelines (mean of their models)"}
 EMOTION_SOURCES = {"majority_label": "human majority", "intended_emotion": "intended emotion"}
 ALL_MODELS = "__all__"
@@ -102,6 +119,14 @@ def choose_stimuli(consensus: pd.DataFrame, stimuli: pd.DataFrame) -> tuple[pd.D
     return chosen, (source, tuple(emotions), attribute, tuple(values))
 
 
+def metrics_with_values(consensus: pd.DataFrame, predictions: pd.DataFrame) -> set[str]:
+    """The rankings whose inputs hold at least one value (see :data:`NEEDS`)."""
+    needed = {column for groups in NEEDS.values() for group in groups for column in group}
+    filled = {column for frame in (consensus, predictions) for column in needed & set(frame.columns)
+              if frame[column].notna().any()}
+    return {metric for metric, groups in NEEDS.items() if all(filled & set(group) for group in groups)}
+
+
 def vote_text(row: pd.Series) -> str:
     shares = sorted(((row[f"share_{label}"], label) for label in LABELS if row[f"share_{label}"] > 0), reverse=True)
     return " · ".join(f"{label} {share:.2f}" for share, label in shares)
@@ -164,7 +189,11 @@ model_ids = sorted(predictions["model_id"].astype(str).unique())
 kind_col, metric_col, member_col = st.columns([2, 3, 2])
 kind = kind_col.radio("Disagreement", list(KINDS), format_func=KINDS.get, horizontal=True, key="disagreements-kind")
 metrics = MODEL_HUMAN_METRICS if kind == "human" else MODEL_MODEL_METRICS
-by = metric_col.selectbox("Rank by", metrics, format_func=METRICS.get, key=f"disagreements-by-{kind}")
+with_values = metrics_with_values(context.tables["consensus"], predictions)
+by = metric_col.selectbox(
+    "Rank by", metrics, index=next((i for i, m in enumerate(metrics) if m in with_values), 0),
+    format_func=lambda m: METRICS[m] + ("" if m in with_values else NO_VALUES), key=f"disagreements-by-{kind}",
+)
 across = "models"
 if kind == "human":
     model = member_col.selectbox(

@@ -91,6 +91,41 @@ def test_registry_renders_with_every_model_missing_as_an_actionable_state(sessio
     assert "Create or pick a study on the Home page to run models." in texts(at.info)
 
 
+def add_prediction(sessions, stimulus_path: str, status: str = "ok") -> None:
+    with sessions.begin() as session:
+        sha = session.scalar(select(Stimulus.sha256).where(Stimulus.path == stimulus_path))
+        session.add(Prediction(stimulus_sha256=sha, model_id="esr9", checkpoint_sha256="c" * 64,
+                               preprocessing=status, detector="precropped", status=status, label="happiness",
+                               error="no face" if status == "error" else None))
+
+
+def test_prediction_counts_are_read_once_per_data_version(sessions, study_id, monkeypatch) -> None:
+    """The newest prediction per stimulus and model takes seconds on a FER+-size study (285,664
+    predictions): the page reads it once for its counts, skips the failure list when no
+    prediction failed, and a re-render of unchanged data reads it no more."""
+    from db import predictions
+
+    reads = []
+    latest = predictions.latest_predictions
+    monkeypatch.setattr(predictions, "latest_predictions", lambda *args: reads.append(args) or latest(*args))
+    for path in ("face0.png", "face1.png"):
+        add_prediction(sessions, path)
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.dataframe[1].value.set_index("model_id").loc["esr9", "ok"] == 2
+    assert "No failed stimuli." in texts(at.caption)
+    assert len(reads) == 1
+    at.run()
+    assert len(reads) == 1
+
+    add_prediction(sessions, "face1.png", status="error")  # newer: the stimulus' result is now a failure
+    at.run()
+    status = at.dataframe[1].value.set_index("model_id")
+    assert (status.loc["esr9", "ok"], status.loc["esr9", "failed"]) == (1, 1)
+    failed = next(frame.value for frame in at.dataframe if "error" in frame.value.columns)
+    assert failed["stimulus"].tolist() == ["face1.png"] and failed["error"].tolist() == ["no face"]
+
+
 def test_a_wrong_upload_is_refused_with_the_reason(sessions) -> None:
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     at.file_uploader(key="upload_mbf_va_mtl").set_value(("mbf_va_mtl.onnx", b"not the model", "application/octet-stream"))

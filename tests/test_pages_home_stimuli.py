@@ -161,6 +161,26 @@ def test_stimuli_upload_gallery_detail_and_metadata(sessions, study_id) -> None:
         ) == "happiness"
 
 
+def test_stimuli_without_stored_images_show_placeholders(sessions, study_id) -> None:
+    """A study imported without images (empty thumbnails, no blob files, as a benchmark
+    database has) lists its stimuli with grey placeholders; the detail view says what is missing."""
+    with sessions.begin() as session:
+        session.add_all(
+            Stimulus(study_id=study_id, path=f"fer{i:07d}.png", sha256=f"{i:064x}", media_type="image/png",
+                     width=48, height=48, thumbnail=b"" if i else b"not a jpeg")
+            for i in range(3)
+        )
+    at = AppTest.from_file(STIMULI, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert [shown(caption) for image in at.image for caption in image.captions] == [
+        f"fer{i:07d}.png" for i in range(3)
+    ]
+    assert any("no stored image" in text for text in texts(at.caption))
+    at.button(key="detail_1").click().run()
+    assert not at.exception
+    assert any("missing" in text for text in texts(at.error))
+
+
 def test_stimuli_page_key_mode_setting(sessions, study_id) -> None:
     with sessions.begin() as session:
         session.get(Study, study_id).stimulus_key = "path"

@@ -75,6 +75,18 @@ def test_a_reviewer_sees_blurred_thumbnails_until_the_study_allows_faces(demo_st
     assert not any("blurred thumbnails only" in caption.value for caption in at.caption)
 
 
+def test_a_reviewer_sees_placeholders_where_no_thumbnail_is_stored(demo_study, sessions) -> None:
+    from db.models import Stimulus
+    from sqlalchemy import select, update
+    with sessions.begin() as session:
+        session.execute(update(Stimulus).where(Stimulus.study_id == demo_study).values(thumbnail=b""))
+        first = session.scalar(select(Stimulus.id).where(Stimulus.study_id == demo_study).order_by(Stimulus.path))
+    at = logged_in("pages/1_Stimuli.py", "reviewer")
+    assert not at.exception and at.image
+    at.button(key=f"detail_{first}").click().run()
+    assert not at.exception
+
+
 def test_a_scoped_reviewer_cannot_open_another_study(demo_study, sessions) -> None:
     from db.models import Study
     from sqlalchemy import select

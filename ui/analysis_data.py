@@ -31,6 +31,7 @@ from core.workflows.catalog import describe_models
 from db import analysis as db_analysis
 from db.ratings import list_batches
 from db.versions import analysis_version
+from ui.chrome import db_key
 
 DEFAULT_N_BOOT = 1000
 DEFAULT_SEED = 0
@@ -43,6 +44,9 @@ MAX_AHEAD_REPORTS = 4
 _COMPUTED_KEYS: set[tuple] = set()
 # Reports computed (or being computed) ahead by key, until a page hands them to the cache.
 _AHEAD: OrderedDict[tuple, Future[dict[str, pd.DataFrame]]] = OrderedDict()
+# The frames those computations loaded, by the key of ``_frames``, until a page's frames cache
+# takes them: loading a FER+-size study's ratings and predictions again costs about 2 s.
+_AHEAD_FRAMES: OrderedDict[tuple, StudyFrames] = OrderedDict()
 _AHEAD_LOCK = threading.Lock()
 
 
@@ -78,11 +82,6 @@ class StudyFrames:
     models: pd.DataFrame
 
 
-def db_key(factory: sessionmaker[Session]) -> str:
-    """The database URL (password hidden) naming the database in cache keys."""
-    return factory.kw["bind"].url.render_as_string(hide_password=True)
-
-
 def data_version(factory: sessionmaker[Session], study_id: int) -> tuple[object, ...]:
     """The study's data fingerprint; cheap enough for every re-render."""
     with factory() as session:
@@ -102,7 +101,9 @@ def _load_frames(factory: sessionmaker[Session], study_id: int, batch_ids: tuple
 def _frames(
     _factory: sessionmaker[Session], db: str, study_id: int, version: tuple, batch_ids: tuple[int, ...] | None
 ) -> StudyFrames:
-    return _load_frames(_factory, study_id, batch_ids)
+    with _AHEAD_LOCK:
+        ahead = _AHEAD_FRAMES.pop((db, study_id, version, batch_ids), None)
+    return ahead if ahead is not None else _load_frames(_factory, study_id, batch_ids)
 
 
 def study_frames(factory: sessionmaker[Session], study_id: int, filters: Filters = Filters()) -> StudyFrames:
@@ -194,7 +195,12 @@ def compute_ahead(
             _AHEAD.popitem(last=False)
     future.set_running_or_notify_cancel()
     try:
-        future.set_result(_tables(_load_frames(factory, study_id, filters.batch_ids), filters, settings))
+        frames = _load_frames(factory, study_id, filters.batch_ids)
+        with _AHEAD_LOCK:
+            _AHEAD_FRAMES[(*key[:3], filters.batch_ids)] = frames
+            while len(_AHEAD_FRAMES) > MAX_AHEAD_REPORTS:
+                _AHEAD_FRAMES.popitem(last=False)
+        future.set_result(_tables(frames, filters, settings))
     except Exception as error:  # the page computes again in the foreground and shows the error
         future.set_exception(error)
 

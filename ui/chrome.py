@@ -49,6 +49,11 @@ def sessions() -> sessionmaker[Session]:
     return _sessions_for(_secret("db_url") or os.environ.get(DB_URL_ENV) or default_url())
 
 
+def db_key(factory: sessionmaker[Session]) -> str:
+    """The database URL (password hidden) naming the database in cache keys."""
+    return factory.kw["bind"].url.render_as_string(hide_password=True)
+
+
 @dataclass
 class PasswordThrottle:
     """Wrong passwords from one client; after :data:`FREE_TRIES` each one doubles the wait."""

@@ -205,6 +205,33 @@ def show_chart(chart: exports.ChartLike, name: str, *, key: str) -> None:
     chart_downloads(spec, name, key=key)
 
 
+NO_ESTIMATES = " (no estimates)"
+
+
+def estimate_choice(
+    label: str,
+    options_table: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    key: str,
+    format_func: Callable[[tuple], str],
+    estimates: pd.DataFrame | None = None,
+) -> tuple:
+    """A selectbox over the distinct ``columns`` values of ``options_table`` (e.g. dimension and
+    metric) that opens on the first choice with an estimate in ``estimates`` (default: the same
+    table): a study without valence ratings opens on a label metric, not an empty chart. Choices
+    with no estimate at all say so."""
+    columns = list(columns)
+    options = list(options_table[columns].drop_duplicates().itertuples(index=False, name=None))
+    source = options_table if estimates is None else estimates
+    estimated = set(source.loc[source["estimate"].notna(), columns].itertuples(index=False, name=None))
+    index = next((i for i, option in enumerate(options) if option in estimated), 0)
+    return st.selectbox(
+        plain(label), options, index=index, key=key,
+        format_func=lambda option: format_func(option) + ("" if option in estimated else NO_ESTIMATES),
+    )
+
+
 def batch_filter(batches: pd.DataFrame, *, key: str) -> tuple[int, ...] | None:
     """Multiselect of rating batches; ``None`` when all are selected (the shared default)."""
     if batches.empty:
