@@ -59,7 +59,7 @@ NO_ATTRIBUTE = "__none__"
 DEFAULT_SHOWN = 20
 MAX_SHOWN = 100
 GRID_COLUMNS = 6
-MAX_CACHED = 32
+MAX_CACHED = 8  # one all-models ranking of a FER+-size study is ~74 MB
 
 
 @st.cache_data(show_spinner="Ranking stimuli…", max_entries=MAX_CACHED)
