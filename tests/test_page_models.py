@@ -10,6 +10,7 @@ import io
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 from sqlalchemy import select
@@ -173,3 +174,17 @@ def test_run_a_ready_model_then_import_predictions(sessions, study_id, esr9_read
     assert not any(b.label == "Import predictions" for b in at.button)  # the file left with its form
     status = at.dataframe[1].value.set_index("model_id")
     assert status.loc["facereader-9", "state"] == "imported" and status.loc["facereader-9", "ok"] == 2
+
+
+def test_jobs_panel_polls_fast_only_while_a_job_is_active(monkeypatch) -> None:
+    """An idle panel polled every 2 s kept the server 5 % busy per open Models page."""
+    from ui import jobs_panel as panel
+
+    calls = []
+    monkeypatch.setattr(panel, "_live_panel", lambda factory, study: calls.append("live"))
+    monkeypatch.setattr(panel, "_quiet_panel", lambda factory, study: calls.append("quiet"))
+    for states in ([], ["done", "failed"], ["done", "running"], ["queued"]):
+        monkeypatch.setattr(panel, "_jobs", lambda factory, study, s=states: pd.DataFrame({"state": s}))
+        panel.jobs_panel(None, 1)
+    assert calls == ["quiet", "quiet", "live", "live"]
+    assert panel.QUIET_SECONDS > panel.LIVE_SECONDS

@@ -22,7 +22,7 @@ from ui.chrome import can, role
 from ui.db_errors import friendly_writes
 from ui.text import plain
 
-REFRESH_SECONDS = 2
+LIVE_SECONDS, QUIET_SECONDS = 2, 15
 ACTIVE = ("queued", "running")
 
 
@@ -75,11 +75,37 @@ def _cancel(factory: sessionmaker[Session], job_id: int) -> None:
         job_db.request_cancel(session, job_id, actor=role())
 
 
-@st.fragment(run_every=REFRESH_SECONDS)
 def jobs_panel(factory: sessionmaker[Session], study_id: int) -> None:
-    """The study's jobs, refreshed every REFRESH_SECONDS; active ones with a cancel button."""
+    """The study's jobs with a cancel button on active ones: refreshed every LIVE_SECONDS while
+    one is queued or running, every QUIET_SECONDS otherwise (a 2 s poll of an idle panel kept
+    the server 5 % busy per open Models page)."""
+    live = _has_active(_jobs(factory, study_id))
+    (_live_panel if live else _quiet_panel)(factory, study_id)
+
+
+@st.fragment(run_every=LIVE_SECONDS)
+def _live_panel(factory: sessionmaker[Session], study_id: int) -> None:
+    _draw(factory, study_id, live=True)
+
+
+@st.fragment(run_every=QUIET_SECONDS)
+def _quiet_panel(factory: sessionmaker[Session], study_id: int) -> None:
+    _draw(factory, study_id, live=False)
+
+
+def _jobs(factory: sessionmaker[Session], study_id: int) -> pd.DataFrame:
     with factory() as session:
-        table = job_db.study_jobs(session, study_id, limit=20)
+        return job_db.study_jobs(session, study_id, limit=20)
+
+
+def _has_active(table: pd.DataFrame) -> bool:
+    return bool(not table.empty and table["state"].isin(ACTIVE).any())
+
+
+def _draw(factory: sessionmaker[Session], study_id: int, live: bool) -> None:
+    table = _jobs(factory, study_id)
+    if _has_active(table) != live:  # a job started or ended: switch the refresh rate
+        st.rerun()
     if table.empty:
         st.caption("No jobs yet for this study.")
         return
