@@ -12,6 +12,7 @@ from core.agreement.disagreement import (
     MODEL_HUMAN_METRICS,
     MODEL_MODEL_METRICS,
     disagreement_table,
+    metrics_with_values,
     side_by_side,
 )
 from core.io.images import blurred_thumbnail
@@ -33,23 +34,6 @@ METRICS = {
     "arousal_sd": "SD of arousal",
     "distinct_label_share": "share of distinct labels",
     "mean_pairwise_jsd": "mean pairwise JSD of label probabilities",
-}
-PROBABILITIES = [f"p_{label}" for label in LABELS]
-SHARES = [f"share_{label}" for label in LABELS]
-# What each ranking of core.agreement.disagreement reads: groups of consensus or prediction
-# columns, each met when any of its columns holds a value. A metric whose inputs are empty in
-# this study (valence on a labels-only study) ranks nothing, so it is not the one offered first.
-NEEDS = {
-    "va_distance": (["valence_mean"], ["arousal_mean"], ["valence"], ["arousal"]),
-    "valence_abs_diff": (["valence_mean"], ["valence"]),
-    "arousal_abs_diff": (["arousal_mean"], ["arousal"]),
-    "jsd": (SHARES, PROBABILITIES),
-    "majority_mismatch": (["majority_label"], ["label"]),
-    "intended_mismatch": (["intended_emotion"], ["label"]),
-    "valence_sd": (["valence"],),
-    "arousal_sd": (["arousal"],),
-    "distinct_label_share": (["label"],),
-    "mean_pairwise_jsd": (PROBABILITIES,),
 }
 NO_VALUES = " (no values in this study)"
 ACROSS_NAMES = {"models": "models", "pipelines": "pipelines (mean of their models)"}
@@ -117,14 +101,6 @@ def choose_stimuli(consensus: pd.DataFrame, stimuli: pd.DataFrame) -> tuple[pd.D
         ids = stimuli.loc[stimuli[attribute].astype(str).isin(values), "stimulus_id"]
         chosen = chosen[chosen["stimulus_id"].isin(ids)]
     return chosen, (source, tuple(emotions), attribute, tuple(values))
-
-
-def metrics_with_values(consensus: pd.DataFrame, predictions: pd.DataFrame) -> set[str]:
-    """The rankings whose inputs hold at least one value (see :data:`NEEDS`)."""
-    needed = {column for groups in NEEDS.values() for group in groups for column in group}
-    filled = {column for frame in (consensus, predictions) for column in needed & set(frame.columns)
-              if frame[column].notna().any()}
-    return {metric for metric, groups in NEEDS.items() if all(filled & set(group) for group in groups)}
 
 
 def vote_text(row: pd.Series) -> str:

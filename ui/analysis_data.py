@@ -30,8 +30,7 @@ from core.reporting import exports
 from core.workflows.catalog import describe_models
 from db import analysis as db_analysis
 from db.ratings import list_batches
-from db.versions import analysis_version
-from ui.chrome import db_key
+from ui.chrome import data_version, db_key
 
 DEFAULT_N_BOOT = 1000
 DEFAULT_SEED = 0
@@ -80,12 +79,6 @@ class StudyFrames:
     predictions: pd.DataFrame
     stimuli: pd.DataFrame
     models: pd.DataFrame
-
-
-def data_version(factory: sessionmaker[Session], study_id: int) -> tuple[object, ...]:
-    """The study's data fingerprint; cheap enough for every re-render."""
-    with factory() as session:
-        return analysis_version(session, study_id)
 
 
 def _load_frames(factory: sessionmaker[Session], study_id: int, batch_ids: tuple[int, ...] | None) -> StudyFrames:

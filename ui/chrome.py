@@ -20,6 +20,7 @@ from core.access.logins import LoginConfig, read_config
 from db.engine import DB_URL_ENV, default_url, make_engine, make_sessionmaker
 from db.models import Study
 from db.queries import list_studies
+from db.versions import analysis_version
 from ui.text import plain
 
 STUDY_KEY = "study_id"
@@ -52,6 +53,13 @@ def sessions() -> sessionmaker[Session]:
 def db_key(factory: sessionmaker[Session]) -> str:
     """The database URL (password hidden) naming the database in cache keys."""
     return factory.kw["bind"].url.render_as_string(hide_password=True)
+
+
+def data_version(factory: sessionmaker[Session], study_id: int) -> tuple[object, ...]:
+    """The study's data fingerprint (``db.versions.analysis_version``) naming its data in cache
+    keys; cheap enough for every re-render."""
+    with factory() as session:
+        return analysis_version(session, study_id)
 
 
 @dataclass

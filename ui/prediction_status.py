@@ -13,15 +13,9 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.predictions import failed_stimuli, prediction_summary
-from db.versions import analysis_version
-from ui.chrome import db_key
+from ui.chrome import data_version, db_key
 
 MAX_CACHED = 8
-
-
-def _version(factory: sessionmaker[Session], study_id: int) -> tuple:
-    with factory() as session:
-        return analysis_version(session, study_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_CACHED)
@@ -38,7 +32,7 @@ def _failures(_factory: sessionmaker[Session], db: str, study_id: int, version: 
 
 def prediction_counts(factory: sessionmaker[Session], study_id: int) -> pd.DataFrame:
     """Per model: stimuli whose newest prediction is usable (``ok``) or a failure (``failed``)."""
-    return _counts(factory, db_key(factory), study_id, _version(factory, study_id))
+    return _counts(factory, db_key(factory), study_id, data_version(factory, study_id))
 
 
 def failures(factory: sessionmaker[Session], study_id: int, counts: pd.DataFrame) -> pd.DataFrame:
@@ -46,4 +40,4 @@ def failures(factory: sessionmaker[Session], study_id: int, counts: pd.DataFrame
     at all when ``counts`` (:func:`prediction_counts`) has no failure."""
     if counts.empty or not counts["failed"].any():
         return pd.DataFrame(columns=["model_id", "stimulus", "detector", "error"])
-    return _failures(factory, db_key(factory), study_id, _version(factory, study_id))
+    return _failures(factory, db_key(factory), study_id, data_version(factory, study_id))

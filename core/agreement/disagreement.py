@@ -42,6 +42,32 @@ HUMAN_COLUMNS = [
 ]
 
 
+# What each ranking reads: groups of consensus or prediction columns, each met when any of its
+# columns holds a value. A ranking whose inputs are empty in a study (valence on a labels-only
+# study) ranks nothing.
+METRIC_INPUTS: dict[str, tuple[list[str], ...]] = {
+    "va_distance": (["valence_mean"], ["arousal_mean"], ["valence"], ["arousal"]),
+    "valence_abs_diff": (["valence_mean"], ["valence"]),
+    "arousal_abs_diff": (["arousal_mean"], ["arousal"]),
+    "jsd": (SHARES, PROBABILITIES),
+    "majority_mismatch": (["majority_label"], ["label"]),
+    "intended_mismatch": (["intended_emotion"], ["label"]),
+    "valence_sd": (["valence"],),
+    "arousal_sd": (["arousal"],),
+    "distinct_label_share": (["label"],),
+    "mean_pairwise_jsd": (PROBABILITIES,),
+}
+
+
+def metrics_with_values(consensus: pd.DataFrame, predictions: pd.DataFrame) -> set[str]:
+    """The rankings whose inputs hold at least one value (see ``METRIC_INPUTS``)."""
+    needed = {column for groups in METRIC_INPUTS.values() for group in groups for column in group}
+    filled = {column for frame in (consensus, predictions) for column in needed & set(frame.columns)
+              if frame[column].notna().any()}
+    return {metric for metric, groups in METRIC_INPUTS.items()
+            if all(filled & set(group) for group in groups)}
+
+
 def disagreement_table(
     consensus: pd.DataFrame,
     predictions: pd.DataFrame,

@@ -202,7 +202,7 @@ class _HumanPanel:
         base, joined = self._alpha[covered.tobytes()], _queued_alpha(
             with_rater(self.parts, model), covered, batch)
         return lambda: _panel_rows(info, self.dimension, "krippendorff_alpha", self.parts.level,
-                                   _alpha_result(base, batch), _alpha_result(joined, batch),
+                                   _summed_alpha(base, batch), _summed_alpha(joined, batch),
                                    self.boot, self.boot.ci_method)
 
     def icc_rows(self, info: dict, model: np.ndarray, batch: SumsBatch) -> Callable[[], list]:
@@ -235,7 +235,7 @@ def _queued_alpha(parts: AlphaParts, covered: np.ndarray, batch: SumsBatch) -> t
     return batch.add(contributions, covered), statistic, pairable_counts(parts.present, covered)
 
 
-def _alpha_result(queued: tuple, batch: SumsBatch) -> tuple:
+def _summed_alpha(queued: tuple, batch: SumsBatch) -> tuple:
     """(estimate, replicates, pairable units) of a queued alpha."""
     handle, statistic, (n_units, _) = queued
     with np.errstate(divide="ignore", invalid="ignore"):
